@@ -1,0 +1,29 @@
+"""Exception types, one per kind of problem.
+
+All derive from ``CaveError`` (itself a ``ValueError``), so callers can catch the
+family or one kind. Messages name the offending file, row, key or argument.
+"""
+
+
+class CaveError(ValueError):
+  """Base class of every error cave_jax raises on bad input."""
+
+
+class InvalidFeaturesError(CaveError):
+  """An embedding array is unusable: wrong rank, NaN/Inf, all-zero rows, too few rows."""
+
+
+class ShapeMismatchError(CaveError):
+  """Two arrays that must be paired row by row disagree in size or layout."""
+
+
+class InvalidArgumentError(CaveError):
+  """An argument is out of range, e.g. k >= N or an unknown metric name."""
+
+
+class FeatureFileError(CaveError):
+  """A feature file is missing, unreadable, truncated, or holds no usable array."""
+
+
+class ConfigError(CaveError):
+  """An experiment config has an unknown key, a wrong type or an inconsistent value."""

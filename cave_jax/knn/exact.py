@@ -1,0 +1,153 @@
+"""Exact all-pairs k-nearest-neighbour search: the public API.
+
+Semantics (DESIGN.md): the neighbours of row i are the k rows j != i with the largest
+cosine similarity (inner product of the L2-normalised rows), ties broken by the smaller
+j; each row of the result is ordered by score, then index. "Exact" means equal to a
+float64 brute force under that rule, so the result is a pure function of the data: the
+same for every block size.
+
+How it gets there (three stages, all O(N*k + tile) memory, never N x N):
+  1. ``tiles.self_shortlists`` / ``tiles.query_shortlists`` (jitted): blocked float32
+     matmuls feed a running top-``k_s`` per row, ``k_s > k`` (the shortlist). Self-search
+     computes each tile pair once and feeds both its rows and its columns.
+  2. ``rescore``: the shortlist is rescored in float64 from the input, the same way for
+     every pair wherever it sat in a tile, so identical rows get bit-identical scores;
+     the k best by (score, index) are kept.
+  3. ``certify``: a row is exact if its k-th float64 score beats every row left out of
+     the shortlist under a proven bound on the float32 tile error. Rows that are not
+     certified (near-ties at the boundary, e.g. more duplicates than k) are searched
+     again with a shortlist four times longer, until all are certified; a shortlist of
+     N - 1 rows is exact by construction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from cave_jax import errors
+from cave_jax import validation
+from cave_jax.knn import rescore
+from cave_jax.knn import tiles
+
+
+@dataclasses.dataclass(frozen=True)
+class KnnResult:
+  """Neighbours of every query row.
+
+  Attributes:
+    indices: int32 [N, k], row i's neighbours, best first; ties in score by smaller index.
+    scores: float32 [N, k], their cosine similarities (float64 values rounded once).
+    rows_recomputed: how many rows failed the first certificate and were searched again
+      with a longer shortlist (every returned row is exact either way).
+  """
+  indices: np.ndarray
+  scores: np.ndarray
+  rows_recomputed: int = 0
+
+
+def _shortlist_length(k: int, limit: int) -> int:
+  return min(limit, max(2 * k + 8, 16))
+
+
+def _finish(x_query, x_db, query_ids, shortlist, thresholds, k, d, search_again):
+  """Rescores shortlists, certifies rows, and re-searches the rows that fail.
+
+  search_again(rows, k_s) -> (shortlist [len(rows), k_s], thresholds [len(rows)]).
+  """
+  limit = x_db.shape[0] - (query_ids is not None)
+  k_s = shortlist.shape[1]
+  if k_s >= limit:
+    thresholds = np.full_like(thresholds, -np.inf)  # nothing left out: exact
+  indices, scores64 = rescore.top_k_rescored(x_query, x_db, shortlist, k, query_ids)
+  pending = np.flatnonzero(~rescore.certified(scores64[:, -1], thresholds, d))
+  recomputed = pending.size
+  while pending.size:
+    k_s = min(limit, 4 * k_s)
+    sl, th = search_again(pending, k_s)
+    if k_s >= limit:
+      th = np.full_like(th, -np.inf)  # the shortlist holds every candidate: exact
+    q_ids = None if query_ids is None else query_ids[pending]
+    idx, sc = rescore.top_k_rescored(x_query[pending], x_db, sl, k, q_ids)
+    indices[pending], scores64[pending] = idx, sc
+    pending = pending[~rescore.certified(sc[:, -1], th, d)]
+  return KnnResult(indices.astype(np.int32), scores64.astype(np.float32), int(recomputed))
+
+
+def exact_knn(x, k: int, *, block_size: int | None = None) -> KnnResult:
+  """Exact k nearest neighbours of every row of x among the other rows (self-search).
+
+  Args:
+    x: [N, D] float array (any float dtype; scores are computed from it in float64).
+      Rows need not be normalised; duplicate rows are fine (ties go to the smaller index).
+    k: neighbours per row, 1 <= k <= N - 1.
+    block_size: rows per tile (default: chosen from N and D). Any value gives the same
+      result; it only trades speed against memory.
+
+  Returns:
+    KnnResult with indices int32 [N, k] (row i never contains i) and scores float32 [N, k].
+
+  Raises:
+    InvalidFeaturesError: x is not 2-D, has fewer than 2 rows, NaN/Inf or all-zero rows.
+    InvalidArgumentError: k is not an integer in [1, N - 1], or block_size < 1.
+  """
+  x = validation.check_features(x, name="x")
+  n, d = x.shape
+  k = validation.check_k(k, n)
+  block = _check_block(block_size)
+  k_s = _shortlist_length(k, n - 1)
+  # Rows go to the tiles in a fixed random order so that no tile holds many of a row's
+  # neighbours (sorted or clustered inputs would otherwise fail certificates); the
+  # result does not depend on the order.
+  order = np.random.default_rng(0).permutation(n)
+  x_unit = rescore.unit_rows_float32(x)
+  shortlist_p, thresholds_p = tiles.self_shortlists(x_unit[order], k_s, k, block)
+  shortlist = np.empty_like(shortlist_p)
+  shortlist[order] = np.where(shortlist_p >= 0, order[shortlist_p], -1)
+  thresholds = np.empty_like(thresholds_p)
+  thresholds[order] = thresholds_p
+
+  def search_again(rows, k_s):
+    return tiles.query_shortlists(x_unit[rows], x_unit, k_s, block, query_ids=rows)
+
+  return _finish(x, x, np.arange(n), shortlist, thresholds, k, d, search_again)
+
+
+def exact_knn_query(queries, database, k: int, *, block_size: int | None = None) -> KnnResult:
+  """Exact k nearest rows of ``database`` for each row of ``queries`` (no self-exclusion).
+
+  Args:
+    queries: [Nq, D] float array.
+    database: [Nd, D] float array, 1 <= k <= Nd.
+    k: neighbours per query.
+    block_size: rows per tile; any value gives the same result.
+
+  Returns:
+    KnnResult with indices into ``database``, int32 [Nq, k], and scores float32 [Nq, k].
+  """
+  queries = validation.check_features(queries, name="queries", min_rows=1)
+  database = validation.check_features(database, name="database", min_rows=1)
+  if queries.shape[1] != database.shape[1]:
+    raise errors.ShapeMismatchError(
+        f"queries have D={queries.shape[1]} features but database has D={database.shape[1]}")
+  nd, d = database.shape
+  k = validation.check_k(k, nd + 1)
+  block = _check_block(block_size)
+  k_s = _shortlist_length(k, nd)
+  q_unit = rescore.unit_rows_float32(queries)
+  db_unit = rescore.unit_rows_float32(database)
+  shortlist, thresholds = tiles.query_shortlists(q_unit, db_unit, k_s, block)
+
+  def search_again(rows, k_s):
+    return tiles.query_shortlists(q_unit[rows], db_unit, k_s, block)
+
+  return _finish(queries, database, None, shortlist, thresholds, k, d, search_again)
+
+
+def _check_block(block_size):
+  if block_size is None:
+    return None
+  if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size < 1:
+    raise errors.InvalidArgumentError(f"block_size must be a positive integer, got {block_size!r}")
+  return int(block_size)

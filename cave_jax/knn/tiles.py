@@ -1,0 +1,195 @@
+"""Blocked float32 search: running top-k_s shortlists from matmul tiles (jitted).
+
+A tile is ``queries[b] x database[w]^T``: ``b`` query rows against a panel of ``w``
+database rows (w a multiple of b). Every tile feeds a running top-``k_s`` per row.
+
+Selection inside a tile is an exact two-stage top-k (CPU ``top_k`` is slow on wide
+rows): split each row into buckets of ``g`` columns, take the k_s buckets with the
+largest maxima, then the exact top-k_s of those k_s * g values. The k_s chosen maxima
+are all >= any other bucket's maximum, so the k_s-th value returned is >= every value
+left out -- the property the certificate in ``rescore`` relies on. The order of exact
+ties inside a tile does not matter: the float64 rescoring decides them.
+
+Self-search visits each unordered pair once: block I is multiplied only with the
+panels from its own start to the end, and each tile feeds its rows (row side) and
+its columns (column side; columns of block I itself are left to the row side).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_DEFAULT_BLOCK = 2048
+_PANEL_TARGET = 8192
+_MAX_BUCKET = 32
+
+
+def _bucket(c: int) -> int:
+  g = _MAX_BUCKET
+  while c % g:
+    g //= 2
+  return g
+
+
+def _top_k(values, k: int):
+  """Exact top-k along axis 1 of [R, C] by two-stage bucket selection."""
+  r, c = values.shape
+  k = min(k, c)
+  g = _bucket(c)
+  if c // g <= 2 * k or g == 1:
+    return jax.lax.top_k(values, k)
+  buckets = values.reshape(r, c // g, g)
+  _, best = jax.lax.top_k(buckets.max(axis=2), k)  # [R, k] bucket ids
+  inside = jnp.take_along_axis(buckets, best[:, :, None], axis=1).reshape(r, k * g)
+  top, pos = jax.lax.top_k(inside, k)
+  return top, best[jnp.arange(r)[:, None], pos // g] * g + pos % g
+
+
+def _merge(run_v, run_i, new_v, new_i, k_s: int):
+  v, at = jax.lax.top_k(jnp.concatenate([run_v, new_v], axis=1), k_s)
+  return v, jnp.take_along_axis(jnp.concatenate([run_i, new_i], axis=1), at, axis=1)
+
+
+def _tile(q, p):
+  return jax.lax.dot_general(
+      q, p, (((1,), (1,)), ((), ())),
+      precision=jax.lax.Precision.HIGHEST, preferred_element_type=jnp.float32)
+
+
+@functools.partial(
+    jax.jit, static_argnames=("b", "w", "k_s", "k_row", "k_col", "n"), donate_argnums=(0, 1, 2))
+def _self_step(run_v, run_i, run_out, x, i0, j0, *, b, w, k_s, k_row, k_col, n):
+  """One tile of the symmetric schedule: rows [i0, i0+b) x panel [j0, j0+w), j0 >= i0.
+
+  Each side offers only its tile top-k_row / top-k_col to the running shortlists, and
+  run_out[r] keeps the largest tile score that was not offered to row r (the k-th
+  offered value bounds it).
+  """
+  q = jax.lax.dynamic_slice_in_dim(x, i0, b)
+  p = jax.lax.dynamic_slice_in_dim(x, j0, w)
+  t = _tile(q, p)  # [b, w]
+  rows = i0 + jnp.arange(b, dtype=jnp.int32)
+  cols = j0 + jnp.arange(w, dtype=jnp.int32)
+  # Column side: panel rows j learn about block rows i (only for j past block I).
+  keep = (rows < n)[:, None] & (cols >= i0 + b)[None, :]
+  cv, ci = _top_k(jnp.where(keep, t, -jnp.inf).T, k_col)
+  run_v, run_i, run_out = _update(run_v, run_i, run_out, cv, ci + i0, j0, w, k_s)
+  # Row side: block rows i learn about every panel column j != i.
+  keep = (cols < n)[None, :] & (cols[None, :] != rows[:, None])
+  rv, ri = _top_k(jnp.where(keep, t, -jnp.inf), k_row)
+  return _update(run_v, run_i, run_out, rv, ri + j0, i0, b, k_s)
+
+
+def _update(run_v, run_i, run_out, new_v, new_i, start, size, k_s):
+  """Merges a tile's offers for rows [start, start+size) into the running state."""
+  sv = jax.lax.dynamic_slice_in_dim(run_v, start, size)
+  si = jax.lax.dynamic_slice_in_dim(run_i, start, size)
+  so = jax.lax.dynamic_slice_in_dim(run_out, start, size)
+  sv, si = _merge(sv, si, new_v, new_i.astype(jnp.int32), k_s)
+  so = jnp.maximum(so, new_v[:, -1])
+  return (jax.lax.dynamic_update_slice_in_dim(run_v, sv, start, 0),
+          jax.lax.dynamic_update_slice_in_dim(run_i, si, start, 0),
+          jax.lax.dynamic_update_slice_in_dim(run_out, so, start, 0))
+
+
+@functools.partial(jax.jit, static_argnames=("w", "k_s", "n"), donate_argnums=(0, 1))
+def _query_step(run_v, run_i, q, q_ids, db, j0, *, w: int, k_s: int, n: int):
+  """Queries [b] x database panel [j0, j0+w); q_ids (-1: none) are excluded as self."""
+  p = jax.lax.dynamic_slice_in_dim(db, j0, w)
+  t = _tile(q, p)
+  cols = j0 + jnp.arange(w, dtype=jnp.int32)
+  keep = (cols < n)[None, :] & (cols[None, :] != q_ids[:, None])
+  v, i = _top_k(jnp.where(keep, t, -jnp.inf), k_s)
+  return _merge(run_v, run_i, v, i.astype(jnp.int32) + j0, k_s)
+
+
+def _pad_rows(x: np.ndarray, rows: int) -> jax.Array:
+  out = np.zeros((rows, x.shape[1]), np.float32)
+  out[:x.shape[0]] = x
+  return jnp.asarray(out)
+
+
+def _geometry(n: int, block: int | None):
+  """Query block b and panel width w (a multiple of b covering at most n + b rows)."""
+  b = block or min(_DEFAULT_BLOCK, -(-n // 8) * 8)
+  w = b * max(1, min(_PANEL_TARGET // b, -(-n // b)))
+  return b, w
+
+
+def _offer(k_s: int, k: int, tile_rows: int, n: int) -> int:
+  """How many of a tile's best values to offer a row (<= k_s).
+
+  With rows in random order, the number of a row's k true neighbours inside a tile of
+  m of the n rows is about Binomial(k, m/n); offering mean + 4 sd + 4 makes a tile
+  that hides a true neighbour (so the row fails its certificate and is searched
+  again) rare. Correctness never depends on it.
+  """
+  mean = k * min(1.0, tile_rows / n)
+  return min(k_s, tile_rows, int(np.ceil(mean + 4 * np.sqrt(mean) + 4)))
+
+
+def self_shortlists(x_unit: np.ndarray, k_s: int, k: int, block: int | None = None):
+  """Top-k_s float32 shortlists of every row of x among the other rows.
+
+  Args:
+    x_unit: [N, D] float32 unit rows, best in random order (see ``_offer``).
+    k_s: shortlist length, <= N - 1.
+    k: the number of neighbours wanted (sets how much each tile offers).
+    block: query rows per tile (None: automatic).
+
+  Returns:
+    (shortlist int32 [N, k_s], thresholds float32 [N]): thresholds[i] >= the tile score
+    of every row left out of row i's shortlist.
+  """
+  n = x_unit.shape[0]
+  b, w = _geometry(n, block)
+  n_blocks = -(-n // b)
+  x = _pad_rows(x_unit, n_blocks * b + w)
+  run_v = jnp.full((x.shape[0], k_s), -jnp.inf, jnp.float32)
+  run_i = jnp.full((x.shape[0], k_s), -1, jnp.int32)
+  run_out = jnp.full((x.shape[0],), -jnp.inf, jnp.float32)
+  static = dict(b=b, w=w, k_s=k_s, n=n, k_row=_offer(k_s, k, w, n), k_col=_offer(k_s, k, b, n))
+  for blk in range(n_blocks):
+    i0 = blk * b
+    for j0 in range(i0, n, w):
+      run_v, run_i, run_out = _self_step(run_v, run_i, run_out, x, i0, j0, **static)
+  thresholds = jnp.maximum(run_v[:n, -1], run_out[:n])
+  return np.asarray(run_i[:n]), np.asarray(thresholds)
+
+
+def query_shortlists(q_unit: np.ndarray, db_unit: np.ndarray, k_s: int,
+                     block: int | None = None, query_ids=None):
+  """Top-k_s float32 shortlists of each query among the database rows.
+
+  Args:
+    q_unit: [Nq, D] float32 unit rows; db_unit: [Nd, D] float32 unit rows.
+    k_s: shortlist length, <= the number of eligible database rows.
+    block: query rows per tile (None: automatic).
+    query_ids: optional int [Nq]: database row query_ids[r] is never returned for query r.
+
+  Returns:
+    (shortlist int32 [Nq, k_s], thresholds float32 [Nq]) as in ``self_shortlists``.
+  """
+  nq, nd = q_unit.shape[0], db_unit.shape[0]
+  b = min(block or _DEFAULT_BLOCK, 1 << max(3, (nq - 1).bit_length()))  # few distinct shapes
+  w = min(_PANEL_TARGET, -(-nd // 8) * 8)
+  db = _pad_rows(db_unit, -(-nd // w) * w)
+  ids = np.full(nq, -1, np.int32) if query_ids is None else np.asarray(query_ids, np.int32)
+  shortlist = np.empty((nq, k_s), np.int32)
+  thresholds = np.empty(nq, np.float32)
+  for i0 in range(0, nq, b):
+    rows = slice(i0, min(i0 + b, nq))
+    q = _pad_rows(q_unit[rows], b)
+    q_ids = np.full(b, -1, np.int32)
+    q_ids[:rows.stop - i0] = ids[rows]
+    run_v = jnp.full((b, k_s), -jnp.inf, jnp.float32)
+    run_i = jnp.full((b, k_s), -1, jnp.int32)
+    for j0 in range(0, nd, w):
+      run_v, run_i = _query_step(run_v, run_i, q, jnp.asarray(q_ids), db, j0, w=w, k_s=k_s, n=nd)
+    shortlist[rows] = np.asarray(run_i[:rows.stop - i0])
+    thresholds[rows] = np.asarray(run_v[:rows.stop - i0, -1])
+  return shortlist, thresholds

@@ -1,0 +1,40 @@
+"""cave_jax: exact mutual k-NN alignment of representations, from 1K to 15M samples."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="cave_jax",
+    version="0.1.0",
+    description=(
+        "Exact k-nearest-neighbour alignment of vision and language representations "
+        "at scale (JAX/Flax)."
+    ),
+    python_requires=">=3.10",
+    packages=find_packages(include=["cave_jax", "cave_jax.*", "experiments", "configs"]),
+    install_requires=[
+        "jax>=0.10,<0.11",
+        "flax>=0.12,<0.13",
+        "numpy>=1.26",
+        "absl-py>=2.0",
+        "ml_collections>=1.0",
+        "orbax-checkpoint>=0.11",
+        "transformers>=5.0,<6",
+        "safetensors>=0.4",
+        "tensorflow-datasets>=4.9",
+        "tensorstore>=0.1.60",
+        "matplotlib>=3.8",
+        "tqdm>=4.66",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "faiss-cpu>=1.8",
+            # 2.13.0 is the CPU wheel on these machines; a looser pin pulls a CUDA build.
+            "torch==2.13.0",
+            "tensorflow-cpu>=2.16",
+            "psutil>=5.9",
+        ],
+        "cuda12": ["jax[cuda12]>=0.10,<0.11"],
+        "tpu": ["jax[tpu]>=0.10,<0.11"],
+    },
+)
