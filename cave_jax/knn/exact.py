@@ -16,8 +16,8 @@ How it gets there (three stages, all O(N*k + tile) memory, never N x N):
   3. ``certify``: a row is exact if its k-th float64 score beats every row left out of
      the shortlist under a proven bound on the float32 tile error. Rows that are not
      certified (near-ties at the boundary, e.g. more duplicates than k) are searched
-     again with a shortlist four times longer, until all are certified; a shortlist of
-     N - 1 rows is exact by construction.
+     again with a shortlist four times longer until all are certified; once that would
+     reach N - 1 rows, the remaining rows are scored against every row in float64.
 """
 
 from __future__ import annotations
@@ -51,28 +51,43 @@ def _shortlist_length(k: int, limit: int) -> int:
   return min(limit, max(2 * k + 8, 16))
 
 
-def _finish(x_query, x_db, query_ids, shortlist, thresholds, k, d, search_again):
+def _finish(x_query, x_db, query_ids, shortlists, k, d, search_again):
   """Rescores shortlists, certifies rows, and re-searches the rows that fail.
 
-  search_again(rows, k_s) -> (shortlist [len(rows), k_s], thresholds [len(rows)]).
+  shortlists: (shortlist, tile_scores, thresholds) from ``tiles``;
+  search_again(rows, k_s) -> the same for the given query rows with length k_s.
   """
+  shortlist, tile_scores, thresholds = shortlists
   limit = x_db.shape[0] - (query_ids is not None)
   k_s = shortlist.shape[1]
-  if k_s >= limit:
-    thresholds = np.full_like(thresholds, -np.inf)  # nothing left out: exact
-  indices, scores64 = rescore.top_k_rescored(x_query, x_db, shortlist, k, query_ids)
+  indices, scores64 = rescore.top_k_rescored(x_query, x_db, shortlist, tile_scores, k, query_ids)
   pending = np.flatnonzero(~rescore.certified(scores64[:, -1], thresholds, d))
   recomputed = pending.size
   while pending.size:
-    k_s = min(limit, 4 * k_s)
-    sl, th = search_again(pending, k_s)
-    if k_s >= limit:
-      th = np.full_like(th, -np.inf)  # the shortlist holds every candidate: exact
+    k_s = 4 * k_s
     q_ids = None if query_ids is None else query_ids[pending]
-    idx, sc = rescore.top_k_rescored(x_query[pending], x_db, sl, k, q_ids)
+    if k_s >= limit:  # last resort: score every pair of these rows
+      indices[pending], scores64[pending] = _all_pairs(x_query[pending], x_db, k, q_ids)
+      break
+    sl, ts, th = search_again(pending, k_s)
+    idx, sc = rescore.top_k_rescored(x_query[pending], x_db, sl, ts, k, q_ids)
     indices[pending], scores64[pending] = idx, sc
     pending = pending[~rescore.certified(sc[:, -1], th, d)]
   return KnnResult(indices.astype(np.int32), scores64.astype(np.float32), int(recomputed))
+
+
+def _all_pairs(x_query, x_db, k, query_ids, max_pairs=1 << 24):
+  """Float64 top-k of the given rows against every database row (exact by construction)."""
+  nd = x_db.shape[0]
+  step = max(1, max_pairs // nd)
+  parts = []
+  for start in range(0, x_query.shape[0], step):
+    rows = slice(start, start + step)
+    count = len(x_query[rows])
+    everything = np.broadcast_to(np.arange(nd), (count, nd))
+    q_ids = None if query_ids is None else query_ids[rows]
+    parts.append(rescore.top_k_rescored(x_query[rows], x_db, everything, np.zeros((count, nd)), k, q_ids))
+  return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def exact_knn(x, k: int, *, block_size: int | None = None) -> KnnResult:
@@ -102,16 +117,18 @@ def exact_knn(x, k: int, *, block_size: int | None = None) -> KnnResult:
   # result does not depend on the order.
   order = np.random.default_rng(0).permutation(n)
   x_unit = rescore.unit_rows_float32(x)
-  shortlist_p, thresholds_p = tiles.self_shortlists(x_unit[order], k_s, k, block)
+  shortlist_p, tile_scores_p, thresholds_p = tiles.self_shortlists(x_unit[order], k_s, k, block)
   shortlist = np.empty_like(shortlist_p)
   shortlist[order] = np.where(shortlist_p >= 0, order[shortlist_p], -1)
+  tile_scores = np.empty_like(tile_scores_p)
+  tile_scores[order] = tile_scores_p
   thresholds = np.empty_like(thresholds_p)
   thresholds[order] = thresholds_p
 
   def search_again(rows, k_s):
     return tiles.query_shortlists(x_unit[rows], x_unit, k_s, block, query_ids=rows)
 
-  return _finish(x, x, np.arange(n), shortlist, thresholds, k, d, search_again)
+  return _finish(x, x, np.arange(n), (shortlist, tile_scores, thresholds), k, d, search_again)
 
 
 def exact_knn_query(queries, database, k: int, *, block_size: int | None = None) -> KnnResult:
@@ -137,12 +154,12 @@ def exact_knn_query(queries, database, k: int, *, block_size: int | None = None)
   k_s = _shortlist_length(k, nd)
   q_unit = rescore.unit_rows_float32(queries)
   db_unit = rescore.unit_rows_float32(database)
-  shortlist, thresholds = tiles.query_shortlists(q_unit, db_unit, k_s, block)
+  shortlists = tiles.query_shortlists(q_unit, db_unit, k_s, block)
 
   def search_again(rows, k_s):
     return tiles.query_shortlists(q_unit[rows], db_unit, k_s, block)
 
-  return _finish(queries, database, None, shortlist, thresholds, k, d, search_again)
+  return _finish(queries, database, None, shortlists, k, d, search_again)
 
 
 def _check_block(block_size):

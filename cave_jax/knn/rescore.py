@@ -1,9 +1,9 @@
 """Float64 rescoring of shortlists and the float32 error certificate.
 
 The float64 score of a pair is computed the same way wherever the pair sat in a tile:
-``sum((a / |a|) * (b / |b|))`` with |a| = sqrt(sum(a * a)), every reduction along the
-contiguous feature axis of one pair. So identical rows get bit-identical scores and
-exact ties are broken by index alone.
+``sum(a * b) / (|a| |b|)`` with |a| = sqrt(sum(a * a)), products formed in float64 and
+every sum taken along the contiguous feature axis of that one pair. So identical rows
+get bit-identical scores and exact ties are broken by index alone.
 """
 
 from __future__ import annotations
@@ -15,9 +15,13 @@ _CHUNK_BYTES = 64 << 20
 _U32 = 2.0 ** -24  # unit roundoff of float32
 
 
-def _norms64(x: np.ndarray) -> np.ndarray:
-  x64 = np.asarray(x, np.float64)
-  return np.sqrt((x64 * x64).sum(-1))
+def _norms64(x: np.ndarray, chunk_rows: int = 16384) -> np.ndarray:
+  """[N] float64 Euclidean norms of the rows of x, each computed the same way."""
+  out = np.empty(x.shape[0], np.float64)
+  for start in range(0, x.shape[0], chunk_rows):
+    part = x[start:start + chunk_rows]
+    out[start:start + chunk_rows] = np.sqrt(np.multiply(part, part, dtype=np.float64).sum(-1))
+  return out
 
 
 def unit_rows_float32(x: np.ndarray, chunk_rows: int = 16384) -> np.ndarray:
@@ -29,7 +33,7 @@ def unit_rows_float32(x: np.ndarray, chunk_rows: int = 16384) -> np.ndarray:
   out = np.empty(x.shape, np.float32)
   for start in range(0, x.shape[0], chunk_rows):
     x64 = np.asarray(x[start:start + chunk_rows], np.float64)
-    out[start:start + chunk_rows] = x64 / _norms64(x64)[:, None]
+    out[start:start + chunk_rows] = x64 / np.sqrt((x64 * x64).sum(-1))[:, None]
   return out
 
 
@@ -65,14 +69,18 @@ def certified(kth_scores64: np.ndarray, thresholds: np.ndarray, d: int) -> np.nd
   return kth_scores64 > thresholds.astype(np.float64) + error_bound(d)
 
 
-def top_k_rescored(x_query, x_db, shortlist, k: int, query_ids=None):
+def top_k_rescored(x_query, x_db, shortlist, tile_scores, k: int, query_ids=None):
   """Rescores shortlists in float64 and keeps the k best of each by (score, index).
+
+  Only candidates whose tile score is within 2 * error_bound of the k-th best tile
+  score are rescored: any other one is provably below k of the rescored ones.
 
   Args:
     x_query: [R, D] the query rows as given (any float dtype).
     x_db: [Nd, D] the database rows as given.
     shortlist: int [R, k_s] candidate database indices per query, k_s >= k, no repeats;
       -1 marks an empty slot (scored -inf, so a row with fewer than k fails certification).
+    tile_scores: float32 [R, k_s] their float32 tile scores, sorted descending.
     k: neighbours to keep.
     query_ids: optional int [R]; candidate == query_ids[r] is excluded (self-search).
 
@@ -80,23 +88,20 @@ def top_k_rescored(x_query, x_db, shortlist, k: int, query_ids=None):
     (indices int64 [R, k], scores float64 [R, k]), ordered by score desc, then index.
   """
   shortlist = np.asarray(shortlist, np.int64)
-  r, k_s = shortlist.shape
   d = x_db.shape[1]
-  step = max(1, _CHUNK_BYTES // (8 * d * max(k_s, 1)))
-  indices = np.empty((r, k), np.int64)
-  scores = np.empty((r, k), np.float64)
-  for start in range(0, r, step):
-    rows = slice(start, start + step)
-    cand = shortlist[rows]
-    q = np.asarray(x_query[rows], np.float64)
-    q /= _norms64(q)[:, None]
-    c = np.asarray(x_db[np.maximum(cand, 0).reshape(-1)], np.float64)
-    c /= _norms64(c)[:, None]
-    s = (q[:, None, :] * c.reshape(cand.shape + (d,))).sum(-1)
-    s[cand < 0] = -np.inf  # an unfilled shortlist slot
-    if query_ids is not None:
-      s[cand == np.asarray(query_ids)[rows, None]] = -np.inf
-    order = np.lexsort((cand, -s), axis=-1)[:, :k]
-    indices[rows] = np.take_along_axis(cand, order, -1)
-    scores[rows] = np.take_along_axis(s, order, -1)
-  return indices, scores
+  tile_scores = np.asarray(tile_scores, np.float64)
+  floor = tile_scores[:, k - 1] - 2 * error_bound(d)
+  keep = (tile_scores >= floor[:, None]) & (shortlist >= 0)
+  if query_ids is not None:
+    keep &= shortlist != np.asarray(query_ids)[:, None]
+  rows, slots = np.nonzero(keep)
+  cand = shortlist[rows, slots]
+  scores = np.full(shortlist.shape, -np.inf)
+  q_norms, db_norms = _norms64(x_query), _norms64(x_db)
+  step = max(1, _CHUNK_BYTES // (8 * d))
+  for start in range(0, rows.size, step):
+    r, c = rows[start:start + step], cand[start:start + step]
+    dots = np.multiply(x_query[r], x_db[c], dtype=np.float64).sum(-1)
+    scores[r, slots[start:start + step]] = dots / (q_norms[r] * db_norms[c])
+  order = np.lexsort((shortlist, -scores), axis=-1)[:, :k]
+  return np.take_along_axis(shortlist, order, -1), np.take_along_axis(scores, order, -1)

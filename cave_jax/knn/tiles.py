@@ -25,28 +25,50 @@ import numpy as np
 
 _DEFAULT_BLOCK = 2048
 _PANEL_TARGET = 8192
-_MAX_BUCKET = 32
 
 
-def _bucket(c: int) -> int:
-  g = _MAX_BUCKET
-  while c % g:
-    g //= 2
-  return g
+def _groups(c, k):
+  """Bucket sizes for a hierarchical top-k over a length-c axis (each a power of 2 <= 8)."""
+  sizes = []
+  while True:
+    g = 8
+    while c % g:
+      g //= 2
+    if g == 1 or c // g <= 2 * k:
+      return sizes
+    sizes.append(g)
+    c //= g
 
-
-def _top_k(values, k: int):
-  """Exact top-k along axis 1 of [R, C] by two-stage bucket selection."""
-  r, c = values.shape
+def _top_k_rows(t, k):
+  """Exact top-k along axis 1 of t [R, C]: (values [R, k], column ids [R, k])."""
+  r, c = t.shape
   k = min(k, c)
-  g = _bucket(c)
-  if c // g <= 2 * k or g == 1:
-    return jax.lax.top_k(values, k)
-  buckets = values.reshape(r, c // g, g)
-  _, best = jax.lax.top_k(buckets.max(axis=2), k)  # [R, k] bucket ids
-  inside = jnp.take_along_axis(buckets, best[:, :, None], axis=1).reshape(r, k * g)
-  top, pos = jax.lax.top_k(inside, k)
-  return top, best[jnp.arange(r)[:, None], pos // g] * g + pos % g
+  sizes = _groups(c, k)
+  levels = [t]
+  for g in sizes:
+    levels.append(levels[-1].reshape(r, -1, g).max(axis=2))
+  vals, ids = jax.lax.top_k(levels[-1], k)
+  for g, level in zip(reversed(sizes), reversed(levels[:-1])):
+    cand = (ids[:, :, None] * g + jnp.arange(g)).reshape(r, k * g)
+    vals, pos = jax.lax.top_k(jnp.take_along_axis(level, cand, axis=1), k)
+    ids = jnp.take_along_axis(cand, pos, axis=1)
+  return vals, ids
+
+def _top_k_cols(t, k):
+  """Exact top-k along axis 0 of t [R, C]: (values [C, k], row ids [C, k])."""
+  r, c = t.shape
+  k = min(k, r)
+  sizes = _groups(r, k)
+  levels = [t]
+  for g in sizes:
+    levels.append(levels[-1].reshape(-1, g, c).max(axis=1))
+  vals, ids = jax.lax.top_k(levels[-1].T, k)
+  col = jnp.arange(c)[:, None]
+  for g, level in zip(reversed(sizes), reversed(levels[:-1])):
+    cand = (ids[:, :, None] * g + jnp.arange(g)).reshape(c, k * g)
+    vals, pos = jax.lax.top_k(level[cand, col], k)
+    ids = jnp.take_along_axis(cand, pos, axis=1)
+  return vals, ids
 
 
 def _merge(run_v, run_i, new_v, new_i, k_s: int):
@@ -71,40 +93,50 @@ def _self_step(run_v, run_i, run_out, x, i0, j0, *, b, w, k_s, k_row, k_col, n):
   """
   q = jax.lax.dynamic_slice_in_dim(x, i0, b)
   p = jax.lax.dynamic_slice_in_dim(x, j0, w)
-  t = _tile(q, p)  # [b, w]
+  t = _tile(q, p)  # [b, w]; no masks on the tile: invalid offers are dropped below
   rows = i0 + jnp.arange(b, dtype=jnp.int32)
   cols = j0 + jnp.arange(w, dtype=jnp.int32)
   # Column side: panel rows j learn about block rows i (only for j past block I).
-  keep = (rows < n)[:, None] & (cols >= i0 + b)[None, :]
-  cv, ci = _top_k(jnp.where(keep, t, -jnp.inf).T, k_col)
-  run_v, run_i, run_out = _update(run_v, run_i, run_out, cv, ci + i0, j0, w, k_s)
+  cv, ci = _top_k_cols(t, k_col)
+  ci = ci.astype(jnp.int32) + i0
+  run_v, run_i, run_out = _update(
+      run_v, run_i, run_out, cv, ci, ci < n, cols >= i0 + b, j0, w, k_s, k_col >= b)
   # Row side: block rows i learn about every panel column j != i.
-  keep = (cols < n)[None, :] & (cols[None, :] != rows[:, None])
-  rv, ri = _top_k(jnp.where(keep, t, -jnp.inf), k_row)
-  return _update(run_v, run_i, run_out, rv, ri + j0, i0, b, k_s)
+  rv, ri = _top_k_rows(t, k_row)
+  ri = ri.astype(jnp.int32) + j0
+  return _update(run_v, run_i, run_out, rv, ri, (ri < n) & (ri != rows[:, None]),
+                 rows >= 0, i0, b, k_s, k_row >= w)
 
 
-def _update(run_v, run_i, run_out, new_v, new_i, start, size, k_s):
-  """Merges a tile's offers for rows [start, start+size) into the running state."""
+def _update(run_v, run_i, run_out, new_v, new_i, valid, covered, start, size, k_s, whole):
+  """Merges one tile's offers for rows [start, start+size) into the running state.
+
+  new_v, new_i: [size, k_t] a tile's top-k_t values and global ids for each row, best
+  first; valid: [size, k_t] False for offers that must not count (self, padding);
+  covered: [size] False for rows this tile does not serve at all (pairs the other side
+  of the schedule covers). Unless the tile offered its whole row (``whole``), its k_t-th
+  raw value bounds every value it did not offer, so it goes into run_out.
+  """
   sv = jax.lax.dynamic_slice_in_dim(run_v, start, size)
   si = jax.lax.dynamic_slice_in_dim(run_i, start, size)
   so = jax.lax.dynamic_slice_in_dim(run_out, start, size)
-  sv, si = _merge(sv, si, new_v, new_i.astype(jnp.int32), k_s)
-  so = jnp.maximum(so, new_v[:, -1])
+  valid = valid & covered[:, None]
+  if not whole:
+    so = jnp.maximum(so, jnp.where(covered, new_v[:, -1], -jnp.inf))
+  sv, si = _merge(sv, si, jnp.where(valid, new_v, -jnp.inf), new_i, k_s)
   return (jax.lax.dynamic_update_slice_in_dim(run_v, sv, start, 0),
           jax.lax.dynamic_update_slice_in_dim(run_i, si, start, 0),
           jax.lax.dynamic_update_slice_in_dim(run_out, so, start, 0))
 
 
-@functools.partial(jax.jit, static_argnames=("w", "k_s", "n"), donate_argnums=(0, 1))
-def _query_step(run_v, run_i, q, q_ids, db, j0, *, w: int, k_s: int, n: int):
+@functools.partial(jax.jit, static_argnames=("w", "k_s", "n"), donate_argnums=(0, 1, 2))
+def _query_step(run_v, run_i, run_out, q, q_ids, db, j0, *, w: int, k_s: int, n: int):
   """Queries [b] x database panel [j0, j0+w); q_ids (-1: none) are excluded as self."""
-  p = jax.lax.dynamic_slice_in_dim(db, j0, w)
-  t = _tile(q, p)
-  cols = j0 + jnp.arange(w, dtype=jnp.int32)
-  keep = (cols < n)[None, :] & (cols[None, :] != q_ids[:, None])
-  v, i = _top_k(jnp.where(keep, t, -jnp.inf), k_s)
-  return _merge(run_v, run_i, v, i.astype(jnp.int32) + j0, k_s)
+  t = _tile(q, jax.lax.dynamic_slice_in_dim(db, j0, w))
+  v, i = _top_k_rows(t, k_s)
+  i = i.astype(jnp.int32) + j0
+  return _update(run_v, run_i, run_out, v, i, (i < n) & (i != q_ids[:, None]),
+                 q_ids > -2, 0, q.shape[0], k_s, k_s >= w)
 
 
 def _pad_rows(x: np.ndarray, rows: int) -> jax.Array:
@@ -118,6 +150,15 @@ def _geometry(n: int, block: int | None):
   b = block or min(_DEFAULT_BLOCK, -(-n // 8) * 8)
   w = b * max(1, min(_PANEL_TARGET // b, -(-n // b)))
   return b, w
+
+
+def _panel_width(remaining: int, b: int, w: int) -> int:
+  """Width of the panel that covers ``remaining`` columns: w, or the smallest b * 2^m
+  that covers them (a short tail panel wastes less than a full one; few shapes)."""
+  width = b
+  while width < min(remaining, w):
+    width *= 2
+  return min(width, w)
 
 
 def _offer(k_s: int, k: int, tile_rows: int, n: int) -> int:
@@ -142,8 +183,9 @@ def self_shortlists(x_unit: np.ndarray, k_s: int, k: int, block: int | None = No
     block: query rows per tile (None: automatic).
 
   Returns:
-    (shortlist int32 [N, k_s], thresholds float32 [N]): thresholds[i] >= the tile score
-    of every row left out of row i's shortlist.
+    (shortlist int32 [N, k_s], tile_scores float32 [N, k_s], thresholds float32 [N]):
+    shortlists sorted by tile score (-1 / -inf mark empty slots); thresholds[i] >= the
+    tile score of every row left out of row i's shortlist.
   """
   n = x_unit.shape[0]
   b, w = _geometry(n, block)
@@ -156,9 +198,12 @@ def self_shortlists(x_unit: np.ndarray, k_s: int, k: int, block: int | None = No
   for blk in range(n_blocks):
     i0 = blk * b
     for j0 in range(i0, n, w):
-      run_v, run_i, run_out = _self_step(run_v, run_i, run_out, x, i0, j0, **static)
+      width = _panel_width(n - j0, b, w)
+      run_v, run_i, run_out = _self_step(
+          run_v, run_i, run_out, x, i0, j0, **dict(static, w=width,
+                                                   k_row=_offer(k_s, k, width, n)))
   thresholds = jnp.maximum(run_v[:n, -1], run_out[:n])
-  return np.asarray(run_i[:n]), np.asarray(thresholds)
+  return np.asarray(run_i[:n]), np.asarray(run_v[:n]), np.asarray(thresholds)
 
 
 def query_shortlists(q_unit: np.ndarray, db_unit: np.ndarray, k_s: int,
@@ -172,7 +217,7 @@ def query_shortlists(q_unit: np.ndarray, db_unit: np.ndarray, k_s: int,
     query_ids: optional int [Nq]: database row query_ids[r] is never returned for query r.
 
   Returns:
-    (shortlist int32 [Nq, k_s], thresholds float32 [Nq]) as in ``self_shortlists``.
+    (shortlist, tile_scores, thresholds) as in ``self_shortlists``.
   """
   nq, nd = q_unit.shape[0], db_unit.shape[0]
   b = min(block or _DEFAULT_BLOCK, 1 << max(3, (nq - 1).bit_length()))  # few distinct shapes
@@ -180,6 +225,7 @@ def query_shortlists(q_unit: np.ndarray, db_unit: np.ndarray, k_s: int,
   db = _pad_rows(db_unit, -(-nd // w) * w)
   ids = np.full(nq, -1, np.int32) if query_ids is None else np.asarray(query_ids, np.int32)
   shortlist = np.empty((nq, k_s), np.int32)
+  tile_scores = np.empty((nq, k_s), np.float32)
   thresholds = np.empty(nq, np.float32)
   for i0 in range(0, nq, b):
     rows = slice(i0, min(i0 + b, nq))
@@ -188,8 +234,12 @@ def query_shortlists(q_unit: np.ndarray, db_unit: np.ndarray, k_s: int,
     q_ids[:rows.stop - i0] = ids[rows]
     run_v = jnp.full((b, k_s), -jnp.inf, jnp.float32)
     run_i = jnp.full((b, k_s), -1, jnp.int32)
+    run_out = jnp.full((b,), -jnp.inf, jnp.float32)
+    q_ids = jnp.asarray(q_ids)
     for j0 in range(0, nd, w):
-      run_v, run_i = _query_step(run_v, run_i, q, jnp.asarray(q_ids), db, j0, w=w, k_s=k_s, n=nd)
+      run_v, run_i, run_out = _query_step(
+          run_v, run_i, run_out, q, q_ids, db, j0, w=w, k_s=k_s, n=nd)
     shortlist[rows] = np.asarray(run_i[:rows.stop - i0])
-    thresholds[rows] = np.asarray(run_v[:rows.stop - i0, -1])
-  return shortlist, thresholds
+    tile_scores[rows] = np.asarray(run_v[:rows.stop - i0])
+    thresholds[rows] = np.asarray(jnp.maximum(run_v[:, -1], run_out)[:rows.stop - i0])
+  return shortlist, tile_scores, thresholds
