@@ -83,8 +83,8 @@ def _tile(q, p):
 
 
 @functools.partial(
-    jax.jit, static_argnames=("b", "w", "k_s", "k_row", "k_col", "n"), donate_argnums=(0, 1, 2))
-def _self_step(run_v, run_i, run_out, x, i0, j0, *, b, w, k_s, k_row, k_col, n):
+    jax.jit, static_argnames=("b", "w", "k_s", "k_row", "k_col"), donate_argnums=(0, 1, 2))
+def _self_step(run_v, run_i, run_out, x, i0, j0, n, *, b, w, k_s, k_row, k_col):
   """One tile of the symmetric schedule: rows [i0, i0+b) x panel [j0, j0+w), j0 >= i0.
 
   Each side offers only its tile top-k_row / top-k_col to the running shortlists, and
@@ -129,8 +129,8 @@ def _update(run_v, run_i, run_out, new_v, new_i, valid, covered, start, size, k_
           jax.lax.dynamic_update_slice_in_dim(run_out, so, start, 0))
 
 
-@functools.partial(jax.jit, static_argnames=("w", "k_s", "n"), donate_argnums=(0, 1, 2))
-def _query_step(run_v, run_i, run_out, q, q_ids, db, j0, *, w: int, k_s: int, n: int):
+@functools.partial(jax.jit, static_argnames=("w", "k_s"), donate_argnums=(0, 1, 2))
+def _query_step(run_v, run_i, run_out, q, q_ids, db, j0, n, *, w: int, k_s: int):
   """Queries [b] x database panel [j0, j0+w); q_ids (-1: none) are excluded as self."""
   t = _tile(q, jax.lax.dynamic_slice_in_dim(db, j0, w))
   v, i = _top_k_rows(t, k_s)
@@ -194,14 +194,13 @@ def self_shortlists(x_unit: np.ndarray, k_s: int, k: int, block: int | None = No
   run_v = jnp.full((x.shape[0], k_s), -jnp.inf, jnp.float32)
   run_i = jnp.full((x.shape[0], k_s), -1, jnp.int32)
   run_out = jnp.full((x.shape[0],), -jnp.inf, jnp.float32)
-  static = dict(b=b, w=w, k_s=k_s, n=n, k_row=_offer(k_s, k, w, n), k_col=_offer(k_s, k, b, n))
+  static = dict(b=b, k_s=k_s, k_col=_offer(k_s, k, b, n))
   for blk in range(n_blocks):
     i0 = blk * b
     for j0 in range(i0, n, w):
       width = _panel_width(n - j0, b, w)
       run_v, run_i, run_out = _self_step(
-          run_v, run_i, run_out, x, i0, j0, **dict(static, w=width,
-                                                   k_row=_offer(k_s, k, width, n)))
+          run_v, run_i, run_out, x, i0, j0, n, w=width, k_row=_offer(k_s, k, width, n), **static)
   thresholds = jnp.maximum(run_v[:n, -1], run_out[:n])
   return np.asarray(run_i[:n]), np.asarray(run_v[:n]), np.asarray(thresholds)
 
@@ -238,7 +237,7 @@ def query_shortlists(q_unit: np.ndarray, db_unit: np.ndarray, k_s: int,
     q_ids = jnp.asarray(q_ids)
     for j0 in range(0, nd, w):
       run_v, run_i, run_out = _query_step(
-          run_v, run_i, run_out, q, q_ids, db, j0, w=w, k_s=k_s, n=nd)
+          run_v, run_i, run_out, q, q_ids, db, j0, nd, w=w, k_s=k_s)
     shortlist[rows] = np.asarray(run_i[:rows.stop - i0])
     tile_scores[rows] = np.asarray(run_v[:rows.stop - i0])
     thresholds[rows] = np.asarray(jnp.maximum(run_v[:, -1], run_out)[:rows.stop - i0])
