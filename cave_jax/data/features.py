@@ -1,0 +1,147 @@
+"""Bring-your-own features: read embedding arrays from `.npy`, `.npz` and platonic-rep `.pt` files.
+
+Every reader returns a validated float32 numpy array of shape [N, D] (one embedding per
+sample) or [N, L, D] (one per sample and layer, as platonic-rep stores them). Row i of
+one modality's file is paired with row i of the other's.
+
+Anything unusable raises at this boundary, naming the file:
+  * FeatureFileError: missing, unreadable or truncated file, unknown suffix, an `.npz`
+    with several arrays and no key, a `.pt` that is not a dict with the tensor key.
+  * InvalidFeaturesError: wrong rank, non-numeric dtype, NaN/Inf, all-zero rows, fewer
+    than two rows (the message names the first bad row).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+
+from cave_jax import errors
+from cave_jax import validation
+
+SUFFIXES = (".npy", ".npz", ".pt")
+PT_KEY = "feats"  # platonic-rep: torch.save({"feats": [N, L, D], "num_params": ...}, path)
+
+
+def load_features(path, *, key: str | None = None, min_rows: int = 2) -> np.ndarray:
+  """Reads one modality's features from a file.
+
+  Args:
+    path: a `.npy` file ([N, D] or [N, L, D]), an `.npz` archive (its only array, or the
+      array named ``key``), or a platonic-rep `.pt` file (a dict; the tensor under
+      ``key``, default "feats", [N, L, D], any float dtype including bfloat16).
+    key: which array to read from an `.npz` or `.pt` file; None picks the only array of
+      an `.npz`, or "feats" of a `.pt`. Must be None for `.npy`.
+    min_rows: smallest accepted N.
+
+  Returns:
+    float32 array [N, D] or [N, L, D], finite, with no all-zero vector.
+
+  Raises:
+    FeatureFileError, InvalidFeaturesError: see the module docstring.
+  """
+  path = os.fspath(path)
+  suffix = os.path.splitext(path)[1].lower()
+  if suffix not in SUFFIXES:
+    raise errors.FeatureFileError(
+        f"feature file {path}: unknown suffix {suffix!r}; expected one of {', '.join(SUFFIXES)}")
+  if not os.path.exists(path):
+    raise errors.FeatureFileError(f"feature file not found: {path}")
+  if os.path.isdir(path):
+    raise errors.FeatureFileError(f"feature file {path} is a directory, not a file")
+  if suffix == ".npy":
+    if key:
+      raise errors.FeatureFileError(f"feature file {path}: a .npy file holds one array, "
+                                    f"so key={key!r} makes no sense")
+    x = _read_npy(path)
+  elif suffix == ".npz":
+    x = _read_npz(path, key)
+  else:
+    x = _read_pt(path, key or PT_KEY)
+  x = validation.check_features(x, name=path, ranks=(2, 3), min_rows=min_rows)
+  return np.asarray(x, dtype=np.float32)
+
+
+def select_layer(features: np.ndarray, layer: int, *, name: str = "features") -> np.ndarray:
+  """Returns [N, D] features: ``features`` itself if 2-D, else layer ``layer`` of [N, L, D].
+
+  ``layer`` counts like a Python index (-1 is the last layer); out of range raises
+  InvalidArgumentError naming ``name`` and the number of layers.
+  """
+  if features.ndim == 2:
+    return features
+  n_layers = features.shape[1]
+  if not -n_layers <= layer < n_layers:
+    raise errors.InvalidArgumentError(
+        f"layer {layer} is out of range for {name}, which has L={n_layers} layers "
+        f"(shape {features.shape})")
+  return features[:, layer, :]
+
+
+def _read_npy(path: str) -> np.ndarray:
+  try:
+    return np.load(path, allow_pickle=False)
+  except Exception as e:  # numpy raises ValueError, EOFError, OSError... for bad files
+    raise errors.FeatureFileError(
+        f"cannot read feature file {path} as .npy (truncated or not a numpy array?): "
+        f"{type(e).__name__}: {e}") from None
+
+
+def _read_npz(path: str, key: str | None) -> np.ndarray:
+  try:
+    with np.load(path, allow_pickle=False) as archive:
+      names = list(archive.keys())
+      if key is None:
+        if len(names) != 1:
+          raise errors.FeatureFileError(
+              f"feature file {path} holds {len(names)} arrays {names}; say which one "
+              f"with a key (e.g. --config.key_a=NAME)")
+        key = names[0]
+      if key not in names:
+        raise errors.FeatureFileError(
+            f"feature file {path} has no array named {key!r}; it holds {names}")
+      return archive[key]
+  except errors.FeatureFileError:
+    raise
+  except Exception as e:  # zipfile.BadZipFile, EOFError, ValueError...
+    raise errors.FeatureFileError(
+        f"cannot read feature file {path} as .npz (truncated or not a zip of arrays?): "
+        f"{type(e).__name__}: {e}") from None
+
+
+def _read_pt(path: str, key: str) -> np.ndarray:
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise errors.FeatureFileError(
+        f"reading {path} needs PyTorch (pip install torch); or convert it to .npy") from None
+  try:
+    with warnings.catch_warnings():  # a corrupt file also warns about its pickle protocol
+      warnings.filterwarnings("ignore", message="Detected pickle protocol")
+      obj = torch.load(path, map_location="cpu", weights_only=True)
+  except Exception as e:  # pickle/zip/EOF errors all mean: not a readable torch file
+    raise errors.FeatureFileError(
+        f"cannot read feature file {path} with torch.load(weights_only=True) "
+        f"(truncated, corrupt, or holds arbitrary Python objects?): "
+        f"{type(e).__name__}: {_first_line(e)}") from None
+  if not isinstance(obj, dict):
+    raise errors.FeatureFileError(
+        f"feature file {path} holds a {type(obj).__name__}, expected a dict with key "
+        f"{key!r} (platonic-rep format: {{'feats': tensor [N, L, D], ...}})")
+  if key not in obj:
+    raise errors.FeatureFileError(
+        f"feature file {path} has no key {key!r}; its keys are {sorted(map(str, obj))}")
+  value = obj[key]
+  if not isinstance(value, torch.Tensor):
+    raise errors.FeatureFileError(
+        f"feature file {path}: {key!r} is a {type(value).__name__}, expected a tensor")
+  if value.is_floating_point():
+    value = value.float()  # bfloat16/float16 -> float32; numpy has no bfloat16
+  return value.detach().cpu().numpy()
+
+
+def _first_line(e: Exception, limit: int = 200) -> str:
+  text = str(e).strip()
+  return text.splitlines()[0][:limit] if text else ""

@@ -1,0 +1,66 @@
+"""Configs are data: variants via the `:arg` string, locked keys, defaults in sync."""
+
+import dataclasses
+
+import pytest
+
+from cave_jax import errors
+from cave_jax.data import synthetic
+from configs import align as align_config
+from configs import common
+from configs import scale as scale_config
+
+
+def test_parse_arg_types_values_like_their_defaults():
+  arg = common.parse_arg("flag, n=12 ,x=0.5,name=abc,off=false",
+                         flag=False, off=True, n=1, x=1.0, name="", unused=3)
+  assert arg.flag is True and arg.off is False
+  assert arg.n == 12 and isinstance(arg.n, int)
+  assert arg.x == 0.5 and arg.name == "abc" and arg.unused == 3
+
+
+@pytest.mark.parametrize("arg", [None, "", " , "])
+def test_parse_arg_empty_keeps_defaults(arg):
+  assert common.parse_arg(arg, smoke=False, n=2).to_dict() == {"smoke": False, "n": 2}
+
+
+@pytest.mark.parametrize("arg, match", [
+    ("smok", r"unknown config variant 'smok'.*accepted: n, smoke"),
+    ("n=abc", r"n='abc'.*must be of type int"),
+    ("n", r"'n'.*needs a value"),
+    ("smoke=maybe", r"smoke='maybe'.*must be a bool"),
+])
+def test_parse_arg_rejects_with_the_key_named(arg, match):
+  with pytest.raises(errors.ConfigError, match=match):
+    common.parse_arg(arg, smoke=False, n=2)
+
+
+def test_configs_are_locked():
+  for config in (align_config.get_config(), scale_config.get_config()):
+    with pytest.raises(AttributeError):
+      config.not_a_key = 1
+
+
+def test_scale_world_defaults_are_the_world_spec_defaults():
+  spec = synthetic.WorldSpec()
+  expected = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}
+  assert scale_config.get_config().world.to_dict() == expected
+
+
+def test_scale_variants():
+  default = scale_config.get_config()
+  assert (default.min_n, default.max_n, default.growth, default.ks, default.n_draws) == (
+      1024, 262_144, 4, (1, 10), 3)
+  smoke = scale_config.get_config("smoke")
+  assert smoke.max_n == 4096 and smoke.source == "synthetic"
+  features = scale_config.get_config("features,max_n=65536,draws=5")
+  assert features.source == "features" and features.max_n == 65536 and features.n_draws == 5
+  assert "world" not in features and "features_a" in features
+  assert "features_a" not in default
+
+
+def test_align_variants():
+  default = align_config.get_config()
+  assert default.metrics == "mutual_knn" and default.k == 10 and not default.prh_compat
+  prh = align_config.get_config("prh,all,ci")
+  assert prh.prh_compat and prh.metrics == "all" and prh.ci

@@ -1,0 +1,139 @@
+"""cave_jax.runs.scale: the sweep's rows, files and statistics, and its config checks."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from cave_jax import errors
+from cave_jax import knn
+from cave_jax.data import synthetic
+from cave_jax.runs import scale
+from configs import scale as scale_config
+
+
+def _small(**overrides):
+  """A sweep over N = 128, 256, 512 on a small world: seconds on a laptop."""
+  config = scale_config.get_config("smoke")
+  config.update(dict(min_n=128, max_n=512, growth=2, n_draws=2, n_boot=100))
+  config.world.update(dict(n_classes=200, dim_a=16, dim_b=16, hidden_dim=32))
+  for key, value in overrides.items():
+    if isinstance(value, dict):
+      config[key].update(value)
+    else:
+      config[key] = value
+  return config
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("scale"))
+  return scale.run(_small(), workdir), workdir
+
+
+def test_rows_cover_every_size_and_k(small_run):
+  result, _ = small_run
+  assert result["sizes"] == [128, 256, 512] and result["pool"] == 512
+  assert [(r["n"], r["k"]) for r in result["rows"]] == [
+      (128, 1), (128, 10), (256, 1), (256, 10), (512, 1), (512, 10)]
+  for row in result["rows"]:
+    assert row["chance"] == pytest.approx(row["k"] / (row["n"] - 1))
+    assert row["ci_low"] <= row["score"] <= row["ci_high"]
+    assert 0.0 <= row["score"] <= 1.0
+  # The full pool is the same set in every draw: scored once.
+  assert [r["draws"] for r in result["rows"]] == [2, 2, 2, 2, 1, 1]
+
+
+def test_scores_match_a_direct_computation_on_the_draws(small_run):
+  result, _ = small_run
+  world = synthetic.generate(scale.world_spec(_small()), 512)
+  for draw in range(2):
+    order = np.random.default_rng([0, draw]).permutation(512)
+    rows = np.sort(order[:256])
+    nn_a = knn.exact_knn(world.a[rows], 10).indices
+    nn_b = knn.exact_knn(world.b[rows], 10).indices
+    for k in (1, 10):
+      # naive mutual k-NN: shared neighbours per row / k, averaged
+      naive = np.mean([len(set(nn_a[i, :k]) & set(nn_b[i, :k])) / k for i in range(256)])
+      row = next(r for r in result["rows"] if (r["n"], r["k"]) == (256, k))
+      assert row["draw_scores"][draw] == pytest.approx(naive)
+
+
+def test_files_are_written_under_workdir(small_run):
+  result, workdir = small_run
+  assert sorted(os.listdir(workdir)) == ["scale.csv", "scale.json", "scale.pdf", "scale.png"]
+  with open(os.path.join(workdir, "scale.json")) as f:
+    written = json.load(f)
+  assert written["rows"] == result["rows"] and written["world"]["n_classes"] == 200
+  assert set(written["seconds"]) == {"total", "knn", "by_n"}
+  with open(os.path.join(workdir, "scale.csv")) as f:
+    table = list(csv.DictReader(f))
+  assert len(table) == 6 and float(table[-1]["score"]) == result["rows"][-1]["score"]
+  assert os.path.getsize(os.path.join(workdir, "scale.png")) > 5000
+
+
+def test_summary_table(small_run):
+  result, _ = small_run
+  text = scale.summary(result)
+  assert "N" in text and "chance" in text and " 512  10 " in text
+
+
+def test_identical_sides_score_one(tmp_path):
+  same = dict(nuisance=0.0, noise=0.0, shared_fine=1.0, same_view=True)
+  result = scale.run(_small(world=same, n_draws=1, figure=False), str(tmp_path))
+  assert all(row["score"] == 1.0 for row in result["rows"])
+  assert "scale.png" not in os.listdir(tmp_path)
+
+
+def test_feature_files_source(tmp_path):
+  rng = np.random.default_rng(0)
+  a = rng.standard_normal((300, 2, 8)).astype(np.float32)
+  np.save(tmp_path / "a.npy", a)
+  np.save(tmp_path / "b.npy", a[:, 0] * 3.0)  # equals layer 0 of A up to scale
+  config = scale_config.get_config("features")
+  config.update(dict(features_a=str(tmp_path / "a.npy"), features_b=str(tmp_path / "b.npy"),
+                     layer_a=0, min_n=64, max_n=10_000, growth=2, n_draws=2, n_boot=50))
+  result = scale.run(config, str(tmp_path / "work"))
+  assert result["sizes"] == [64, 128, 256]  # stops at the files' N = 300
+  assert result["pool"] == 300 and result["features_a"]["layer"] == 0
+  assert result["features_b"]["layer"] is None
+  assert all(row["score"] == 1.0 and row["draws"] == 2 for row in result["rows"])
+
+
+def test_subset_sizes():
+  assert scale.subset_sizes(1024, 262_144, 4, 10**9) == [1024, 4096, 16384, 65536, 262144]
+  assert scale.subset_sizes(1024, 262_144, 4, 100_000) == [1024, 4096, 16384, 65536]
+  assert scale.subset_sizes(1000, 1000, 2, 1000) == [1000]
+  with pytest.raises(errors.ConfigError, match="config.min_n=1024 exceeds the 900"):
+    scale.subset_sizes(1024, 4096, 2, 900)
+
+
+@pytest.mark.parametrize("overrides, match", [
+    (dict(ks=(1, 200)), r"every k must be smaller than the smallest subset N=128"),
+    (dict(ks=(0, 10)), r"config.ks must be >= 1"),
+    (dict(max_n=64), r"config.max_n=64 is smaller than config.min_n=128"),
+    (dict(growth=1), r"config.growth must be >= 2"),
+    (dict(confidence=1.5), r"config.confidence must be in \[0.5, 0.999\]"),
+    (dict(source="laion"), r"config.source='laion' is not one of synthetic, features"),
+    (dict(world=dict(shared_fine=2.0)), r"config.world: shared_fine must be in"),
+])
+def test_bad_config(tmp_path, overrides, match):
+  with pytest.raises(errors.ConfigError, match=match):
+    scale.run(_small(**overrides), str(tmp_path))
+
+
+def test_features_source_needs_paths(tmp_path):
+  config = scale_config.get_config("features")
+  with pytest.raises(errors.ConfigError, match="config.features_a is required"):
+    scale.run(config, str(tmp_path))
+
+
+def test_features_layer_out_of_range(tmp_path):
+  np.save(tmp_path / "a.npy", np.random.default_rng(0).standard_normal((64, 2, 4)))
+  config = scale_config.get_config("features")
+  config.update(dict(features_a=str(tmp_path / "a.npy"), features_b=str(tmp_path / "a.npy"),
+                     layer_b=5, min_n=32))
+  with pytest.raises(errors.ConfigError, match=r"config.layer_b: layer 5 is out of range"):
+    scale.run(config, str(tmp_path))
