@@ -116,8 +116,8 @@ def exact_knn(x, k: int, *, block_size: int | None = None) -> KnnResult:
   # neighbours (sorted or clustered inputs would otherwise fail certificates); the
   # result does not depend on the order.
   order = np.random.default_rng(0).permutation(n)
-  x_unit = rescore.unit_rows_float32(x)
-  shortlist_p, tile_scores_p, thresholds_p = tiles.self_shortlists(x_unit[order], k_s, k, block)
+  x_unit = rescore.unit_rows_float32(x, order=order, rows=tiles.padded_rows(n, block))
+  shortlist_p, tile_scores_p, thresholds_p = tiles.self_shortlists(x_unit, n, k_s, k, block)
   shortlist = np.empty_like(shortlist_p)
   shortlist[order] = np.where(shortlist_p >= 0, order[shortlist_p], -1)
   tile_scores = np.empty_like(tile_scores_p)
@@ -125,8 +125,13 @@ def exact_knn(x, k: int, *, block_size: int | None = None) -> KnnResult:
   thresholds = np.empty_like(thresholds_p)
   thresholds[order] = thresholds_p
 
+  rank = np.empty(n, np.int64)
+  rank[order] = np.arange(n)  # row i sits at x_unit[rank[i]]
+
   def search_again(rows, k_s):
-    return tiles.query_shortlists(x_unit[rows], x_unit, k_s, block, query_ids=rows)
+    sl, ts, th = tiles.query_shortlists(
+        x_unit[rank[rows]], x_unit, k_s, block, query_ids=rank[rows], n_db=n)
+    return np.where(sl >= 0, order[sl], -1), ts, th
 
   return _finish(x, x, np.arange(n), (shortlist, tile_scores, thresholds), k, d, search_again)
 

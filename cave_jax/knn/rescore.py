@@ -24,16 +24,25 @@ def _norms64(x: np.ndarray, chunk_rows: int = 16384) -> np.ndarray:
   return out
 
 
-def unit_rows_float32(x: np.ndarray, chunk_rows: int = 16384) -> np.ndarray:
-  """x: [N, D] any float dtype -> [N, D] float32 rows x_i / |x_i| (normalised in float64).
+def unit_rows_float32(x: np.ndarray, order=None, rows: int | None = None,
+                      chunk_rows: int = 16384) -> np.ndarray:
+  """x: [N, D] any float dtype -> [rows, D] float32 unit rows x_i / |x_i| (normalised in float64).
+
+  Args:
+    x: the rows as given.
+    order: optional int [N]: output row r holds input row order[r].
+    rows: output rows (>= N); rows past N are zero padding. Default N.
 
   Each entry is the float32 rounding of the float64 unit vector, so it is within a
-  relative 2^-24 of the exact one (what ``error_bound`` assumes).
+  relative 2^-24 of the exact one (what ``error_bound`` assumes). Built chunk by chunk,
+  so the only full-size array is the output.
   """
-  out = np.empty(x.shape, np.float32)
-  for start in range(0, x.shape[0], chunk_rows):
-    x64 = np.asarray(x[start:start + chunk_rows], np.float64)
-    out[start:start + chunk_rows] = x64 / np.sqrt((x64 * x64).sum(-1))[:, None]
+  n = x.shape[0]
+  out = np.zeros((rows or n, x.shape[1]), np.float32)
+  for start in range(0, n, chunk_rows):
+    part = slice(start, min(n, start + chunk_rows))
+    x64 = np.asarray(x[part] if order is None else x[order[part]], np.float64)
+    out[part] = x64 / np.sqrt((x64 * x64).sum(-1))[:, None]
   return out
 
 

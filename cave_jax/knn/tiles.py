@@ -217,6 +217,9 @@ def _aligned_empty(size: int, align: int = 64) -> np.ndarray:
 
 
 def _pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
+  """x as float32 with at least ``rows`` rows (zeros below); no copy if it has them."""
+  if x.shape[0] >= rows and x.dtype == np.float32 and x.flags.c_contiguous:
+    return x
   out = np.zeros((rows, x.shape[1]), np.float32)
   out[:x.shape[0]] = x
   return out
@@ -250,11 +253,19 @@ def _offer(k_s: int, k: int, tile_rows: int, n: int) -> int:
   return min(k_s, tile_rows, int(np.ceil(mean + 4 * np.sqrt(mean) + 4)))
 
 
-def self_shortlists(x_unit: np.ndarray, k_s: int, k: int, block: int | None = None):
+def padded_rows(n: int, block: int | None = None) -> int:
+  """Rows ``self_shortlists`` needs for n rows: the input may come padded with zeros."""
+  b, w = _geometry(n, block)
+  return -(-n // b) * b + w
+
+
+def self_shortlists(x_unit: np.ndarray, n: int, k_s: int, k: int, block: int | None = None):
   """Top-k_s float32 shortlists of every row of x among the other rows.
 
   Args:
-    x_unit: [N, D] float32 unit rows, best in random order (see ``_offer``).
+    x_unit: [N, D] float32 unit rows, best in random order (see ``_offer``), possibly
+      followed by zero rows (``padded_rows(n, block)`` of them in all saves a copy).
+    n: the number of real rows.
     k_s: shortlist length, <= N - 1.
     k: the number of neighbours wanted (sets how much each tile offers).
     block: query rows per tile (None: automatic).
@@ -264,10 +275,9 @@ def self_shortlists(x_unit: np.ndarray, k_s: int, k: int, block: int | None = No
     shortlists sorted by tile score (-1 / -inf mark empty slots); thresholds[i] >= the
     tile score of every row left out of row i's shortlist.
   """
-  n = x_unit.shape[0]
   b, w = _geometry(n, block)
   n_blocks = -(-n // b)
-  x = _pad_rows(x_unit, n_blocks * b + w)
+  x = _pad_rows(x_unit, padded_rows(n, block))
   host = _host_gemm()
   x_dev = None if host else jnp.asarray(x)
   tiles = _HostTiles(b, w) if host else None
@@ -292,7 +302,7 @@ def self_shortlists(x_unit: np.ndarray, k_s: int, k: int, block: int | None = No
 
 
 def query_shortlists(q_unit: np.ndarray, db_unit: np.ndarray, k_s: int,
-                     block: int | None = None, query_ids=None):
+                     block: int | None = None, query_ids=None, n_db: int | None = None):
   """Top-k_s float32 shortlists of each query among the database rows.
 
   Args:
@@ -300,11 +310,12 @@ def query_shortlists(q_unit: np.ndarray, db_unit: np.ndarray, k_s: int,
     k_s: shortlist length, <= the number of eligible database rows.
     block: query rows per tile (None: automatic).
     query_ids: optional int [Nq]: database row query_ids[r] is never returned for query r.
+    n_db: the number of real database rows when db_unit comes padded with zero rows.
 
   Returns:
     (shortlist, tile_scores, thresholds) as in ``self_shortlists``.
   """
-  nq, nd = q_unit.shape[0], db_unit.shape[0]
+  nq, nd = q_unit.shape[0], n_db or db_unit.shape[0]
   b = min(block or _DEFAULT_BLOCK, 1 << max(3, (nq - 1).bit_length()))  # few distinct shapes
   w = min(_PANEL_TARGET, -(-nd // 8) * 8)
   db = _pad_rows(db_unit, -(-nd // w) * w)
