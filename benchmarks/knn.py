@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -59,18 +58,21 @@ def run_method(name: str, x: np.ndarray, k: int) -> np.ndarray:
 
 
 def _peak_rss_child(name: str, n: int, d: int, k: int) -> float:
-  """Peak RSS (GB) of a fresh process that builds the data and runs one method."""
+  """Peak RSS (GB) of a fresh process that builds the data and runs one method.
+
+  Read from the child's own VmHWM: ru_maxrss would carry the parent's peak across exec.
+  """
   code = (
-      "import resource, sys\n"
+      "import re\n"
       "from benchmarks.knn import make_data, run_method\n"
       f"x = make_data({n}, {d})\n"
       f"run_method({name!r}, x, {k})\n"
-      "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+      "print(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))\n")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   if out.returncode != 0:
     return float("nan")
-  return int(out.stdout.strip().splitlines()[-1]) / 1e6  # ru_maxrss is in KB on Linux
+  return int(out.stdout.strip().splitlines()[-1]) / 1e6  # kB -> GB
 
 
 def main(argv=None):
