@@ -200,6 +200,7 @@ class _HostTiles:
     self._buffers = [_aligned_empty(rows * cols) for _ in range(2)]
     self._tokens = [None, None]
     self._next = 0
+    self._current = 0  # the buffer the last product went into
 
   def product(self, a: np.ndarray, b: np.ndarray) -> jax.Array:
     """a [r, D] @ b[c, D]^T as a jax.Array aliasing one of the buffers."""
