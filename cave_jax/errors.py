@@ -27,3 +27,7 @@ class FeatureFileError(CaveError):
 
 class ConfigError(CaveError):
   """An experiment config has an unknown key, a wrong type or an inconsistent value."""
+
+
+class CheckpointError(CaveError):
+  """A model checkpoint is unusable: missing, unexpected or mis-shaped tensors, unknown architecture."""
