@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
 import numpy as np
 
 from cave_jax import errors
+from cave_jax import parallel
 from cave_jax import validation
 from cave_jax.knn import rescore
+from cave_jax.knn import sharded
 from cave_jax.knn import tiles
 
 
@@ -40,11 +43,20 @@ class KnnResult:
     indices: int32 [N, k], row i's neighbours, best first; ties in score by smaller index.
     scores: float32 [N, k], their cosine similarities (float64 values rounded once).
     rows_recomputed: how many rows failed the first certificate and were searched again
-      with a longer shortlist (every returned row is exact either way).
+      in float32 with a longer shortlist (every returned row is exact either way). In a
+      multi-process run, counted over all processes.
+    total_rows: rows searched in all (N; in a multi-process run, over all processes).
   """
   indices: np.ndarray
   scores: np.ndarray
   rows_recomputed: int = 0
+  total_rows: int | None = None
+
+  @property
+  def certified_fraction(self) -> float:
+    """Share of rows certified exact by the first pass (the rest were recomputed)."""
+    total = self.total_rows if self.total_rows is not None else self.indices.shape[0]
+    return 1.0 - self.rows_recomputed / max(total, 1)
 
 
 def _shortlist_length(k: int, limit: int) -> int:
@@ -73,7 +85,8 @@ def _finish(x_query, x_db, query_ids, shortlists, k, d, search_again):
     idx, sc = rescore.top_k_rescored(x_query[pending], x_db, sl, ts, k, q_ids)
     indices[pending], scores64[pending] = idx, sc
     pending = pending[~rescore.certified(sc[:, -1], th, d)]
-  return KnnResult(indices.astype(np.int32), scores64.astype(np.float32), int(recomputed))
+  return KnnResult(indices.astype(np.int32), scores64.astype(np.float32), int(recomputed),
+                   len(indices))
 
 
 def _all_pairs(x_query, x_db, k, query_ids, max_pairs=1 << 24):
@@ -90,23 +103,40 @@ def _all_pairs(x_query, x_db, k, query_ids, max_pairs=1 << 24):
   return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-def exact_knn(x, k: int, *, block_size: int | None = None) -> KnnResult:
+def exact_knn(x, k: int, *, block_size: int | None = None, mesh=None,
+              precision: str = "fp32", total_rows: int | None = None,
+              on_step=None) -> KnnResult:
   """Exact k nearest neighbours of every row of x among the other rows (self-search).
 
   Args:
     x: [N, D] float array (any float dtype; scores are computed from it in float64).
       Rows need not be normalised; duplicate rows are fine (ties go to the smaller index).
+      In a multi-process run: only this process's rows, ``process_rows(N, mesh)``.
     k: neighbours per row, 1 <= k <= N - 1.
     block_size: rows per tile (default: chosen from N and D). Any value gives the same
-      result; it only trades speed against memory.
+      result; it only trades speed against memory. Single-device fp32 path only.
+    mesh: a mesh with a ``data`` axis (``cave_jax.parallel.make_mesh``): rows are
+      sharded over it and searched with the ``shard_map`` ring (``knn/ring.py``).
+      Indices are identical for every device and process count.
+    precision: "fp32" (float32 tiles) or "bf16_certified" (bf16 tile inputs, float32
+      accumulation, float64 rescoring, certificate under the bf16 error bound; rows
+      that fail are recomputed in float32). Either way the result is exact;
+      ``certified_fraction`` reports how many rows the first pass settled.
+    total_rows: N over all processes; required in a multi-process run.
+    on_step: optional callback(done, total) after each ring step (progress bars).
 
   Returns:
-    KnnResult with indices int32 [N, k] (row i never contains i) and scores float32 [N, k].
+    KnnResult with indices int32 [N, k] (row i never contains i) and scores float32 [N, k]
+    (in a multi-process run, this process's rows, with global indices).
 
   Raises:
     InvalidFeaturesError: x is not 2-D, has fewer than 2 rows, NaN/Inf or all-zero rows.
-    InvalidArgumentError: k is not an integer in [1, N - 1], or block_size < 1.
+    InvalidArgumentError: k is not an integer in [1, N - 1], block_size < 1, an unknown
+      precision, or a multi-process run without total_rows.
   """
+  precision = sharded.check_precision(precision)
+  if mesh is not None or precision != "fp32" or jax.process_count() > 1:
+    return _exact_knn_mesh(x, k, mesh, precision, total_rows, on_step)
   x = validation.check_features(x, name="x")
   n, d = x.shape
   k = validation.check_k(k, n)
@@ -134,6 +164,37 @@ def exact_knn(x, k: int, *, block_size: int | None = None) -> KnnResult:
     return np.where(sl >= 0, order[sl], -1), ts, th
 
   return _finish(x, x, np.arange(n), (shortlist, tile_scores, thresholds), k, d, search_again)
+
+
+def _exact_knn_mesh(x, k, mesh, precision, total_rows, on_step):
+  """exact_knn over a mesh (all devices of all processes by default)."""
+  multi = jax.process_count() > 1
+  if multi and total_rows is None:
+    raise errors.InvalidArgumentError(
+        "in a multi-process run exact_knn needs total_rows=N (each process passes only "
+        "its own rows, knn.process_rows(N, mesh))")
+  x = validation.check_features(x, name="x", min_rows=0 if multi else 2)
+  n = int(total_rows) if total_rows is not None else x.shape[0]
+  if n < 2:
+    raise errors.InvalidFeaturesError(f"features in x need at least 2 rows (samples), got N={n}")
+  k = validation.check_k(k, n)
+  mesh = mesh if mesh is not None else parallel.make_mesh(
+      devices=None if multi else jax.devices()[:1])
+  if parallel.DATA not in mesh.shape:
+    raise errors.InvalidArgumentError(f"mesh needs a '{parallel.DATA}' axis, has {mesh.axis_names}")
+  start, stop = sharded.process_rows(n, mesh, precision)
+  if x.shape[0] != stop - start:
+    raise errors.ShapeMismatchError(
+        f"process {jax.process_index()} must pass rows [{start}, {stop}) of N={n} "
+        f"({stop - start} rows), got {x.shape[0]}")
+  k_s = _shortlist_length(k, n - 1)
+  indices, scores, redone = sharded.sharded_knn(x, k, n, k_s, mesh, precision, on_step)
+  return KnnResult(indices.astype(np.int32), scores.astype(np.float32), int(redone), n)
+
+
+def process_rows(n: int, mesh, precision: str = "fp32") -> tuple[int, int]:
+  """The rows [start, stop) of N that this process passes to ``exact_knn(..., mesh=)``."""
+  return sharded.process_rows(n, mesh, sharded.check_precision(precision))
 
 
 def exact_knn_query(queries, database, k: int, *, block_size: int | None = None) -> KnnResult:

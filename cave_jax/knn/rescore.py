@@ -15,7 +15,7 @@ _CHUNK_BYTES = 64 << 20
 _U32 = 2.0 ** -24  # unit roundoff of float32
 
 
-def _norms64(x: np.ndarray, chunk_rows: int = 16384) -> np.ndarray:
+def norms64(x: np.ndarray, chunk_rows: int = 16384) -> np.ndarray:
   """[N] float64 Euclidean norms of the rows of x, each computed the same way."""
   out = np.empty(x.shape[0], np.float64)
   for start in range(0, x.shape[0], chunk_rows):
@@ -68,21 +68,53 @@ def error_bound(d: int) -> float:
   return gamma * (1 + _U32) ** 2 + 2 * _U32 + _U32 ** 2 + 1e-10
 
 
-def certified(kth_scores64: np.ndarray, thresholds: np.ndarray, d: int) -> np.ndarray:
+_U_BF16 = 2.0 ** -8  # unit roundoff of bfloat16 (8 significand bits)
+
+
+def error_bound_bf16(d: int) -> float:
+  """Largest possible |bf16-input tile score - float64 score| for unit rows of dimension d.
+
+  Derivation (tiles with bfloat16 inputs and float32 accumulation, the
+  ``bf16_certified`` path). x, y are the exact unit vectors; the tile sees
+  x'' = bf16(fl32(x)) and y''. Rounding to float32 and then to bf16 moves each entry by
+  at most a relative u_b = 2^-8 in all (the second rounding dominates and the first is
+  absorbed: |x''_a - x_a| <= (u_b + u + u_b u) |x_a| =: v |x_a|, with u = 2^-24), so
+  |x'' - x| <= v and |x''| <= 1 + v. Each product x''_a y''_a of two 8-bit significands
+  is exact in float32 (16 <= 24 bits), so the float32 accumulation alone errs:
+  |fl(x''.y'') - x''.y''| <= gamma_d (1 + v)^2 with gamma_d = d u / (1 - d u) (Higham
+  eq. 3.5). And |x''.y'' - x.y| <= |x'' - x| |y''| + |x| |y'' - y| <= v (1 + v) + v.
+  Together:  |fl(x''.y'') - x.y| <= gamma_d (1 + v)^2 + 2 v + v^2  (+1e-10 for the
+  float64 evaluation). About 7.8e-3 for any d: a row is certified when its k-th exact
+  score clears the best row left out of its shortlist by that much.
+  """
+  du = d * _U32
+  if du >= 1:
+    return np.inf
+  gamma = du / (1.0 - du)
+  v = _U_BF16 + _U32 + _U_BF16 * _U32
+  return gamma * (1 + v) ** 2 + 2 * v + v * v + 1e-10
+
+
+def certified(kth_scores64: np.ndarray, thresholds: np.ndarray, d: int,
+              bound: float | None = None) -> np.ndarray:
   """bool [R]: row r is exact when its k-th float64 score beats every row left out.
 
   Every row left out of r's shortlist has a float32 tile score <= thresholds[r] (the
   shortlist's smallest tile score; -inf when nothing was left out), so its float64
-  score is <= thresholds[r] + error_bound(d). Strictly greater k-th score: certified.
+  score is <= thresholds[r] + bound (default ``error_bound(d)``, the float32 tiles'
+  bound; ``error_bound_bf16(d)`` for bf16 tiles). Strictly greater k-th score: certified.
   """
-  return kth_scores64 > thresholds.astype(np.float64) + error_bound(d)
+  bound = error_bound(d) if bound is None else bound
+  return kth_scores64 > thresholds.astype(np.float64) + bound
 
 
-def top_k_rescored(x_query, x_db, shortlist, tile_scores, k: int, query_ids=None):
+def top_k_rescored(x_query, x_db, shortlist, tile_scores, k: int, query_ids=None,
+                   bound: float | None = None):
   """Rescores shortlists in float64 and keeps the k best of each by (score, index).
 
-  Only candidates whose tile score is within 2 * error_bound of the k-th best tile
-  score are rescored: any other one is provably below k of the rescored ones.
+  Only candidates whose tile score is within 2 * bound (default ``error_bound(d)``) of
+  the k-th best tile score are rescored: any other one is provably below k of the
+  rescored ones.
 
   Args:
     x_query: [R, D] the query rows as given (any float dtype).
@@ -97,20 +129,41 @@ def top_k_rescored(x_query, x_db, shortlist, tile_scores, k: int, query_ids=None
     (indices int64 [R, k], scores float64 [R, k]), ordered by score desc, then index.
   """
   shortlist = np.asarray(shortlist, np.int64)
-  d = x_db.shape[1]
+  keep = rescore_targets(shortlist, tile_scores, k, x_db.shape[1], query_ids, bound)
+  scores = np.full(shortlist.shape, -np.inf)
+  score_block(scores, keep, shortlist, x_query, norms64(x_query), x_db, norms64(x_db), 0)
+  return best_k(shortlist, scores, k)
+
+
+def rescore_targets(shortlist, tile_scores, k, d, query_ids=None, bound=None) -> np.ndarray:
+  """bool [R, k_s]: the shortlist entries that need a float64 score (see top_k_rescored)."""
+  bound = error_bound(d) if bound is None else bound
   tile_scores = np.asarray(tile_scores, np.float64)
-  floor = tile_scores[:, k - 1] - 2 * error_bound(d)
+  floor = tile_scores[:, k - 1] - 2 * bound
   keep = (tile_scores >= floor[:, None]) & (shortlist >= 0)
   if query_ids is not None:
     keep &= shortlist != np.asarray(query_ids)[:, None]
-  rows, slots = np.nonzero(keep)
-  cand = shortlist[rows, slots]
-  scores = np.full(shortlist.shape, -np.inf)
-  q_norms, db_norms = _norms64(x_query), _norms64(x_db)
-  step = max(1, _CHUNK_BYTES // (8 * d))
+  return keep
+
+
+def score_block(scores, keep, shortlist, x_query, q_norms, block, block_norms, offset):
+  """Writes float64 cosine scores into ``scores`` for kept entries that fall in a block.
+
+  block: [B, D] database rows offset .. offset + B - 1 (the whole database when offset
+  is 0 and B = Nd). Each pair is scored by one formula wherever it is computed, so
+  every host and block size gives bit-identical scores.
+  """
+  inside = keep & (shortlist >= offset) & (shortlist < offset + block.shape[0])
+  rows, slots = np.nonzero(inside)
+  cand = shortlist[rows, slots] - offset
+  step = max(1, _CHUNK_BYTES // (8 * block.shape[1]))
   for start in range(0, rows.size, step):
     r, c = rows[start:start + step], cand[start:start + step]
-    dots = np.multiply(x_query[r], x_db[c], dtype=np.float64).sum(-1)
-    scores[r, slots[start:start + step]] = dots / (q_norms[r] * db_norms[c])
+    dots = np.multiply(x_query[r], block[c], dtype=np.float64).sum(-1)
+    scores[r, slots[start:start + step]] = dots / (q_norms[r] * block_norms[c])
+
+
+def best_k(shortlist, scores, k):
+  """The k best entries of each row by (score desc, index asc)."""
   order = np.lexsort((shortlist, -scores), axis=-1)[:, :k]
   return np.take_along_axis(shortlist, order, -1), np.take_along_axis(scores, order, -1)

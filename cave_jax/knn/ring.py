@@ -1,0 +1,198 @@
+"""Sharded shortlists: a ``shard_map`` ring over the mesh's ``data`` axis.
+
+Rows are sharded over ``data``: device p holds shard p (m rows) and keeps it. Database
+shards travel one hop per step with ``ppermute`` (device j sends to j - 1), so at step
+s device p holds the visitor shard (p + s) mod P. The next visitor is sent before the
+current tile is computed, so the transfer overlaps the compute.
+
+Symmetric schedule (self-search). A tile of shard p against shard v feeds both sides:
+its row side goes into p's running top-k_s, its column side into a running top-k_s
+that travels *with* the visitor. Steps 1 .. floor(P/2) therefore cover every pair of
+distinct shards once; step 0 is the diagonal (each shard against itself, row side,
+self excluded). With P even, the P/2 antipodal pairs are computed by both devices at
+step P/2, each for its own rows only (one device feeding both sides while the other
+waited would be slower). Then the travelled column results go home in one
+``ppermute`` and merge into their owner's lists: P/2 + 1 tile steps instead of P.
+
+Inside a step the m x m shard pair is computed in b x b sub-tiles in a
+``lax.fori_loop``; selection is the same exact hierarchical top-k as the
+single-device path (``tiles``). Padding rows (global id >= n) are never offered.
+Each tile offers its full top-k_s (rows are not in random order here, so a tile may
+hold all of a row's neighbours).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import PartitionSpec as P
+
+from cave_jax.knn import tiles
+from cave_jax.parallel import DATA
+
+BF16 = "bf16_certified"
+
+
+def sub_tile(m_hint: int, precision: str) -> int:
+  """Sub-tile edge b: shards are padded to a multiple of it."""
+  big = 4096 if jax.default_backend() != "cpu" else 1024
+  return min(big, -(-m_hint // 8) * 8)
+
+
+def _dot(a, b, precision):
+  if precision == BF16:
+    return jax.lax.dot_general(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16),
+                               (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32)
+  return tiles._tile(a, b)
+
+
+def _shard_pair(own_x, vis_x, own, vis, own_base, vis_base, n, *, b, k_s, cols, precision):
+  """All b x b sub-tiles of own_x [m, D] x vis_x [m, D]^T fed to the running lists.
+
+  own / vis: (values [m, k_s], ids [m, k_s], run_out [m]) of the own and the visiting
+  shard. Row side always; column side when ``cols``.
+  """
+  m = own_x.shape[0]
+  steps = m // b
+  arange = jnp.arange(b, dtype=jnp.int32)
+
+  def body(t_index, state):
+    own, vis = state
+    r0 = (t_index // steps) * b
+    c0 = (t_index % steps) * b
+    t = _dot(jax.lax.dynamic_slice_in_dim(own_x, r0, b),
+             jax.lax.dynamic_slice_in_dim(vis_x, c0, b), precision)
+    rows = own_base + r0 + arange
+    colids = vis_base + c0 + arange
+    rv, ri = tiles._top_k_rows(t, k_s)
+    ri = ri.astype(jnp.int32) + vis_base + c0
+    own = tiles._update(*own, rv, ri, (ri < n) & (ri != rows[:, None]), rows < n, r0, b,
+                        k_s, k_s >= b)
+    if cols:
+      cv, ci = tiles._top_k_cols(t, k_s)
+      ci = ci.astype(jnp.int32) + own_base + r0
+      vis = tiles._update(*vis, cv, ci, ci < n, colids < n, c0, b, k_s, k_s >= b)
+    return own, vis
+
+  return jax.lax.fori_loop(0, steps * steps, body, (own, vis))
+
+
+def _ring_perm(shards: int, shift: int):
+  """ppermute pairs: device j sends to j - shift (so j receives from j + shift)."""
+  return [(j, (j - shift) % shards) for j in range(shards)]
+
+
+@functools.lru_cache(maxsize=None)
+def _step_fn(mesh, n, b, k_s, cols, precision, last):
+  """One jitted ring step over the mesh (cached per static configuration)."""
+  shards = mesh.shape[DATA]
+  spec = P(DATA)
+
+  def step(own_x, vis_x, own_v, own_i, own_o, vis_v, vis_i, vis_o, s):
+    p = jax.lax.axis_index(DATA)
+    m = own_x.shape[0]
+    # Send the visitor ahead first: the transfer overlaps this step's tiles.
+    next_x = vis_x if last else jax.lax.ppermute(vis_x, DATA, _ring_perm(shards, 1))
+    own, vis = _shard_pair(own_x, vis_x, (own_v, own_i, own_o), (vis_v, vis_i, vis_o),
+                           p * m, ((p + s) % shards) * m, n, b=b, k_s=k_s, cols=cols,
+                           precision=precision)
+    if not last:
+      vis = tuple(jax.lax.ppermute(a, DATA, _ring_perm(shards, 1)) for a in vis)
+    return (next_x,) + own + vis
+
+  sharded = jax.shard_map(step, mesh=mesh, in_specs=(spec,) * 8 + (P(),),
+                          out_specs=(spec,) * 7, check_vma=False)
+  return jax.jit(sharded, donate_argnums=(2, 3, 4, 5, 6, 7))
+
+
+@functools.lru_cache(maxsize=None)
+def _home_fn(mesh, k_s, shift):
+  """Sends the travelled column lists home (``shift`` hops back) and merges them."""
+  shards = mesh.shape[DATA]
+  spec = P(DATA)
+
+  def home(own_v, own_i, own_o, vis_v, vis_i, vis_o):
+    back = _ring_perm(shards, -shift)
+    vis_v, vis_i, vis_o = (jax.lax.ppermute(a, DATA, back) for a in (vis_v, vis_i, vis_o))
+    v, i = tiles._merge(own_v, own_i, vis_v, vis_i, k_s)
+    out = jnp.maximum(own_o, vis_o)
+    return i, v, jnp.maximum(v[:, -1], out)
+
+  sharded = jax.shard_map(home, mesh=mesh, in_specs=(spec,) * 6, out_specs=(spec,) * 3,
+                          check_vma=False)
+  return jax.jit(sharded)
+
+
+def schedule(shards: int) -> list[tuple[int, bool]]:
+  """(step, feeds columns) for a self-search over ``shards`` shards."""
+  steps = [(0, False)]
+  for s in range(1, shards // 2 + 1):
+    steps.append((s, not (shards % 2 == 0 and s == shards // 2)))
+  return steps
+
+
+def ring_shortlists(x: jax.Array, n: int, k_s: int, mesh, *, b: int,
+                    precision: str = "fp32", on_step=None):
+  """Top-k_s shortlists of every row among the other rows, sharded over ``data``.
+
+  Args:
+    x: [P * m, D] unit rows (float32) sharded over ``data``, m a multiple of b; rows
+      >= n are padding.
+    n: real rows.
+    k_s: shortlist length (<= n - 1).
+    mesh: the mesh x lives on.
+    b: sub-tile edge.
+    precision: "fp32" or "bf16_certified" (bf16 tile inputs, float32 accumulation).
+    on_step: optional callback(step, total) for progress.
+
+  Returns:
+    (shortlist int32, tile_scores float32, thresholds float32) as global arrays
+    [P * m, k_s] / [P * m] sharded over ``data``; see ``tiles.self_shortlists``.
+  """
+  rows = x.shape[0]
+  sharding = x.sharding
+  full = lambda shape, value, dtype: _full(shape, value, dtype, sharding)
+  own = [full((rows, k_s), -np.inf, np.float32), full((rows, k_s), -1, np.int32),
+         full((rows,), -np.inf, np.float32)]
+  vis = [full((rows, k_s), -np.inf, np.float32), full((rows, k_s), -1, np.int32),
+         full((rows,), -np.inf, np.float32)]
+  shards = mesh.shape[DATA]
+  plan = schedule(shards)
+  vis_x = x
+  for index, (s, cols) in enumerate(plan):
+    last = index == len(plan) - 1
+    if s == 0:
+      # The diagonal step does not move the visitor; the next visitor is shard p + 1.
+      fn = _step_fn(mesh, n, b, k_s, False, precision, True)
+      out = fn(x, vis_x, *own, *vis, np.int32(0))
+      own, vis = list(out[1:4]), list(out[4:7])
+      if not last:
+        vis_x = _shift_fn(mesh)(x)
+    else:
+      fn = _step_fn(mesh, n, b, k_s, cols, precision, last)
+      out = fn(x, vis_x, *own, *vis, np.int32(s))
+      vis_x, own, vis = out[0], list(out[1:4]), list(out[4:7])
+    if on_step is not None:
+      on_step(index + 1, len(plan))
+  last_s = plan[-1][0]
+  if last_s == 0:
+    return own[1], own[0], jnp.maximum(own[0][:, -1], own[2])
+  return _home_fn(mesh, k_s, last_s)(*own, *vis)
+
+
+@functools.lru_cache(maxsize=None)
+def _shift_fn(mesh):
+  shards = mesh.shape[DATA]
+  fn = jax.shard_map(lambda a: jax.lax.ppermute(a, DATA, _ring_perm(shards, 1)), mesh=mesh,
+                     in_specs=P(DATA), out_specs=P(DATA), check_vma=False)
+  return jax.jit(fn)
+
+
+def _full(shape, value, dtype, sharding):
+  """A constant global array made on the devices (works across processes)."""
+  spec = P(DATA, *([None] * (len(shape) - 1)))
+  out = jax.sharding.NamedSharding(sharding.mesh, spec)
+  return jax.jit(lambda: jnp.full(shape, value, dtype), out_shardings=out)()
