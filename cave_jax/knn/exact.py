@@ -105,7 +105,7 @@ def _all_pairs(x_query, x_db, k, query_ids, max_pairs=1 << 24):
 
 def exact_knn(x, k: int, *, block_size: int | None = None, mesh=None,
               precision: str = "fp32", total_rows: int | None = None,
-              on_step=None) -> KnnResult:
+              on_step=None, checkpoint_dir: str | None = None) -> KnnResult:
   """Exact k nearest neighbours of every row of x among the other rows (self-search).
 
   Args:
@@ -123,7 +123,10 @@ def exact_knn(x, k: int, *, block_size: int | None = None, mesh=None,
       that fail are recomputed in float32). Either way the result is exact;
       ``certified_fraction`` reports how many rows the first pass settled.
     total_rows: N over all processes; required in a multi-process run.
-    on_step: optional callback(done, total) after each ring step (progress bars).
+    on_step: optional callback(done, total) after each unit of ring work (progress).
+    checkpoint_dir: optional directory (shared storage across hosts): the ring search
+      is saved there after each unit of work with orbax, and a rerun with the same
+      data and settings resumes from the latest save instead of starting over.
 
   Returns:
     KnnResult with indices int32 [N, k] (row i never contains i) and scores float32 [N, k]
@@ -135,8 +138,9 @@ def exact_knn(x, k: int, *, block_size: int | None = None, mesh=None,
       precision, or a multi-process run without total_rows.
   """
   precision = sharded.check_precision(precision)
-  if mesh is not None or precision != "fp32" or jax.process_count() > 1:
-    return _exact_knn_mesh(x, k, mesh, precision, total_rows, on_step)
+  if (mesh is not None or precision != "fp32" or checkpoint_dir is not None
+      or jax.process_count() > 1):
+    return _exact_knn_mesh(x, k, mesh, precision, total_rows, on_step, checkpoint_dir)
   x = validation.check_features(x, name="x")
   n, d = x.shape
   k = validation.check_k(k, n)
@@ -166,7 +170,7 @@ def exact_knn(x, k: int, *, block_size: int | None = None, mesh=None,
   return _finish(x, x, np.arange(n), (shortlist, tile_scores, thresholds), k, d, search_again)
 
 
-def _exact_knn_mesh(x, k, mesh, precision, total_rows, on_step):
+def _exact_knn_mesh(x, k, mesh, precision, total_rows, on_step, checkpoint_dir):
   """exact_knn over a mesh (all devices of all processes by default)."""
   multi = jax.process_count() > 1
   if multi and total_rows is None:
@@ -188,7 +192,8 @@ def _exact_knn_mesh(x, k, mesh, precision, total_rows, on_step):
         f"process {jax.process_index()} must pass rows [{start}, {stop}) of N={n} "
         f"({stop - start} rows), got {x.shape[0]}")
   k_s = _shortlist_length(k, n - 1)
-  indices, scores, redone = sharded.sharded_knn(x, k, n, k_s, mesh, precision, on_step)
+  indices, scores, redone = sharded.sharded_knn(x, k, n, k_s, mesh, precision, on_step,
+                                                checkpoint_dir)
   return KnnResult(indices.astype(np.int32), scores.astype(np.float32), int(redone), n)
 
 

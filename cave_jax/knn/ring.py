@@ -49,8 +49,9 @@ def _dot(a, b, precision):
   return tiles._tile(a, b)
 
 
-def _shard_pair(own_x, vis_x, own, vis, own_base, vis_base, n, *, b, k_s, cols, precision):
-  """All b x b sub-tiles of own_x [m, D] x vis_x [m, D]^T fed to the running lists.
+def _shard_pair(own_x, vis_x, own, vis, own_base, vis_base, n, lo, hi, *, b, k_s, cols,
+                precision):
+  """The b x b sub-tiles of own_x [m, D] x vis_x [m, D]^T in row blocks [lo, hi).
 
   own / vis: (values [m, k_s], ids [m, k_s], run_out [m]) of the own and the visiting
   shard. Row side always; column side when ``cols``.
@@ -77,7 +78,7 @@ def _shard_pair(own_x, vis_x, own, vis, own_base, vis_base, n, *, b, k_s, cols, 
       vis = tiles._update(*vis, cv, ci, ci < n, colids < n, c0, b, k_s, k_s >= b)
     return own, vis
 
-  return jax.lax.fori_loop(0, steps * steps, body, (own, vis))
+  return jax.lax.fori_loop(lo * steps, hi * steps, body, (own, vis))
 
 
 def _ring_perm(shards: int, shift: int):
@@ -86,24 +87,28 @@ def _ring_perm(shards: int, shift: int):
 
 
 @functools.lru_cache(maxsize=None)
-def _step_fn(mesh, n, b, k_s, cols, precision, last):
-  """One jitted ring step over the mesh (cached per static configuration)."""
+def _step_fn(mesh, n, b, k_s, cols, precision, move):
+  """Row blocks [lo, hi) of ring step s, jitted over the mesh (cached per static setup).
+
+  With ``move`` (the last chunk of a step) the visitor and its column lists go on to
+  the next device afterwards; the visitor's rows are sent before the tiles are
+  computed, so the transfer overlaps them.
+  """
   shards = mesh.shape[DATA]
   spec = P(DATA)
 
-  def step(own_x, vis_x, own_v, own_i, own_o, vis_v, vis_i, vis_o, s):
+  def step(own_x, vis_x, own_v, own_i, own_o, vis_v, vis_i, vis_o, s, lo, hi):
     p = jax.lax.axis_index(DATA)
     m = own_x.shape[0]
-    # Send the visitor ahead first: the transfer overlaps this step's tiles.
-    next_x = vis_x if last else jax.lax.ppermute(vis_x, DATA, _ring_perm(shards, 1))
+    next_x = jax.lax.ppermute(vis_x, DATA, _ring_perm(shards, 1)) if move else vis_x
     own, vis = _shard_pair(own_x, vis_x, (own_v, own_i, own_o), (vis_v, vis_i, vis_o),
-                           p * m, ((p + s) % shards) * m, n, b=b, k_s=k_s, cols=cols,
+                           p * m, ((p + s) % shards) * m, n, lo, hi, b=b, k_s=k_s, cols=cols,
                            precision=precision)
-    if not last:
+    if move:
       vis = tuple(jax.lax.ppermute(a, DATA, _ring_perm(shards, 1)) for a in vis)
     return (next_x,) + own + vis
 
-  sharded = jax.shard_map(step, mesh=mesh, in_specs=(spec,) * 8 + (P(),),
+  sharded = jax.shard_map(step, mesh=mesh, in_specs=(spec,) * 8 + (P(),) * 3,
                           out_specs=(spec,) * 7, check_vma=False)
   return jax.jit(sharded, donate_argnums=(2, 3, 4, 5, 6, 7))
 
@@ -134,8 +139,25 @@ def schedule(shards: int) -> list[tuple[int, bool]]:
   return steps
 
 
+def plan(shards: int, row_blocks: int, chunks: int | None = None) -> list[tuple]:
+  """Work units (step s, feeds columns, first row block, end row block, moves after).
+
+  Each ring step's row blocks are split into up to ``chunks`` units (default 4): the
+  grain of progress reports and of checkpoints.
+  """
+  chunks = max(1, min(row_blocks, chunks or 4))
+  edges = np.linspace(0, row_blocks, chunks + 1).round().astype(int)
+  steps = schedule(shards)
+  units = []
+  for index, (s, cols) in enumerate(steps):
+    for c in range(chunks):
+      end = c == chunks - 1
+      units.append((s, cols, int(edges[c]), int(edges[c + 1]), end and index < len(steps) - 1))
+  return units
+
+
 def ring_shortlists(x: jax.Array, n: int, k_s: int, mesh, *, b: int,
-                    precision: str = "fp32", on_step=None):
+                    precision: str = "fp32", on_step=None, checkpoint=None):
   """Top-k_s shortlists of every row among the other rows, sharded over ``data``.
 
   Args:
@@ -146,47 +168,50 @@ def ring_shortlists(x: jax.Array, n: int, k_s: int, mesh, *, b: int,
     mesh: the mesh x lives on.
     b: sub-tile edge.
     precision: "fp32" or "bf16_certified" (bf16 tile inputs, float32 accumulation).
-    on_step: optional callback(step, total) for progress.
+    on_step: optional callback(units done, units in all) after each computed unit.
+    checkpoint: optional ``checkpoint.RingCheckpoint``: state is restored from its
+      latest save (those units are not computed again) and saved after each unit.
 
   Returns:
     (shortlist int32, tile_scores float32, thresholds float32) as global arrays
     [P * m, k_s] / [P * m] sharded over ``data``; see ``tiles.self_shortlists``.
   """
   rows = x.shape[0]
-  sharding = x.sharding
-  full = lambda shape, value, dtype: _full(shape, value, dtype, sharding)
-  own = [full((rows, k_s), -np.inf, np.float32), full((rows, k_s), -1, np.int32),
-         full((rows,), -np.inf, np.float32)]
-  vis = [full((rows, k_s), -np.inf, np.float32), full((rows, k_s), -1, np.int32),
-         full((rows,), -np.inf, np.float32)]
+  full = lambda shape, value, dtype: _full(shape, value, dtype, x.sharding)
+  state = {
+      "own": [full((rows, k_s), -np.inf, np.float32), full((rows, k_s), -1, np.int32),
+              full((rows,), -np.inf, np.float32)],
+      "vis": [full((rows, k_s), -np.inf, np.float32), full((rows, k_s), -1, np.int32),
+              full((rows,), -np.inf, np.float32)],
+      "vis_x": x,
+  }
   shards = mesh.shape[DATA]
-  plan = schedule(shards)
-  vis_x = x
-  for index, (s, cols) in enumerate(plan):
-    last = index == len(plan) - 1
-    if s == 0:
-      # The diagonal step does not move the visitor; the next visitor is shard p + 1.
-      fn = _step_fn(mesh, n, b, k_s, False, precision, True)
-      out = fn(x, vis_x, *own, *vis, np.int32(0))
-      own, vis = list(out[1:4]), list(out[4:7])
-      if not last:
-        vis_x = _shift_fn(mesh)(x)
-    else:
-      fn = _step_fn(mesh, n, b, k_s, cols, precision, last)
-      out = fn(x, vis_x, *own, *vis, np.int32(s))
-      vis_x, own, vis = out[0], list(out[1:4]), list(out[4:7])
+  units = plan(shards, rows // shards // b)
+  done = 0
+  if checkpoint is not None:
+    done, state = checkpoint.restore(state, len(units))
+  for index in range(done, len(units)):
+    s, cols, lo, hi, move = units[index]
+    fn = _step_fn(mesh, n, b, k_s, cols, precision, move)
+    out = fn(x, state["vis_x"], *state["own"], *state["vis"], np.int32(s), np.int32(lo),
+             np.int32(hi))
+    state = {"vis_x": out[0], "own": list(out[1:4]), "vis": list(out[4:7])}
+    if checkpoint is not None:
+      checkpoint.save(index + 1, state)
     if on_step is not None:
-      on_step(index + 1, len(plan))
-  last_s = plan[-1][0]
+      on_step(index + 1, len(units))
+  own, vis = state["own"], state["vis"]
+  last_s = units[-1][0]
   if last_s == 0:
     return own[1], own[0], jnp.maximum(own[0][:, -1], own[2])
   return _home_fn(mesh, k_s, last_s)(*own, *vis)
 
 
 @functools.lru_cache(maxsize=None)
-def _shift_fn(mesh):
+def shift(mesh, hop: int):
+  """Jitted: every device's shard moves ``hop`` devices down the data axis."""
   shards = mesh.shape[DATA]
-  fn = jax.shard_map(lambda a: jax.lax.ppermute(a, DATA, _ring_perm(shards, 1)), mesh=mesh,
+  fn = jax.shard_map(lambda a: jax.lax.ppermute(a, DATA, _ring_perm(shards, hop)), mesh=mesh,
                      in_specs=P(DATA), out_specs=P(DATA), check_vma=False)
   return jax.jit(fn)
 

@@ -32,6 +32,7 @@ from jax.sharding import PartitionSpec as P
 
 from cave_jax import errors
 from cave_jax import parallel
+from cave_jax.knn import checkpoint
 from cave_jax.knn import rescore
 from cave_jax.knn import ring
 from cave_jax.knn import tiles
@@ -53,18 +54,28 @@ def process_rows(n: int, mesh, precision: str = "fp32") -> tuple[int, int]:
 
 
 def sharded_knn(x_local: np.ndarray, k: int, n: int, k_s: int, mesh, precision: str,
-                on_step=None):
+                on_step=None, checkpoint_dir=None):
   """Exact k-NN of this process's rows among all n rows. Returns (indices, scores64, redone).
 
   x_local: [stop - start, D] this process's rows (``process_rows``), already validated.
+  checkpoint_dir: optional directory for ``checkpoint.RingCheckpoint`` (resumable ring).
   """
   m, b = layout(n, mesh, precision)
   start, stop = process_rows(n, mesh, precision)
   d = x_local.shape[1]
   x_unit = parallel.global_rows(rescore.unit_rows_float32(x_local), n, mesh, per_shard=m)
-  shortlist, tile_scores, thresholds = (
-      _mine(a, start, stop) for a in
-      ring.ring_shortlists(x_unit, n, k_s, mesh, b=b, precision=precision, on_step=on_step))
+  saver = None
+  if checkpoint_dir is not None:
+    saver = checkpoint.RingCheckpoint(checkpoint_dir, dict(
+        n=n, d=d, k_s=k_s, shards=mesh.shape[DATA], precision=precision, rows_per_shard=m,
+        data=checkpoint.data_digest(x_local)))
+  try:
+    shortlist, tile_scores, thresholds = (
+        _mine(a, start, stop) for a in ring.ring_shortlists(
+            x_unit, n, k_s, mesh, b=b, precision=precision, on_step=on_step, checkpoint=saver))
+  finally:
+    if saver is not None:
+      saver.close()
   x_rows = parallel.global_rows(np.asarray(x_local, np.float32), n, mesh, per_shard=m)
   host_ring = _HostRing(x_rows, mesh, n)
   bound = rescore.error_bound_bf16(d) if precision == ring.BF16 else rescore.error_bound(d)
@@ -115,7 +126,7 @@ class _HostRing:
       _, rows = parallel.local_rows(x)  # after `hop` shifts: process (me + hop)'s block
       yield (own_first + hop * per_process) % x.shape[0], rows
       if hop + 1 < self._hops:
-        x = _shift(self._mesh, self._hop)(x)
+        x = ring.shift(self._mesh, self._hop)(x)
 
   def rescore(self, x_query, query_ids, shortlist, tile_scores, k, bound):
     """Like ``rescore.top_k_rescored`` with the database spread over the processes."""
@@ -128,14 +139,6 @@ class _HostRing:
       rescore.score_block(scores, keep, shortlist, x_query, q_norms, real,
                           rescore.norms64(real), first)
     return rescore.best_k(shortlist, scores, k)
-
-
-@functools.lru_cache(maxsize=None)
-def _shift(mesh, hop):
-  shards = mesh.shape[DATA]
-  fn = jax.shard_map(lambda a: jax.lax.ppermute(a, DATA, ring._ring_perm(shards, hop)),
-                     mesh=mesh, in_specs=P(DATA), out_specs=P(DATA), check_vma=False)
-  return jax.jit(fn)
 
 
 def _search_rows(x_unit, x_rows, row_ids, n, k_s, mesh, b):

@@ -7,6 +7,7 @@ python -m tests.knn.sharded_worker OUT.npz --devices 2 --processes 2 --process-i
 import argparse
 import os
 import sys
+import time
 
 
 def main(argv):
@@ -22,6 +23,9 @@ def main(argv):
   parser.add_argument("--d", type=int, default=12)
   parser.add_argument("--k", type=int, default=10)
   parser.add_argument("--precision", default="fp32")
+  parser.add_argument("--checkpoint", default=None, help="checkpoint directory (resumable)")
+  parser.add_argument("--log", default=None, help="append 'unit i of n' per computed unit")
+  parser.add_argument("--delay", type=float, default=0.0, help="seconds to sleep per unit")
   args = parser.parse_args(argv)
   os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.devices}"
   import jax
@@ -33,13 +37,20 @@ def main(argv):
   if args.processes > 1:
     parallel.initialize(f"localhost:{args.port}", args.processes, args.process_id)
   x = DATA[args.kind](args.n, args.d)
+
+  def on_step(done, total):
+    if args.log:
+      with open(args.log, "a") as f:
+        f.write(f"unit {done} of {total}\n")
+    time.sleep(args.delay)
+
   results = {}
   sizes = [int(s) for s in args.shards.split(",")] if args.shards else [jax.device_count()]
   for shards in sizes:
     mesh = parallel.make_mesh(data=shards, devices=jax.devices()[:shards])
     start, stop = process_rows(args.n, mesh, args.precision)
     got = exact_knn(x[start:stop], args.k, mesh=mesh, precision=args.precision,
-                    total_rows=args.n)
+                    total_rows=args.n, on_step=on_step, checkpoint_dir=args.checkpoint)
     results[f"indices_{shards}"] = got.indices
     results[f"scores_{shards}"] = got.scores
     results[f"rows_{shards}"] = np.array([start, stop])

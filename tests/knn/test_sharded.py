@@ -5,9 +5,11 @@ starts, and the other tests keep one device); they run ``tests/knn/sharded_worke
 """
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import ml_dtypes
 import numpy as np
@@ -117,3 +119,30 @@ def test_global_rows_rejects_the_wrong_row_range():
   mesh = parallel.make_mesh()
   with pytest.raises(errors.ShapeMismatchError, match=r"rows \[0, 10\)"):
     parallel.global_rows(np.ones((9, 3), np.float32), 10, mesh)
+
+
+def _units(log):
+  return [int(line.split()[1]) for line in open(log).read().split("\n") if line]
+
+
+@pytest.mark.slow
+def test_killed_search_resumes_from_its_checkpoint_without_recomputing(tmp_path):
+  args = ("--devices", 2, "--kind", "clustered", "--n", 4400, "--d", 8,
+          "--checkpoint", tmp_path / "ckpt")
+  first = _worker(tmp_path / "r.npz", *args, "--log", tmp_path / "killed.log", "--delay", 3)
+  deadline = time.time() + 240
+  while time.time() < deadline and not (
+      os.path.exists(tmp_path / "killed.log") and len(_units(tmp_path / "killed.log")) >= 3):
+    time.sleep(0.2)
+  first.send_signal(signal.SIGKILL)  # mid-run: during the pause after unit 3
+  first.communicate()
+  killed = _units(tmp_path / "killed.log")
+  assert 3 <= len(killed) < 6, killed
+  _wait(_worker(tmp_path / "r.npz", *args, "--log", tmp_path / "resumed.log"))
+  resumed = _units(tmp_path / "resumed.log")
+  total = int(open(tmp_path / "resumed.log").read().split()[3])
+  # It resumed from a save made before the kill and computed every later unit once.
+  assert 2 <= resumed[0] - 1 <= killed[-1], (killed, resumed)
+  assert resumed == list(range(resumed[0], total + 1))
+  x = DATA["clustered"](4400, 8)
+  np.testing.assert_array_equal(np.load(tmp_path / "r.npz")["indices_2"], exact_knn(x, 10).indices)
