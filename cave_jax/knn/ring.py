@@ -5,11 +5,12 @@ shards travel one hop per step with ``ppermute`` (device j sends to j - 1), so a
 s device p holds the visitor shard (p + s) mod P. The next visitor is sent before the
 current tile is computed, so the transfer overlaps the compute.
 
-Symmetric schedule (self-search). A tile of shard p against shard v feeds both sides:
+Symmetric schedule (self-search). Each unordered pair of rows is scored once. A tile
+of shard p against shard v feeds both sides:
 its row side goes into p's running top-k_s, its column side into a running top-k_s
 that travels *with* the visitor. Steps 1 .. floor(P/2) therefore cover every pair of
-distinct shards once; step 0 is the diagonal (each shard against itself, row side,
-self excluded). With P even, the P/2 antipodal pairs are computed by both devices at
+distinct shards once; step 0 is the diagonal (each shard against itself: only its
+sub-tiles c >= r, each feeding both its rows and its columns, self excluded). With P even, the P/2 antipodal pairs are computed by both devices at
 step P/2, each for its own rows only (one device feeding both sides while the other
 waited would be slower). Then the travelled column results go home in one
 ``ppermute`` and merge into their owner's lists: P/2 + 1 tile steps instead of P.
@@ -50,20 +51,31 @@ def _dot(a, b, precision):
 
 
 def _shard_pair(own_x, vis_x, own, vis, own_base, vis_base, n, lo, hi, *, b, k_s, cols,
-                precision):
+                diag, precision):
   """The b x b sub-tiles of own_x [m, D] x vis_x [m, D]^T in row blocks [lo, hi).
 
   own / vis: (values [m, k_s], ids [m, k_s], run_out [m]) of the own and the visiting
-  shard. Row side always; column side when ``cols``.
+  shard. Row side always; column side when ``cols``. With ``diag`` (the shard against
+  itself) only sub-tiles c >= r are computed and the column side feeds the own lists
+  too (except on c == r, whose row side already covers both directions).
   """
   m = own_x.shape[0]
   steps = m // b
   arange = jnp.arange(b, dtype=jnp.int32)
+  if diag:
+    pair_r, pair_c = np.triu_indices(steps)
+    pair_r, pair_c = jnp.asarray(pair_r, jnp.int32), jnp.asarray(pair_c, jnp.int32)
+    before = lambda r: r * steps - r * (r - 1) // 2  # pairs in row blocks < r
+    first, stop = before(lo), before(hi)
+  else:
+    first, stop = lo * steps, hi * steps
 
   def body(t_index, state):
     own, vis = state
-    r0 = (t_index // steps) * b
-    c0 = (t_index % steps) * b
+    if diag:
+      r0, c0 = pair_r[t_index] * b, pair_c[t_index] * b
+    else:
+      r0, c0 = (t_index // steps) * b, (t_index % steps) * b
     t = _dot(jax.lax.dynamic_slice_in_dim(own_x, r0, b),
              jax.lax.dynamic_slice_in_dim(vis_x, c0, b), precision)
     rows = own_base + r0 + arange
@@ -72,13 +84,16 @@ def _shard_pair(own_x, vis_x, own, vis, own_base, vis_base, n, lo, hi, *, b, k_s
     ri = ri.astype(jnp.int32) + vis_base + c0
     own = tiles._update(*own, rv, ri, (ri < n) & (ri != rows[:, None]), rows < n, r0, b,
                         k_s, k_s >= b)
-    if cols:
+    if cols or diag:
       cv, ci = tiles._top_k_cols(t, k_s)
       ci = ci.astype(jnp.int32) + own_base + r0
-      vis = tiles._update(*vis, cv, ci, ci < n, colids < n, c0, b, k_s, k_s >= b)
+      covered = (colids < n) & (c0 > r0) if diag else colids < n
+      target = own if diag else vis
+      target = tiles._update(*target, cv, ci, ci < n, covered, c0, b, k_s, k_s >= b)
+      own, vis = (target, vis) if diag else (own, target)
     return own, vis
 
-  return jax.lax.fori_loop(lo * steps, hi * steps, body, (own, vis))
+  return jax.lax.fori_loop(first, stop, body, (own, vis))
 
 
 def _ring_perm(shards: int, shift: int):
@@ -87,7 +102,7 @@ def _ring_perm(shards: int, shift: int):
 
 
 @functools.lru_cache(maxsize=None)
-def _step_fn(mesh, n, b, k_s, cols, precision, move):
+def _step_fn(mesh, n, b, k_s, cols, diag, precision, move):
   """Row blocks [lo, hi) of ring step s, jitted over the mesh (cached per static setup).
 
   With ``move`` (the last chunk of a step) the visitor and its column lists go on to
@@ -103,7 +118,7 @@ def _step_fn(mesh, n, b, k_s, cols, precision, move):
     next_x = jax.lax.ppermute(vis_x, DATA, _ring_perm(shards, 1)) if move else vis_x
     own, vis = _shard_pair(own_x, vis_x, (own_v, own_i, own_o), (vis_v, vis_i, vis_o),
                            p * m, ((p + s) % shards) * m, n, lo, hi, b=b, k_s=k_s, cols=cols,
-                           precision=precision)
+                           diag=diag, precision=precision)
     if move:
       vis = tuple(jax.lax.ppermute(a, DATA, _ring_perm(shards, 1)) for a in vis)
     return (next_x,) + own + vis
@@ -192,7 +207,7 @@ def ring_shortlists(x: jax.Array, n: int, k_s: int, mesh, *, b: int,
     done, state = checkpoint.restore(state, len(units))
   for index in range(done, len(units)):
     s, cols, lo, hi, move = units[index]
-    fn = _step_fn(mesh, n, b, k_s, cols, precision, move)
+    fn = _step_fn(mesh, n, b, k_s, cols, s == 0, precision, move)
     out = fn(x, state["vis_x"], *state["own"], *state["vis"], np.int32(s), np.int32(lo),
              np.int32(hi))
     state = {"vis_x": out[0], "own": list(out[1:4]), "vis": list(out[4:7])}

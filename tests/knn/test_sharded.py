@@ -98,7 +98,7 @@ def test_bf16_certified_certifies_most_rows_of_spread_data():
 
 
 def test_one_device_mesh_equals_the_single_device_path():
-  x = DATA["clustered"](123, 9)
+  x = DATA["clustered"](2500, 9)  # 3 x 3 sub-tiles of 1024: the triangular diagonal step
   got = exact_knn(x, 7, mesh=parallel.make_mesh())
   want = exact_knn(x, 7)
   np.testing.assert_array_equal(got.indices, want.indices)
