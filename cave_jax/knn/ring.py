@@ -214,6 +214,7 @@ def ring_shortlists(x: jax.Array, n: int, k_s: int, mesh, *, b: int,
     if checkpoint is not None:
       checkpoint.save(index + 1, state)
     if on_step is not None:
+      jax.block_until_ready(state["own"][2])  # report work done, not work queued
       on_step(index + 1, len(units))
   own, vis = state["own"], state["vis"]
   last_s = units[-1][0]
