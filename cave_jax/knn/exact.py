@@ -26,6 +26,7 @@ import dataclasses
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 from cave_jax import errors
 from cave_jax import parallel
@@ -195,6 +196,29 @@ def _exact_knn_mesh(x, k, mesh, precision, total_rows, on_step, checkpoint_dir):
   indices, scores, redone = sharded.sharded_knn(x, k, n, k_s, mesh, precision, on_step,
                                                 checkpoint_dir)
   return KnnResult(indices.astype(np.int32), scores.astype(np.float32), int(redone), n)
+
+
+def exact_knn_everywhere(x, k: int, *, precision: str = "fp32") -> KnnResult:
+  """exact_knn on every device of every process, for callers that hold all N rows.
+
+  One device and one process: the single-device path. Otherwise each process passes its
+  own rows (``process_rows``) to the ring over a mesh of all devices and every process
+  gets all N rows' neighbours back. x may be a memory map: a process reads only its rows.
+  """
+  if jax.device_count() == 1 and precision == "fp32":
+    return exact_knn(x, k)
+  mesh = parallel.make_mesh()
+  n = x.shape[0]
+  start, stop = process_rows(n, mesh, precision)
+  mine = exact_knn(np.asarray(x[start:stop]), k, mesh=mesh, precision=precision, total_rows=n)
+  if jax.process_count() == 1:
+    return mine
+  counts = multihost_utils.process_allgather(np.int64(len(mine.indices)))
+  width = int(counts.max())  # every process sends the same shape
+  pad = lambda a: np.concatenate([a, np.zeros((width - len(a),) + a.shape[1:], a.dtype)])
+  parts = [multihost_utils.process_allgather(pad(a)) for a in (mine.indices, mine.scores)]
+  indices, scores = (np.concatenate([p[i, :c] for i, c in enumerate(counts)]) for p in parts)
+  return KnnResult(indices, scores, mine.rows_recomputed, n)
 
 
 def process_rows(n: int, mesh, precision: str = "fp32") -> tuple[int, int]:

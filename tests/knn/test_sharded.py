@@ -68,6 +68,8 @@ def test_two_processes_with_two_devices_each_equal_one_process(tmp_path, precisi
   indices = np.concatenate([p["indices_4"] for p in parts])
   x = DATA["duplicates"](301, 12)
   np.testing.assert_array_equal(indices, exact_knn(x, 10).indices)
+  for part in parts:
+    np.testing.assert_array_equal(part["everywhere"], indices)
 
 
 def _plain_bf16_knn(x, k):
