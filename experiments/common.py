@@ -16,7 +16,10 @@ import sys
 from absl import flags
 import ml_collections
 
+import jax
+
 from cave_jax import errors
+from cave_jax import parallel
 from cave_jax.runs import config_checks
 
 # jax logs at INFO that it found no TPU on every start; that is not news to a CPU/GPU user.
@@ -68,14 +71,21 @@ def run_and_report(run, summary, config_flag, workdir_flag, argv) -> dict:
       lines = [line.strip() for line in str(e).splitlines() if line.strip()]
       problem = lines[-1] if lines else type(e).__name__
     _fail(f"FATAL cannot load the config given by --config: {problem}")
-  os.makedirs(workdir, exist_ok=True)
-  config_checks.write_json(os.path.join(workdir, "config.json"),
-                           json.loads(config.to_json_best_effort()))
+  try:
+    parallel.initialize()  # no-op on one host; TPU pods, SLURM (launch/) or CAVE_* variables
+  except errors.CaveError as e:
+    _fail(f"{type(e).__name__}: {e}")
+  lead = jax.process_index() == 0  # one process writes config.json and prints
+  if lead:
+    os.makedirs(workdir, exist_ok=True)
+    config_checks.write_json(os.path.join(workdir, "config.json"),
+                             json.loads(config.to_json_best_effort()))
   try:
     result = run(config, workdir)
   except errors.CaveError as e:
     _fail(f"{type(e).__name__}: {e}")
-  print(summary(result))
+  if lead:
+    print(summary(result))
   return result
 
 

@@ -78,7 +78,7 @@ def run(config, workdir: str) -> dict:
       tic = time.perf_counter()
       neighbours = []
       for side in (side_a, side_b):
-        neighbours.append(knn.exact_knn(side[rows], max(ks)).indices)
+        neighbours.append(knn.exact_knn_everywhere(side[rows], max(ks)).indices)
         bar.update(round(done_units + n * n / 1e6) - round(done_units))
         done_units += n * n / 1e6
       seconds = time.perf_counter() - tic
