@@ -7,7 +7,9 @@ costs no host memory until a tensor is taken.
 
 Families convert with a name table: they state every tensor they expect and its
 shape, and :func:`take` returns exactly those, raising one ``CheckpointError`` that
-names every missing, unexpected or mis-shaped tensor at once.
+names every missing, unexpected or mis-shaped tensor at once. :func:`fill_params`
+then puts the converted arrays into an abstract NNX module (shapes only, no memory
+until filled); :func:`random_params` fills one with random numbers instead.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ import re
 import struct
 from typing import Iterable, Mapping, Sequence
 
+import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
+from flax import nnx
 
 from cave_jax.errors import CheckpointError
 
@@ -174,3 +178,77 @@ def take(ckpt: Checkpoint,
   if problems:
     raise CheckpointError(f"{ckpt.path}: " + "; ".join(problems))
   return {n: ckpt.get(present[n]) for n in expected}
+
+
+# ----------------------------------------------------------------------------------
+# From converted tensors (or random numbers) to the params of an NNX module.
+
+
+def _param_paths(abstract) -> tuple:
+  """(graphdef, {dotted param path: (state path, abstract variable)}) of a module."""
+  graphdef, state = nnx.split(abstract)
+  flat = dict(nnx.to_flat_state(state))
+  return graphdef, {".".join(str(k) for k in path): (path, var) for path, var in flat.items()}
+
+
+def fill_params(abstract, values: Mapping[str, np.ndarray], dtype, source: str):
+  """The module ``abstract`` (from ``nnx.eval_shape``) with every param from ``values``.
+
+  Args:
+    abstract: a module whose params are shape-only (``nnx.eval_shape(lambda: M(...))``).
+    values: dotted param path ('blocks.3.attn.q_kernel') -> array with that param's
+      number of elements (reshaped to the param's shape, e.g. [D, H*K] -> [D, H, K]),
+      or a zero-argument callable returning it (converted one param at a time, so a
+      large checkpoint never has two host copies of all its weights).
+    dtype: dtype the params are stored in.
+    source: checkpoint path, for error messages.
+
+  Raises:
+    CheckpointError: a param no value fills, a value no param takes, or a size that
+      does not fit (a bug in a family's name table, or a checkpoint that lies).
+  """
+  graphdef, params = _param_paths(abstract)
+  missing = sorted(set(params) - set(values))
+  extra = sorted(set(values) - set(params))
+  if missing or extra:
+    raise CheckpointError(f"{source}: name table does not cover the model: "
+                          f"unfilled params {missing[:8]}, unknown params {extra[:8]}")
+  filled = []
+  for name, (path, var) in params.items():
+    value = values[name]
+    value = np.asarray(value() if callable(value) else value)
+    if value.size != int(np.prod(var.shape)):
+      raise CheckpointError(f"{source}: param {name} needs shape {var.shape}, "
+                            f"the checkpoint gives {value.shape}")
+    filled.append((path, var.replace(jnp.asarray(value.reshape(var.shape), dtype=dtype))))
+  return nnx.merge(graphdef, nnx.from_flat_state(filled))
+
+
+def random_params(abstract, dtype, seed: int = 0, std: float = 0.02):
+  """The module ``abstract`` with random params, for smoke runs without a checkpoint.
+
+  Weights ~ N(0, std); params whose name ends in 'bias' are 0; norm scales
+  ('...norm....scale') are 1, or 0 for norms that add 1 themselves (modules with
+  ``offset=True``, Gemma's RMSNorm); DINOv2 layer scales 0.1. Only the shapes of
+  ``abstract`` are used.
+  """
+  graphdef, params = _param_paths(abstract)
+  rng = np.random.default_rng(seed)
+  values = {}
+  for name, (_, var) in params.items():
+    shape = tuple(var.shape)
+    last = name.rsplit(".", 1)[-1]
+    if last.endswith("bias"):
+      values[name] = np.zeros(shape, np.float32)
+    elif last == "scale" and "norm" in name:
+      values[name] = np.ones(shape, np.float32)
+    elif last in ("scale1", "scale2"):  # DINOv2 layer scale
+      values[name] = np.full(shape, 0.1, np.float32)
+    else:
+      values[name] = rng.normal(0.0, std, size=shape).astype(np.float32)
+  model = fill_params(abstract, values, dtype, source=f"<random seed {seed}>")
+  # Norms that compute (1 + w) must start at w = 0 to be unit norms.
+  for path, module in nnx.iter_graph(model):
+    if getattr(module, "offset", False) is True and hasattr(module, "scale"):
+      module.scale[...] = jnp.zeros_like(module.scale[...])
+  return model
