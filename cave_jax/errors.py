@@ -31,3 +31,15 @@ class ConfigError(CaveError):
 
 class CheckpointError(CaveError):
   """A model checkpoint is unusable: missing, unexpected or mis-shaped tensors, unknown architecture."""
+
+
+class DataError(CaveError):
+  """A data source is unusable as a whole: no shards found, unknown dataset, unmapped feature.
+
+  Single bad samples (undecodable image, empty caption, missing file) are not errors:
+  readers skip them and record their ids.
+  """
+
+
+class StoreError(CaveError):
+  """An embedding store is missing, inconsistent, or was written for another job."""

@@ -1,4 +1,5 @@
-"""Bring-your-own features: read embedding arrays from `.npy`, `.npz` and platonic-rep `.pt` files.
+"""Bring-your-own features: read embedding arrays from `.npy`, `.npz` and platonic-rep `.pt` files,
+or from an embedding store (``cave_jax.store``) as ``STORE_DIR::ARRAY_NAME``.
 
 Every reader returns a validated float32 numpy array of shape [N, D] (one embedding per
 sample) or [N, L, D] (one per sample and layer, as platonic-rep stores them). Row i of
@@ -13,6 +14,7 @@ Anything unusable raises at this boundary, naming the file:
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import warnings
 
@@ -26,10 +28,13 @@ PT_KEY = "feats"  # platonic-rep: torch.save({"feats": [N, L, D], "num_params": 
 
 
 def load_features(path, *, key: str | None = None, min_rows: int = 2) -> np.ndarray:
-  """Reads one modality's features from a file.
+  """Reads one modality's features from a file or an embedding store.
 
   Args:
-    path: a `.npy` file ([N, D] or [N, L, D]), an `.npz` archive (its only array, or the
+    path: ``STORE_DIR::ARRAY_NAME`` (an array of an embedding store made by
+      ``experiments.extract``, e.g. ``/data/store::coco_captions/dinov2_base/layer_12/cls``),
+      a store directory with the array name as ``key``; a name with ``*`` stacks the
+      matching arrays by layer into [N, L, D] (``.../layer_*/cls``); a `.npy` file ([N, D] or [N, L, D]), an `.npz` archive (its only array, or the
       array named ``key``), or a platonic-rep `.pt` file (a dict; the tensor under
       ``key``, default "feats", [N, L, D], any float dtype including bfloat16).
     key: which array to read from an `.npz` or `.pt` file; None picks the only array of
@@ -43,6 +48,10 @@ def load_features(path, *, key: str | None = None, min_rows: int = 2) -> np.ndar
     FeatureFileError, InvalidFeaturesError: see the module docstring.
   """
   path = os.fspath(path)
+  if _names_store(path):
+    x = _read_store(path, key)
+    x = validation.check_features(x, name=path, ranks=(2, 3), min_rows=min_rows)
+    return np.asarray(x, dtype=np.float32)
   suffix = os.path.splitext(path)[1].lower()
   if suffix not in SUFFIXES:
     raise errors.FeatureFileError(
@@ -78,6 +87,41 @@ def select_layer(features: np.ndarray, layer: int, *, name: str = "features") ->
         f"layer {layer} is out of range for {name}, which has L={n_layers} layers "
         f"(shape {features.shape})")
   return features[:, layer, :]
+
+
+def _names_store(path: str) -> bool:
+  from cave_jax import store  # pylint: disable=g-import-not-at-top  # a later stage: lazy
+  return store.split_store_path(path) is not None or store.is_store(path)
+
+
+def _read_store(path: str, key: str | None) -> np.ndarray:
+  """The array ``dir::name`` (or directory ``path`` with ``key`` as the name) of a store."""
+  from cave_jax import store  # pylint: disable=g-import-not-at-top
+  directory, name = store.split_store_path(path) or (path, key or "")
+  if not store.is_store(directory):
+    raise errors.FeatureFileError(f"{path}: {directory} is not an embedding store "
+                                  f"(made by `python -m experiments.extract`)")
+  opened = store.EmbeddingStore.open(directory)
+  if not name:
+    names = opened.names()
+    if len(names) != 1:
+      raise errors.FeatureFileError(
+          f"embedding store {directory} holds {len(names)} arrays; name one as "
+          f"{directory}::NAME (or with a key). Arrays: {', '.join(names[:20])}"
+          + (" ..." if len(names) > 20 else ""))
+    name = names[0]
+  if "*" in name:  # e.g. "coco/dinov2_base/layer_*/cls": every layer, stacked [N, L, D]
+    matched = [n for n in opened.names() if fnmatch.fnmatchcase(n, name)]
+    if not matched:
+      raise errors.FeatureFileError(f"embedding store {directory} has no array matching "
+                                    f"{name!r}")
+    matched.sort(key=lambda n: (opened.info(n)["layer"] is None, opened.info(n)["layer"], n))
+    return np.stack([opened.read(n) for n in matched], axis=1)
+  if name not in opened.names():
+    raise errors.FeatureFileError(
+        f"embedding store {directory} has no finished array {name!r}; it has "
+        f"{', '.join(opened.names()[:20]) or 'none'}")
+  return opened.read(name)
 
 
 def _read_npy(path: str) -> np.ndarray:

@@ -1,0 +1,281 @@
+"""The extraction loop: source -> batches -> encoder -> pooled per-layer rows -> store, resumable.
+
+``extract(source, encoder, store_path, ...)`` runs one host's part of a job:
+
+1. ``store.JobWriter.plan`` says where this host stands: complete chunks, the reader
+   position after them, chunks to write again (corrupt, or pending and not matching).
+2. Chunks to write again are re-read from their recorded input range and re-encoded;
+   their sample ids must match the manifest (else the source changed: StoreError).
+3. New chunks follow from the saved position. A chunk is the next ``chunk_rows`` usable
+   records of this host's stream (skipped items in between are recorded with it), so
+   chunk boundaries depend on the data only: a resumed job cuts the same chunks.
+4. Batches never span chunks; the last batch of a chunk is zero-padded to
+   ``batch_size`` and only its real rows are kept. With several JAX processes every
+   host runs a step while any host has data (all-padding batches for the others), so a
+   mesh spanning hosts sees the same number of jitted calls everywhere.
+5. After each chunk: write (pending -> data -> complete), then the orbax job state.
+
+Reading and ``encoder.prepare`` run in a background thread, one batch ahead.
+Returns a summary dict (rows, chunks written/rewritten/adopted, skipped, seconds).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import queue
+import threading
+import time
+from typing import Callable, Iterator
+
+import numpy as np
+
+from cave_jax import errors
+from cave_jax.data import records as records_lib
+from cave_jax.store import writer as writer_lib
+
+
+@dataclasses.dataclass
+class _Chunk:
+  index: int
+  input_start: int
+  ids: list = dataclasses.field(default_factory=list)
+  labels: list = dataclasses.field(default_factory=list)
+  n_captions: list = dataclasses.field(default_factory=list)
+  skipped: list = dataclasses.field(default_factory=list)
+
+  def meta(self, input_stop: int) -> dict:
+    return {"input_start": self.input_start, "input_stop": input_stop, "ids": self.ids,
+            "labels": self.labels, "n_captions": self.n_captions, "skipped": self.skipped}
+
+
+def array_names(dataset: str, model: str, encoder) -> dict[str, str]:
+  """{encoder output key: store array name "<dataset>/<model>/<key>"}."""
+  return {key: f"{dataset}/{model}/{key}" for key in encoder.outputs}
+
+
+def job_spec(*, dataset: str, model: str, encoder, source_description: dict,
+             process_count: int, chunk_rows: int, batch_size: int, dtype: str) -> dict:
+  """The job.json of this extraction (its identity: all of it must match to resume)."""
+  names = array_names(dataset, model, encoder)
+  return {
+      "id": f"{dataset}/{model}", "dataset": dataset, "model": model,
+      "modality": encoder.modality, "captions": "first" if encoder.modality == "text" else None,
+      **encoder.description, "source": source_description, "process_count": process_count,
+      "chunk_rows": chunk_rows, "batch_size": batch_size,
+      "arrays": {names[key]: {**spec, "dtype": "float32" if key == "bits_per_byte" else dtype,
+                              "kind": "bits_per_byte" if key == "bits_per_byte" else "features"}
+                 for key, spec in encoder.outputs.items()},
+  }
+
+
+def extract(source, encoder, store_path: str, *, dataset: str, model: str,
+            chunk_rows: int = 4096, batch_size: int = 64, process_index: int = 0,
+            process_count: int = 1, dtype: str = "float32", verify_all: bool = False,
+            source_description: dict | None = None, max_new_chunks: int | None = None,
+            progress: Callable[[int, int, int], None] | None = None) -> dict:
+  """Extracts this host's slice of ``source`` into ``store_path`` (module docstring).
+
+  Args:
+    source: a records.Source. encoder: an encoders.BatchEncoder.
+    store_path: the store directory (created).
+    dataset, model: name the job and its arrays ("<dataset>/<model>/layer_3/mean").
+    chunk_rows: rows per store chunk (a multiple of batch_size reads best).
+    batch_size: this host's batch size.
+    process_index, process_count: this host's slice of the source and of the store.
+    dtype: stored dtype of the features (float32, float16, bfloat16).
+    verify_all: also check every complete chunk's checksum (else only the newest).
+    max_new_chunks: stop after writing this many new chunks (for tests and short runs).
+    progress: called as progress(rows, skipped, resumed_items) after each batch: rows
+      encoded and items skipped by this call, and reader items done before it.
+  """
+  start_time = time.perf_counter()
+  if chunk_rows < 1 or batch_size < 1:
+    raise errors.InvalidArgumentError(f"chunk_rows={chunk_rows} and batch_size={batch_size} "
+                                      f"must be positive")
+  job = job_spec(dataset=dataset, model=model, encoder=encoder,
+                 source_description=source_description or {"name": source.name},
+                 process_count=process_count, chunk_rows=chunk_rows, batch_size=batch_size,
+                 dtype=dtype)
+  names = array_names(dataset, model, encoder)
+  writer = writer_lib.JobWriter(store_path, job, process_index)
+  try:
+    plan = writer.plan(verify_all)
+    stats = {"rows": 0, "skipped": 0, "new_chunks": 0, "rewritten": 0, "adopted": plan.adopted,
+             "resumed_at_chunk": plan.next_chunk, "resumed_rows": plan.rows}
+    if progress:
+      resumed_items = plan.input_position
+      report = lambda rows, skipped: progress(rows, skipped, resumed_items)
+    else:
+      report = None
+    reader = lambda start, stop, first: _events(source, process_index, process_count, start,
+                                                stop, first, chunk_rows, batch_size, encoder)
+    # Two phases, run by every host (possibly with nothing to do) so that with several
+    # processes the lockstep of the jitted steps lines up: rewrites, then new chunks.
+    expected_ids = {entry["chunk"]: entry["ids"] for entry in plan.rewrite}
+    events = itertools.chain.from_iterable(
+        reader(entry["input_start"], entry["input_stop"], entry["chunk"])
+        for entry in plan.rewrite)
+    for chunk, meta, values in _encoded_chunks(events, encoder, names, stats, report,
+                                               batch_size):
+      if meta is None:
+        continue
+      if meta["ids"] != expected_ids[chunk]:
+        raise errors.StoreError(
+            f"chunk {chunk} of host {process_index} holds other samples now than when it "
+            f"was written (first id {meta['ids'][:1]} vs {expected_ids[chunk][:1]}): the "
+            f"source changed; use a new store")
+      writer.write_chunk(chunk, values, meta, event="rewrite")
+      stats["rewritten"] += 1
+    rows, halt = plan.rows, []
+    events = iter(()) if plan.done else reader(plan.input_position, None, plan.next_chunk)
+    stats["finished"] = plan.done
+    for chunk, meta, values in _encoded_chunks(events, encoder, names, stats, report,
+                                               batch_size, halt):
+      if meta is None:  # end of stream: only skipped items after the last chunk
+        writer.finish(chunk, rows, values["input_stop"], values["skipped"])
+        stats["finished"] = True
+        continue
+      writer.write_chunk(chunk, values, meta)
+      rows += len(meta["ids"])
+      writer.save_state(chunk + 1, meta["input_stop"], rows)
+      stats["new_chunks"] += 1
+      if max_new_chunks is not None and stats["new_chunks"] >= max_new_chunks:
+        halt.append(True)  # stop reading; the other hosts are still served (lockstep)
+    if report:
+      report(stats["rows"], stats["skipped"])
+    stats["total_rows"] = rows if stats["finished"] else None
+  finally:
+    writer.close()
+  stats["seconds"] = time.perf_counter() - start_time
+  stats["arrays"] = sorted(names.values())
+  return stats
+
+
+def _events(source, process_index, process_count, start, stop, first_chunk, chunk_rows,
+            batch_size, encoder) -> Iterator[tuple]:
+  """("batch", chunk, n_real, prepared), ("chunk", chunk, meta), ("end", chunk, tail).
+
+  Reads items from position ``start`` up to ``stop`` (None: the end of the stream).
+  """
+  chunk = _Chunk(first_chunk, start)
+  batch, position = [], start
+  for item in source.read(process_index, process_count, start=start):
+    if stop is not None and position >= stop:
+      break
+    position += 1
+    if isinstance(item, records_lib.Skipped):
+      chunk.skipped.append([item.id, item.reason])
+      continue
+    batch.append(item.image if encoder.modality == "image" else item.captions[0])
+    chunk.ids.append(item.id)
+    chunk.labels.append(item.label)
+    chunk.n_captions.append(len(item.captions))
+    if len(batch) == batch_size or len(chunk.ids) == chunk_rows:
+      yield "batch", chunk.index, len(batch), encoder.prepare(batch, batch_size)
+      batch = []
+    if len(chunk.ids) == chunk_rows:
+      yield "chunk", chunk.index, chunk.meta(position)
+      chunk = _Chunk(chunk.index + 1, position)
+  if batch:
+    yield "batch", chunk.index, len(batch), encoder.prepare(batch, batch_size)
+  if chunk.ids:
+    yield "chunk", chunk.index, chunk.meta(position)
+    chunk = _Chunk(chunk.index + 1, position)
+  yield "end", chunk.index, {"input_stop": position, "skipped": chunk.skipped}
+
+
+def _encoded_chunks(events, encoder, names, stats, progress, batch_size, halt=()):
+  """Yields (chunk, meta, {array name: rows}) per chunk, and (chunk, None, tail) at each
+  end of a reader's stream. Stops early once ``halt`` is non-empty; with several
+  processes it then serves the other hosts' remaining steps before returning."""
+  steps = _Lockstep(encoder, batch_size)
+  pieces = {key: [] for key in names}
+  for event in _prefetch(events):
+    if halt:
+      break
+    kind, chunk, payload = event[0], event[1], event[2:]
+    if kind == "batch":
+      n_real, prepared = payload
+      steps.step()
+      out = encoder(prepared)
+      for key in names:
+        pieces[key].append(np.asarray(out[key])[:n_real])
+      stats["rows"] += n_real
+      if progress:
+        progress(stats["rows"], stats["skipped"])
+    elif kind == "chunk":
+      meta = payload[0]
+      stats["skipped"] += len(meta["skipped"])
+      yield chunk, meta, {names[k]: np.concatenate(v) for k, v in pieces.items()}
+      pieces = {key: [] for key in names}
+    elif kind == "end":
+      stats["skipped"] += len(payload[0]["skipped"])
+      yield chunk, None, payload[0]
+  steps.drain()
+
+
+class _Lockstep:
+  """With several JAX processes: every host makes the same number of encoder calls.
+
+  Before each real batch a host announces 1; when its stream ends it announces 0 and,
+  while any other host still announces 1, runs an all-padding batch with them. With one
+  process this does nothing.
+  """
+
+  def __init__(self, encoder, batch_size: int):
+    import jax  # pylint: disable=g-import-not-at-top
+    self.encoder, self.batch_size = encoder, batch_size
+    self.active = jax.process_count() > 1
+
+  def _others_busy(self, mine: int) -> bool:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    return bool(np.any(multihost_utils.process_allgather(np.asarray(mine, np.int32))))
+
+  def step(self) -> None:
+    if self.active:
+      self._others_busy(1)
+
+  def drain(self) -> None:
+    if not self.active:
+      return
+    padding = None
+    while self._others_busy(0):
+      if padding is None:
+        padding = self.encoder.prepare([], self.batch_size)
+      self.encoder(padding)
+
+
+def _prefetch(iterator, depth: int = 2):
+  """Runs ``iterator`` in a thread, ``depth`` items ahead; re-raises its exceptions here."""
+  items = queue.Queue(maxsize=depth)
+  stop = threading.Event()
+  done = object()
+
+  def work():
+    try:
+      for item in iterator:
+        while not stop.is_set():
+          try:
+            items.put(item, timeout=0.1)
+            break
+          except queue.Full:
+            continue
+        if stop.is_set():
+          return
+      items.put(done)
+    except BaseException as e:  # pylint: disable=broad-except  # handed to the consumer
+      items.put(e)
+
+  thread = threading.Thread(target=work, daemon=True)
+  thread.start()
+  try:
+    while True:
+      item = items.get()
+      if item is done:
+        return
+      if isinstance(item, BaseException):
+        raise item
+      yield item
+  finally:
+    stop.set()

@@ -1,0 +1,178 @@
+"""Feature extraction into the embedding store (the `experiments.extract` run).
+
+``run(config, workdir)`` builds the source (``cave_jax.data``), the encoder (a tiny random
+stand-in or a checkpoint through ``cave_jax.models``) and the mesh, then runs
+``cave_jax.extract.extract`` for this process's slice, with a tqdm bar (rows, rows/s, ETA
+when the slice size is known) and absl logging per chunk. It writes
+``<workdir>/extract_h<process>.json`` (the summary) and returns it. Rerunning the same
+command resumes from the last complete chunk; a finished job reruns in seconds
+(verifying the newest chunk, or all with ``verify_all``).
+"""
+
+from __future__ import annotations
+
+import logging as pylogging
+import os
+import sys
+
+from absl import logging
+import tqdm
+
+from cave_jax import errors
+from cave_jax.runs import config_checks
+
+
+def run(config, workdir: str) -> dict:
+  """Extracts config.model's features of config.dataset into the store (configs/extract.py).
+
+  Raises:
+    ConfigError: unknown model/dataset, missing checkpoint or paths, bad values.
+    DataError, StoreError: an unusable source, a store made with other settings.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  from cave_jax import parallel  # pylint: disable=g-import-not-at-top
+  from cave_jax.extract import encoders  # pylint: disable=g-import-not-at-top
+  from cave_jax.extract import loop  # pylint: disable=g-import-not-at-top
+
+  get = config_checks.get
+  _quiet_orbax()
+  parallel.initialize()
+  index = get(config, "process_index", int, low=-1)
+  count = get(config, "process_count", int, low=-1)
+  index = jax.process_index() if index < 0 else index
+  count = jax.process_count() if count < 0 else count
+  if not 0 <= index < count:
+    raise errors.ConfigError(f"config.process_index={index} must be in [0, {count})")
+  batch = get(config, "batch_size", int, low=1)
+  if batch % count:
+    raise errors.ConfigError(f"config.batch_size={batch} must be divisible by the "
+                             f"{count} processes")
+  local_batch = batch // count
+  name = get(config, "model", str)
+  model_axis = get(config, "model_axis", int, low=1)
+  # The tiny stand-ins run on one global mesh (every host in lockstep); cave_jax.models
+  # encoders run one replica per host on a mesh of its own devices.
+  mesh = encoders.make_mesh(model=model_axis, local=name not in ("tiny_vision", "tiny_lm"))
+  local_data = mesh.shape["data"] * len(jax.local_devices()) // mesh.devices.size
+  if local_batch % local_data:
+    raise errors.ConfigError(f"per-process batch {local_batch} must be divisible by this "
+                             f"process's {local_data} devices on the mesh's data axis")
+  source, described = build_source(config)
+  encoder = build_encoder(config, mesh, local_batch)
+  store = get(config, "store", str) or os.path.join(workdir, "store")
+  max_new = get(config, "max_new_chunks", int, low=0) or None
+  total = getattr(source, "size", lambda *_: None)(index, count)
+  with tqdm.tqdm(total=total, unit="row", desc=f"extract {config.model} on {config.dataset}",
+                 file=sys.stderr, mininterval=1.0, dynamic_ncols=True,
+                 disable=index != 0 and count > 1) as bar:
+    def progress(rows, skipped, resumed_items):
+      if bar.n == 0 and resumed_items:  # resumed: start the bar (and its rate) there
+        bar.initial = bar.n = bar.last_print_n = resumed_items
+      bar.update(resumed_items + rows + skipped - bar.n)
+      bar.set_postfix(skipped=skipped, refresh=False)
+
+    result = loop.extract(
+        source, encoder, store, dataset=get(config, "dataset", str),
+        model=get(config, "model", str), chunk_rows=get(config, "chunk_rows", int, low=1),
+        batch_size=local_batch, process_index=index, process_count=count,
+        dtype=get(config, "dtype", str, choices=("float32", "float16", "bfloat16")),
+        verify_all=get(config, "verify_all", bool), source_description=described,
+        max_new_chunks=max_new, progress=progress)
+  result.update(store=os.path.abspath(store), process_index=index, process_count=count)
+  config_checks.write_json(os.path.join(workdir, f"extract_h{index:05d}.json"), result)
+  return result
+
+
+def _quiet_orbax():
+  """orbax logs several INFO lines per save; one save per chunk would drown the bar."""
+  handler = logging.get_absl_handler()
+  if not any(isinstance(f, _DropOrbaxInfo) for f in handler.filters):
+    handler.addFilter(_DropOrbaxInfo())
+
+
+class _DropOrbaxInfo(pylogging.Filter):
+
+  def filter(self, record):
+    return record.levelno >= pylogging.WARNING or "orbax" not in record.pathname
+
+
+def build_source(config):
+  """(records.Source, JSON description) for config.dataset."""
+  from cave_jax.data import shard_sources  # pylint: disable=g-import-not-at-top
+  from cave_jax.data import tfds_sources  # pylint: disable=g-import-not-at-top
+  from cave_jax.data import toy_source  # pylint: disable=g-import-not-at-top
+  get = config_checks.get
+  dataset = get(config, "dataset", str)
+  if dataset == "toy":
+    n = get(config, "toy_n", int, low=1)
+    return toy_source.ToySource(n=n), {"name": "toy", "n": n}
+  if dataset in tfds_sources.DATASETS:
+    source = tfds_sources.TfdsSource(dataset, split=get(config, "split", str),
+                                     data_dir=get(config, "data_dir", str) or None)
+    return source, {"name": dataset, "split": source.split}
+  paths = get(config, "paths", str)
+  if not paths:
+    raise errors.ConfigError(f"config.dataset={dataset} needs --config.paths=FILES (files, "
+                             f"globs or directories, comma-separated)")
+  if dataset == "webdataset":
+    source = shard_sources.WebDatasetSource(paths)
+    return source, {"name": dataset, "shards": [os.path.basename(s) for s in source.shards]}
+  if dataset == "parquet":
+    columns = {k: get(config, k, str) for k in ("image_column", "caption_column",
+                                                "id_column", "label_column")}
+    source = shard_sources.ParquetSource(paths, **columns)
+    return source, {"name": dataset, "files": [os.path.basename(f) for f in source.files],
+                    **columns}
+  raise errors.ConfigError(f"config.dataset={dataset!r} is unknown")
+
+
+def build_encoder(config, mesh, batch_size: int):
+  """The BatchEncoder named by config.model, restricted to config.layers/poolings.
+
+  batch_size: the per-process batch.
+  """
+  from cave_jax.extract import checkpoints  # pylint: disable=g-import-not-at-top
+  from cave_jax.extract import tiny  # pylint: disable=g-import-not-at-top
+  get = config_checks.get
+  name = get(config, "model", str)
+  layers = _layers(get(config, "layers", str))
+  poolings = tuple(p.strip() for p in get(config, "poolings", str).split(",") if p.strip())
+  dtype = get(config, "model_dtype", str, choices=("float32", "bfloat16", "float16"))
+  if name in ("tiny_vision", "tiny_lm"):
+    build = tiny.tiny_vision if name == "tiny_vision" else tiny.tiny_lm
+    encoder = build(mesh, seed=get(config, "seed", int, low=0), dtype=dtype)
+    n_layers = 1 + max(s["layer"] for s in encoder.outputs.values() if s["layer"] is not None)
+    keep_layers = None if layers is None else {l % n_layers for l in layers}
+    unknown = set(poolings) - {s["pooling"] for s in encoder.outputs.values()}
+    if unknown:
+      raise errors.ConfigError(f"config.poolings: {name} has no pooling {sorted(unknown)}")
+    encoder.outputs = {k: s for k, s in encoder.outputs.items() if s["layer"] is None or (
+        (keep_layers is None or s["layer"] in keep_layers)
+        and (not poolings or s["pooling"] in poolings))}
+    return encoder
+  return checkpoints.ModelEncoder.from_checkpoint(
+      name, get(config, "checkpoint", str), batch_size=batch_size, dtype=dtype, mesh=mesh,
+      layers=layers, poolings=poolings or None)
+
+
+def _layers(text: str):
+  if text.strip() in ("", "all"):
+    return None
+  try:
+    return [int(v) for v in text.split(",") if v.strip()]
+  except ValueError:
+    raise errors.ConfigError(f"config.layers={text!r} must be 'all' or comma-separated "
+                             f"ints") from None
+
+
+def summary(result: dict) -> str:
+  """One paragraph for the entry point to print."""
+  state = "finished" if result["finished"] else "stopped early (rerun to continue)"
+  total = result["total_rows"]
+  return (f"extraction {state}: host {result['process_index']}/{result['process_count']} "
+          f"wrote {result['new_chunks']} new chunks ({result['rows']} rows encoded this run, "
+          f"{result['skipped']} samples skipped), rewrote {result['rewritten']}, adopted "
+          f"{result['adopted']}; resumed at chunk {result['resumed_at_chunk']}"
+          + (f"; {total} rows in total" if total is not None else "")
+          + f" in {result['seconds']:.1f}s\nstore: {result['store']}\narrays: "
+          + ", ".join(result["arrays"][:4]) + (" ..." if len(result["arrays"]) > 4 else ""))

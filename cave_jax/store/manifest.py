@@ -1,0 +1,125 @@
+"""The manifest of an extraction job: which chunks are complete, what they hold, how often written.
+
+Directory ``<store>/jobs/<job>/`` (job = "<dataset>/<model>"):
+
+  job.json                         what the job extracts (JobSpec.to_json)
+  chunks/h<host>-c<chunk>.json     one entry per chunk: rows, input range, sample ids,
+                                   labels, caption counts, skipped ids, per-array checksums,
+                                   state "pending" (data may be partly written) or "complete"
+  writes/h<host>.log               one JSON line per chunk write: {"chunk", "rows", "event"};
+                                   "write"/"rewrite" once the data are on disk (before
+                                   "complete"), "adopt" when a resumed job accepts a
+                                   pending chunk whose data landed
+  done/h<host>.json                this host read its whole slice: {"chunks", "rows", "skipped"}
+  state/h<host>/                   orbax job state (``job_state.py``)
+
+A chunk is written in three steps: the entry is saved as "pending" with the checksums
+of the rows about to be written, the arrays are written, the entry is saved as
+"complete". A job killed between the steps leaves a pending entry; the resumed job
+checks the arrays against its checksums and either adopts the chunk (no second write)
+or writes it again. JSON files are replaced atomically (temporary file + rename).
+Each host writes only its own files, so many hosts share one directory safely.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+
+from cave_jax import errors
+
+_ENTRY = re.compile(r"^h(\d{5})-c(\d{8})\.json$")
+
+
+def write_json(path: str, obj) -> None:
+  """Writes ``obj`` as JSON at ``path`` atomically."""
+  directory = os.path.dirname(path)
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+  try:
+    with os.fdopen(fd, "w") as f:
+      json.dump(obj, f)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def read_json(path: str):
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError) as e:
+    raise errors.StoreError(f"cannot read {path}: {type(e).__name__}: {e}") from None
+
+
+class Manifest:
+  """Chunk entries, write log and done markers of one job in ``job_dir``."""
+
+  def __init__(self, job_dir: str):
+    self.job_dir = job_dir
+
+  def entry_path(self, host: int, chunk: int) -> str:
+    return os.path.join(self.job_dir, "chunks", f"h{host:05d}-c{chunk:08d}.json")
+
+  def save_entry(self, entry: dict) -> None:
+    write_json(self.entry_path(entry["host"], entry["chunk"]), entry)
+
+  def entries(self, host: int | None = None) -> dict[tuple[int, int], dict]:
+    """{(host, chunk): entry} of every saved entry (of one host, if given)."""
+    directory = os.path.join(self.job_dir, "chunks")
+    found = {}
+    if not os.path.isdir(directory):
+      return found
+    for name in sorted(os.listdir(directory)):
+      match = _ENTRY.match(name)
+      if not match or (host is not None and int(match.group(1)) != host):
+        continue
+      try:
+        entry = read_json(os.path.join(directory, name))
+      except errors.StoreError:
+        continue  # an unreadable entry counts as absent: its chunk is written again
+      found[(int(match.group(1)), int(match.group(2)))] = entry
+    return found
+
+  def log_write(self, host: int, chunk: int, rows: int, event: str) -> None:
+    """Appends one line to this host's write log (event: write, rewrite or adopt)."""
+    path = os.path.join(self.job_dir, "writes", f"h{host:05d}.log")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "a") as f:
+      f.write(json.dumps({"chunk": chunk, "rows": rows, "event": event}) + "\n")
+      f.flush()
+      os.fsync(f.fileno())
+
+  def write_log(self, host: int | None = None) -> list[dict]:
+    """Every logged write (of one host, if given), each with its "host"."""
+    directory = os.path.join(self.job_dir, "writes")
+    lines = []
+    if not os.path.isdir(directory):
+      return lines
+    for name in sorted(os.listdir(directory)):
+      h = int(name[1:6])
+      if host is not None and h != host:
+        continue
+      with open(os.path.join(directory, name)) as f:
+        lines.extend(dict(json.loads(line), host=h) for line in f if line.strip())
+    return lines
+
+  def done_path(self, host: int) -> str:
+    return os.path.join(self.job_dir, "done", f"h{host:05d}.json")
+
+  def mark_done(self, host: int, summary: dict) -> None:
+    write_json(self.done_path(host), summary)
+
+  def clear_done(self, host: int) -> None:
+    if os.path.exists(self.done_path(host)):
+      os.remove(self.done_path(host))
+
+  def done(self, host: int) -> dict | None:
+    path = self.done_path(host)
+    return read_json(path) if os.path.exists(path) else None

@@ -1,0 +1,164 @@
+"""The write side of the store: one host of one extraction job, chunk by chunk, resumable.
+
+``JobWriter(store_path, job, host)``:
+  * creates the store marker, the job description (``jobs/<job>/job.json``; a store that
+    already holds this job with another description is refused) and the arrays;
+  * ``plan(verify_all)`` says where this host resumes: the next chunk and reader position,
+    and which written chunks must be written again (pending entries whose data do not
+    match their checksums, and -- with ``verify_all`` or for chunks newer than the
+    orbax state -- complete chunks that are unreadable or fail their checksum);
+  * ``write_chunk`` writes one chunk of every array with the pending/complete protocol
+    of ``manifest.py`` and logs the write; ``finish`` marks the host done.
+
+Chunk c of host h lives in slot ``c * process_count + h`` of every array (``arrays.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+
+from cave_jax import errors
+from cave_jax.store import arrays
+from cave_jax.store import job_state
+from cave_jax.store import manifest as manifest_lib
+from cave_jax.store import store as store_lib
+
+
+@dataclasses.dataclass
+class Plan:
+  """Where a host resumes. rewrite: entries (with their input ranges) to write again."""
+  next_chunk: int
+  input_position: int
+  rows: int
+  rewrite: list[dict]
+  adopted: int
+  done: bool
+
+
+class JobWriter:
+  """Writes host ``host``'s chunks of job ``job`` (a job.json dict) into ``store_path``.
+
+  ``job`` must hold: "id" ("<dataset>/<model>"), "process_count", "chunk_rows" and
+  "arrays" ({name: {"row_shape": [...], "dtype": str, ...}}); everything else in it
+  (model, checkpoint hash, preprocessing, source) is metadata, and all of it must
+  match to resume.
+  """
+
+  def __init__(self, store_path: str, job: dict, host: int):
+    self.path = os.path.abspath(store_path)
+    job = json.loads(json.dumps(job))  # as read back from job.json: lists, not tuples
+    self.job = job
+    self.host = host
+    self.hosts = job["process_count"]
+    self.chunk_rows = job["chunk_rows"]
+    self.job_dir = os.path.join(self.path, "jobs", job["id"])
+    self.manifest = manifest_lib.Manifest(self.job_dir)
+    os.makedirs(self.path, exist_ok=True)
+    marker = os.path.join(self.path, store_lib.MARKER)
+    if not os.path.exists(marker):
+      manifest_lib.write_json(marker, {"format": "cave_jax embedding store", "version": 1})
+    job_file = os.path.join(self.job_dir, "job.json")
+    if os.path.exists(job_file):
+      existing = manifest_lib.read_json(job_file)
+      if existing != job:
+        changed = sorted(k for k in set(existing) | set(job) if existing.get(k) != job.get(k))
+        raise errors.StoreError(
+            f"store {self.path} already holds job {job['id']!r} made with other settings "
+            f"(different: {', '.join(changed)}); use another store or the same settings")
+    else:
+      manifest_lib.write_json(job_file, job)
+    self.arrays = {
+        name: arrays.open_array(os.path.join(self.path, "arrays", name), create=True,
+                                chunk_rows=self.chunk_rows, row_shape=tuple(spec["row_shape"]),
+                                dtype=spec["dtype"])
+        for name, spec in job["arrays"].items()}
+    self.state = job_state.JobState(os.path.join(self.job_dir, "state", f"h{host:05d}"),
+                                    host, fingerprint=job)
+
+  def slot(self, chunk: int) -> int:
+    return chunk * self.hosts + self.host
+
+  def plan(self, verify_all: bool = False) -> Plan:
+    """Reads the manifest and orbax state; see the module docstring."""
+    saved = self.state.restore()
+    state_chunks = saved["next_chunk"] if saved else 0
+    entries = self.manifest.entries(self.host)
+    rewrite, adopted, chunk, position, rows = [], 0, 0, 0, 0
+    while (self.host, chunk) in entries:
+      entry = entries[(self.host, chunk)]
+      if entry["state"] == "pending":
+        if self.verify(entry):
+          entry["state"] = "complete"
+          self.manifest.save_entry(entry)
+          self.manifest.log_write(self.host, chunk, entry["rows"], "adopt")
+          adopted += 1
+        else:
+          rewrite.append(entry)
+      elif (verify_all or chunk >= state_chunks) and not self.verify(entry):
+        rewrite.append(entry)
+      position, rows, chunk = entry["input_stop"], rows + entry["rows"], chunk + 1
+    done = self.manifest.done(self.host)
+    if done is not None and done["chunks"] != chunk:
+      self.manifest.clear_done(self.host)  # chunks went missing: not done any more
+      done = None
+    if done is not None:
+      position = done["input_stop"]
+    return Plan(chunk, position, rows, rewrite, adopted, done is not None)
+
+  def verify(self, entry: dict) -> bool:
+    """True if every array's rows of ``entry`` read back with the recorded checksum."""
+    slot = self.slot(entry["chunk"])
+    for name, array in self.arrays.items():
+      try:
+        rows = arrays.read_slot(array, slot, entry["rows"])
+      except errors.StoreError:
+        return False
+      if arrays.checksum(rows) != entry["checksums"].get(name):
+        return False
+    return True
+
+  def write_chunk(self, chunk: int, values: dict[str, np.ndarray], meta: dict,
+                  event: str = "write") -> dict:
+    """Writes chunk ``chunk``: values {array name: [rows, *row_shape]} for every array.
+
+    meta: "input_start", "input_stop" (reader positions), "ids", "labels", "n_captions"
+    (one per row) and "skipped" ([[id, reason], ...] within the input range).
+    """
+    if set(values) != set(self.arrays):
+      raise errors.StoreError(f"chunk {chunk}: got arrays {sorted(values)}, the job has "
+                              f"{sorted(self.arrays)}")
+    n_rows = len(meta["ids"])
+    if not 0 < n_rows <= self.chunk_rows:
+      raise errors.StoreError(f"chunk {chunk} has {n_rows} rows; 1..{self.chunk_rows} allowed")
+    cast = {}
+    for name, value in values.items():
+      spec = self.job["arrays"][name]
+      cast[name] = np.asarray(value).astype(arrays.numpy_dtype(spec["dtype"]))
+      if cast[name].shape != (n_rows, *spec["row_shape"]):
+        raise errors.StoreError(f"chunk {chunk}: array {name} got shape {cast[name].shape}, "
+                                f"expected {(n_rows, *spec['row_shape'])}")
+    entry = {"host": self.host, "chunk": chunk, "rows": n_rows, **meta, "state": "pending",
+             "checksums": {name: arrays.checksum(v) for name, v in cast.items()}}
+    self.manifest.save_entry(entry)
+    for name, value in cast.items():
+      arrays.write_slot(self.arrays[name], self.slot(chunk), value)
+    self.manifest.log_write(self.host, chunk, n_rows, event)  # the data are on disk
+    entry["state"] = "complete"
+    self.manifest.save_entry(entry)
+    return entry
+
+  def save_state(self, next_chunk: int, input_position: int, rows: int) -> None:
+    self.state.save(next_chunk, input_position, rows)
+
+  def finish(self, chunks: int, rows: int, input_stop: int, trailing_skipped: list) -> None:
+    """Marks this host done: ``chunks`` complete chunks, ``rows`` rows, reader at input_stop."""
+    self.manifest.mark_done(self.host, {"chunks": chunks, "rows": rows,
+                                        "input_stop": input_stop,
+                                        "trailing_skipped": trailing_skipped})
+
+  def close(self) -> None:
+    self.state.close()
