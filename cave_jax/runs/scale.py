@@ -12,7 +12,11 @@ A subset as large as the pool is the same set in every draw, so it is scored onc
 Per (N, k) the run reports the mean over draws of metrics.mutual_knn, its chance level
 k/(N-1), and a confidence interval: the envelope (lowest low, highest high) of the
 draws' percentile-bootstrap intervals over rows, so the band covers both the
-row-sampling and the draw-to-draw variation. Outputs in ``workdir``: scale.json,
+row-sampling and the draw-to-draw variation. With ``n_perm`` > 0 each (N, k) also gets a
+permutation null: in every draw the pairing of the two sides is shuffled ``n_perm``
+times (``stats.relabel_neighbours``, no new search) and the mean over draws is
+recomputed, giving ``null_mean``, a one-sided ``p_value`` and the null-subtracted
+``calibrated`` score (``stats.calibrate``). Outputs in ``workdir``: scale.json,
 scale.csv and the figure scale.png/.pdf.
 
 Cost: one exact search of N rows costs ~N^2 * d; progress (tqdm on stderr, absl
@@ -35,6 +39,8 @@ from cave_jax import errors
 from cave_jax import knn
 from cave_jax import metrics
 from cave_jax import validation
+from cave_jax.metrics import knn_metrics
+from cave_jax.metrics import stats
 from cave_jax.runs import config_checks
 from cave_jax.runs import figures
 
@@ -47,7 +53,7 @@ def run(config, workdir: str) -> dict:
   Returns:
     {"metric": "mutual_knn", "source", "pool", "sizes", "ks", "n_draws", "confidence",
      "ci_method", "rows": [{"n", "k", "score", "chance", "ci_low", "ci_high", "std",
-     "draws", "draw_scores"}], "seconds": {"total", "knn", "by_n"}, "files": {...}}
+     "draws", "draw_scores", "null_mean", "p_value", "calibrated"}], "seconds": {"total", "knn", "by_n"}, "files": {...}}
     plus "world" (synthetic) or "features_a"/"features_b" (features).
 
   Raises:
@@ -68,6 +74,7 @@ def run(config, workdir: str) -> dict:
             for draw in range(n_draws)]
   work = [(n, draw) for n in sizes for draw in range(1 if n == pool else n_draws)]
   scores = {}  # (n, k) -> list of Score over draws
+  nulls = {}  # (n, k) -> list over draws of n_perm null scores
   knn_seconds, by_n = 0.0, {}
   total_units = sum(2 * n * n for n, _ in work) / 1e6
   done_units = 0.0
@@ -88,6 +95,9 @@ def run(config, workdir: str) -> dict:
         scores.setdefault((n, k), []).append(metrics.mutual_knn(
             neighbours[0][:, :k], neighbours[1][:, :k], ci=True, n_boot=plan["n_boot"],
             confidence=plan["confidence"], seed=plan["seed"] + draw))
+        nulls.setdefault((n, k), []).append(_null_scores(
+            neighbours[0][:, :k], neighbours[1][:, :k], plan["n_perm"],
+            seed=(plan["seed"], n, draw)))
       top = scores[(n, max(ks))][-1]
       elapsed = time.perf_counter() - start
       logging.info("N=%d draw %d: mutual_knn(k=%d)=%.4f (chance %.2g), search %.1fs; "
@@ -105,7 +115,9 @@ def run(config, workdir: str) -> dict:
       "confidence": plan["confidence"],
       "n_boot": plan["n_boot"],
       "ci_method": CI_METHOD,
-      "rows": [_aggregate(n, k, found) for (n, k), found in sorted(scores.items())],
+      "n_perm": plan["n_perm"],
+      "rows": [_aggregate(n, k, found, nulls[(n, k)])
+               for (n, k), found in sorted(scores.items())],
   }
   result["files"] = _write_outputs(result, workdir, plan["figure"])
   result["seconds"] = {"total": time.perf_counter() - start, "knn": knn_seconds,
@@ -155,6 +167,7 @@ def _read_plan(config) -> dict:
       "confidence": get(config, "confidence", float, low=0.5, high=0.999),
       "seed": get(config, "seed", int, low=0),
       "figure": get(config, "figure", bool),
+      "n_perm": get(config, "n_perm", int, low=0) if "n_perm" in config else 0,
   }
   if plan["max_n"] < plan["min_n"]:
     raise errors.ConfigError(
@@ -209,8 +222,20 @@ def _spec_dict(spec: data.WorldSpec) -> dict:
   return {name: getattr(spec, name) for name in spec.__dataclass_fields__}
 
 
-def _aggregate(n: int, k: int, found: list) -> dict:
+def _null_scores(nn_a, nn_b, n_perm: int, seed) -> np.ndarray:
+  """mutual k-NN of one draw under ``n_perm`` shuffled pairings: float64 [n_perm]."""
+  rng = np.random.default_rng(seed)
+  n, k = nn_a.shape
+  return np.array([knn_metrics.mutual_overlap(
+      nn_a, stats.relabel_neighbours(nn_b, rng.permutation(n))).mean() / k
+                   for _ in range(n_perm)], np.float64)
+
+
+def _aggregate(n: int, k: int, found: list, nulls: list) -> dict:
   draw_scores = [s.score for s in found]
+  calibration = None
+  if nulls and nulls[0].size:
+    calibration = stats.calibrate(np.mean(draw_scores), np.mean(nulls, axis=0))
   return {
       "n": n,
       "k": k,
@@ -221,6 +246,9 @@ def _aggregate(n: int, k: int, found: list) -> dict:
       "std": float(np.std(draw_scores, ddof=1)) if len(found) > 1 else None,
       "draws": len(found),
       "draw_scores": [float(v) for v in draw_scores],
+      "null_mean": None if calibration is None else calibration.null_mean,
+      "p_value": None if calibration is None else calibration.p_value,
+      "calibrated": None if calibration is None else calibration.calibrated,
   }
 
 
@@ -228,7 +256,8 @@ def _write_outputs(result: dict, workdir: str, figure: bool) -> dict:
   os.makedirs(workdir, exist_ok=True)
   files = {"json": os.path.join(workdir, "scale.json"),
            "csv": os.path.join(workdir, "scale.csv")}
-  columns = ["n", "k", "score", "chance", "ci_low", "ci_high", "std", "draws"]
+  columns = ["n", "k", "score", "chance", "ci_low", "ci_high", "std", "draws", "null_mean",
+             "p_value", "calibrated"]
   with open(files["csv"], "w", newline="") as f:
     writer = csv.writer(f)
     writer.writerow(columns)
@@ -236,13 +265,18 @@ def _write_outputs(result: dict, workdir: str, figure: bool) -> dict:
       writer.writerow(["" if row[c] is None else row[c] for c in columns])
   if figure:
     what = ("synthetic world" if result["source"] == "synthetic"
-            else os.path.basename(result["features_a"]["path"]) + " vs "
-            + os.path.basename(result["features_b"]["path"]))
+            else _short_name(result["features_a"]["path"]) + " vs "
+            + _short_name(result["features_b"]["path"]))
     files["figure"] = figures.plot_scale(
         result["rows"], os.path.join(workdir, "scale"),
         title=f"{what}: {result['n_draws']} nested draws, "
               f"{round(100 * result['confidence'])}% CI band")
   return files
+
+
+def _short_name(path: str) -> str:
+  """A file's base name, or a store array's name (``STORE::NAME`` -> NAME)."""
+  return path.partition("::")[2] if "::" in path else os.path.basename(path)
 
 
 def _flat_files(files: dict) -> list[str]:

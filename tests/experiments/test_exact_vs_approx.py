@@ -1,0 +1,64 @@
+"""cave_jax.runs.exact_vs_approx: approximate lists on the scale sweep's nested subsets."""
+
+import os
+
+import pytest
+
+from cave_jax import errors
+from cave_jax.runs import exact_vs_approx
+from configs import exact_vs_approx as config_module
+
+from .paper_helpers import shrink
+
+
+def _config(**overrides):
+  return shrink(config_module.get_config("smoke"), **{
+      **dict(min_n=256, max_n=1024, growth=2, n_draws=2, n_boot=100, n_perm=10,
+             methods="approx_max_k:0.9,bf16,ivf:1,hnsw:32"), **overrides})
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("approx"))
+  return exact_vs_approx.run(_config(), workdir), workdir
+
+
+def test_rows_criterion_and_files(small_run):
+  result, workdir = small_run
+  assert result["sizes"] == [256, 512, 1024]
+  assert len(result["rows"]) == 3 * 5
+  for r in result["rows"]:
+    assert r["ci_low"] <= r["score"] <= r["ci_high"]
+    if r["method"] == "exact":
+      assert r["recall_a"] == r["recall_b"] == 1.0
+    else:
+      assert r["trustworthy"] == (abs(r["delta"]) <= r["half_width"])
+      assert r["delta_ci_low"] <= r["delta"] <= r["delta_ci_high"]
+  for method, first in result["first_untrustworthy_n"].items():
+    bad = [r["n"] for r in result["rows"] if r["method"] == method and not r["trustworthy"]]
+    assert first == (min(bad) if bad else None)
+  assert sorted(os.listdir(workdir)) == [
+      f"exact_vs_approx.{e}" for e in ("csv", "json", "pdf", "png")]
+
+
+def test_alignment_falls_with_n_and_recall_is_ordered(small_run):
+  result, _ = small_run
+  exact = [r["score"] for r in result["rows"] if r["method"] == "exact"]
+  assert exact[0] > exact[1] > exact[2]
+  at = {r["method"]: r for r in result["rows"] if r["n"] == 1024}
+  assert at["ivf:1"]["recall_a"] < at["hnsw:32"]["recall_a"]
+  assert at["exact"]["p_value"] == pytest.approx(1 / 11)
+
+
+def test_identical_sides_score_one(tmp_path):
+  config = _config(methods="bf16", n_draws=1,
+                   world=dict(same_view=True, shared_fine=1.0, nuisance=0.0, noise=0.0))
+  result = exact_vs_approx.run(config, str(tmp_path))
+  for r in result["rows"]:
+    assert r["score"] == 1.0
+
+
+@pytest.mark.parametrize("methods", ["ivf", "bogus:1", "approx_max_k:2", ""])
+def test_bad_methods(tmp_path, methods):
+  with pytest.raises(errors.ConfigError, match="config.methods"):
+    exact_vs_approx.run(_config(methods=methods), str(tmp_path))
