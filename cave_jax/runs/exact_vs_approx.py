@@ -167,8 +167,7 @@ def summary(result: dict) -> str:
                  f"{r['half_width']:>10.4f} {ok:>3} {r['seconds']:>6.1f}")
   lines.append("first untrustworthy N: " + ", ".join(
       f"{m}: {n if n is not None else 'none'}" for m, n in result["first_untrustworthy_n"].items()))
-  lines.append(f"took {result['seconds']['total']:.0f}s; files: "
-               f"{', '.join(reporting.flat_files(result['files']))}")
+  lines.append(reporting.footer(result))
   return "\n".join(lines)
 
 

@@ -141,8 +141,7 @@ def summary(result: dict) -> str:
     lines.append(f"{r['m']:>3} {r['n']:>6} {r['k']:>3} {r['measure']:<16} {r['score']:>8.4f} "
                  f"{reporting.fmt(r['chance']):>8} [{r['ci_low']:.4f}, {r['ci_high']:.4f}] "
                  f"{reporting.fmt(r['null_mean']):>8} {reporting.fmt(r['p_value'], '.3f'):>6}")
-  lines.append(f"took {result['seconds']['total']:.0f}s; files: "
-               f"{', '.join(reporting.flat_files(result['files']))}")
+  lines.append(reporting.footer(result))
   return "\n".join(lines)
 
 

@@ -201,8 +201,7 @@ def summary(result: dict) -> str:
   for bench, fit in result["fits"].items():
     lines.append(f"{bench:<14} {fit['slope']:>10.2e} {reporting.fmt(fit['r2_older'], '.3f'):>9} "
                  f"{reporting.fmt(fit['r2_newer'], '.3f'):>25}")
-  lines.append(f"took {result['seconds']['total']:.0f}s; files: "
-               f"{', '.join(reporting.flat_files(result['files']))}")
+  lines.append(reporting.footer(result))
   return "\n".join(lines)
 
 

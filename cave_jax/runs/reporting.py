@@ -82,3 +82,8 @@ def flat_files(files: dict) -> list[str]:
   for value in files.values():
     out.extend(value if isinstance(value, list) else [value])
   return out
+
+
+def footer(result: dict) -> str:
+  """The last line of every run's summary: total time and the files written."""
+  return f"took {result['seconds']['total']:.0f}s; files: {', '.join(flat_files(result['files']))}"

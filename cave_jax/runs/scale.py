@@ -43,6 +43,7 @@ from cave_jax.metrics import knn_metrics
 from cave_jax.metrics import stats
 from cave_jax.runs import config_checks
 from cave_jax.runs import figures
+from cave_jax.runs import reporting
 
 CI_METHOD = "envelope of the draws' row-bootstrap intervals (lowest low, highest high)"
 
@@ -150,7 +151,7 @@ def summary(result: dict) -> str:
                  f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}]{'':<4} {row['draws']:>4}")
   lines.append(f"took {result['seconds']['total']:.0f}s "
                f"(exact k-NN {result['seconds']['knn']:.0f}s); "
-               f"files: {', '.join(_flat_files(result['files']))}")
+               f"files: {', '.join(reporting.flat_files(result['files']))}")
   return "\n".join(lines)
 
 
@@ -277,10 +278,3 @@ def _write_outputs(result: dict, workdir: str, figure: bool) -> dict:
 def _short_name(path: str) -> str:
   """A file's base name, or a store array's name (``STORE::NAME`` -> NAME)."""
   return path.partition("::")[2] if "::" in path else os.path.basename(path)
-
-
-def _flat_files(files: dict) -> list[str]:
-  out = []
-  for value in files.values():
-    out.extend(value if isinstance(value, list) else [value])
-  return out
