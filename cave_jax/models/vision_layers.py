@@ -30,6 +30,7 @@ import numpy as np
 from flax import nnx
 
 from cave_jax.errors import CheckpointError
+from cave_jax.models import checkpoint
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "gelu": lambda x: jax.nn.gelu(x, approximate=False),  # torch nn.GELU(), erf form
@@ -351,21 +352,5 @@ def build(cfg: VisionConfig, values: Mapping[str, np.ndarray], dtype,
     dtype: dtype of the params and of the computation.
     source: checkpoint path, for error messages.
   """
-  model = nnx.eval_shape(lambda: VisionTransformer(cfg, dtype))
-  graphdef, state = nnx.split(model)
-  flat = dict(nnx.to_flat_state(state))
-  paths = {".".join(str(k) for k in path): path for path in flat}
-  missing = sorted(set(paths) - set(values))
-  extra = sorted(set(values) - set(paths))
-  if missing or extra:
-    raise CheckpointError(f"{source}: name table does not cover the model: "
-                          f"unfilled params {missing[:8]}, unknown params {extra[:8]}")
-  filled = []
-  for name, path in paths.items():
-    var = flat[path]
-    value = np.asarray(values[name])
-    if value.size != int(np.prod(var.shape)):
-      raise CheckpointError(f"{source}: param {name} needs shape {var.shape}, "
-                            f"the checkpoint gives {value.shape}")
-    filled.append((path, var.replace(jnp.asarray(value.reshape(var.shape), dtype=dtype))))
-  return nnx.merge(graphdef, nnx.from_flat_state(filled))
+  return checkpoint.fill_params(
+      nnx.eval_shape(lambda: VisionTransformer(cfg, dtype)), values, dtype, source)
