@@ -4,30 +4,63 @@
   python -m experiments.scale --config=configs/scale.py:smoke          # N <= 4,096, ~15 s
   python -m experiments.scale --config=configs/scale.py:features \
       --config.features_a=vision.npy --config.features_b=language.npy
+  python -m experiments.scale --config=configs/scale.py:wit --config.store=/data/store \
+      --config.model_a=dinov2_base --config.model_b=llama3_8b --workdir=results/scale_wit
+  python -m experiments.scale --config=configs/scale.py:laion --config.store=/data/store \
+      --config.model_a=dinov2_giant --config.model_b=llama3_8b --config.layer_b=20
 
 Default: the synthetic paired world (`cave_jax.data.synthetic`, knobs under `world`), N =
 1,024 * 4^j up to 262,144, k in {1, 10}, 3 random nested draws. Each size's k=10 neighbour
-lists are computed once per draw and side; k=1 is their first column.
+lists are computed once per draw and side; k=1 is their first column. Besides the
+all-rows score, the first `queries` rows of every draw order are fixed queries scored in
+every nested gallery: a paired curve (same queries at every N) that also reaches sizes
+where all rows are too costly.
 
 Variants (the `:arg` string, comma-separated):
   smoke       N = 1,024, 2,048, 4,096 and 200 bootstrap resamples: for tests and laptops
   features    two real feature files instead of the synthetic world (features_a/_b;
-              [N, L, D] files use layer_a/_b); sizes stop at the files' N
-  max_n=INT   largest subset size; draws=INT number of nested draws
-e.g. `--config=configs/scale.py:features,max_n=65536`.
+              [N, L, D] files use layer_a/_b, STORE::NAME paths name store arrays);
+              sizes stop at the files' N
+  wit, laion  two arrays of an embedding store made by `experiments.extract` over the
+              wit / laion400m dataset, streamed block by block: galleries up to the
+              store's size (max_n=0), all rows scored up to full_max_n = 65,536, the
+              paired queries at every size. The arrays are
+              <dataset>/<model_X>/layer_<layer_X>/<pooling_X> (layer: Python index over
+              the stored layers; pooling may stay "" when the model has one); a
+              caption-level text array gives each sample's first caption
+  max_n=INT   largest subset size; draws=INT number of nested draws;
+  queries=INT fixed queries per draw (0: no paired curve)
+e.g. `--config=configs/scale.py:features,max_n=65536` or `:wit,queries=4096`.
 """
 
 import ml_collections
 
+from cave_jax import errors
 from configs import common
+
+STORE_DATASETS = {"wit": "wit", "laion": "laion400m"}
 
 
 def get_config(arg=None):
   """Returns the locked config of `experiments.scale` for variant string ``arg``."""
-  arg = common.parse_arg(arg, smoke=False, features=False, max_n=0, draws=3)
+  arg = common.parse_arg(arg, smoke=False, features=False, wit=False, laion=False,
+                         max_n=-1, draws=3, queries=1024)
+  store = [name for name in STORE_DATASETS if arg[name]]
+  if len(store) + arg.features > 1:
+    raise errors.ConfigError(
+        f"choose one of the variants features, wit, laion (got {arg.to_dict()})")
   config = ml_collections.ConfigDict()
-  config.source = "features" if arg.features else "synthetic"
-  if arg.features:
+  config.source = "store" if store else "features" if arg.features else "synthetic"
+  if store:
+    config.store = ""  # store directory made by experiments.extract (required)
+    config.dataset = STORE_DATASETS[store[0]]  # dataset name of the store's arrays
+    config.model_a = ""  # model of side A (e.g. dinov2_base) or a whole array name
+    config.model_b = ""  # model of side B (e.g. llama3_8b) or a whole array name
+    config.layer_a = -1  # Python index over the model's stored layers
+    config.layer_b = -1
+    config.pooling_a = ""  # "" = the model's only stored pooling
+    config.pooling_b = ""
+  elif arg.features:
     config.features_a = ""  # path of model A's features (required)
     config.features_b = ""  # path of model B's features (required)
     config.key_a = ""  # array name inside an .npz/.pt; "" = the only array / "feats"
@@ -42,10 +75,17 @@ def get_config(arg=None):
         shared_fine=0.5, nuisance=0.3, nuisance_dim=16, noise=0.1, hidden_dim=256,
         dim_a=64, dim_b=64, same_view=False, seed=0))
   config.min_n = 1024  # smallest subset
-  config.max_n = arg.max_n or (4096 if arg.smoke else 262_144)  # largest subset
+  if arg.max_n >= 0:
+    max_n = arg.max_n
+  else:
+    max_n = 4096 if arg.smoke else 0 if store else 262_144
+  config.max_n = max_n  # largest subset (0: the whole pool, e.g. the store's size)
   config.growth = 2 if arg.smoke else 4  # N_{j+1} = growth * N_j
   config.ks = (1, 10)  # neighbourhood sizes; the largest is searched, the others are prefixes
   config.n_draws = arg.draws  # random nested draws (subset orders) per size
+  config.queries = arg.queries  # fixed queries per draw for the paired curve (0: none)
+  config.full_max_n = 65_536 if store else 0  # largest N scored on all rows (0: every N)
+  config.block_rows = 65_536  # pool rows read at a time by the paired search
   config.n_boot = 200 if arg.smoke else 1000  # bootstrap resamples of rows per draw
   config.n_perm = 20 if arg.smoke else 100  # shuffled pairings per draw (0: no null)
   config.confidence = 0.95

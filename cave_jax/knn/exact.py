@@ -70,6 +70,14 @@ def _finish(x_query, x_db, query_ids, shortlists, k, d, search_again):
   shortlists: (shortlist, tile_scores, thresholds) from ``tiles``;
   search_again(rows, k_s) -> the same for the given query rows with length k_s.
   """
+  indices, scores64, recomputed = _finish64(x_query, x_db, query_ids, shortlists, k, d,
+                                            search_again)
+  return KnnResult(indices.astype(np.int32), scores64.astype(np.float32), recomputed,
+                   len(indices))
+
+
+def _finish64(x_query, x_db, query_ids, shortlists, k, d, search_again):
+  """``_finish`` with float64 scores: (indices int64 [R, k], scores float64, recomputed)."""
   shortlist, tile_scores, thresholds = shortlists
   limit = x_db.shape[0] - (query_ids is not None)
   k_s = shortlist.shape[1]
@@ -86,8 +94,7 @@ def _finish(x_query, x_db, query_ids, shortlists, k, d, search_again):
     idx, sc = rescore.top_k_rescored(x_query[pending], x_db, sl, ts, k, q_ids)
     indices[pending], scores64[pending] = idx, sc
     pending = pending[~rescore.certified(sc[:, -1], th, d)]
-  return KnnResult(indices.astype(np.int32), scores64.astype(np.float32), int(recomputed),
-                   len(indices))
+  return indices, scores64, int(recomputed)
 
 
 def _all_pairs(x_query, x_db, k, query_ids, max_pairs=1 << 24):
@@ -226,17 +233,36 @@ def process_rows(n: int, mesh, precision: str = "fp32") -> tuple[int, int]:
   return sharded.process_rows(n, mesh, sharded.check_precision(precision))
 
 
-def exact_knn_query(queries, database, k: int, *, block_size: int | None = None) -> KnnResult:
-  """Exact k nearest rows of ``database`` for each row of ``queries`` (no self-exclusion).
+def exact_knn_query(queries, database, k: int, *, exclude=None,
+                    block_size: int | None = None) -> KnnResult:
+  """Exact k nearest rows of ``database`` for each row of ``queries``.
 
   Args:
     queries: [Nq, D] float array.
-    database: [Nd, D] float array, 1 <= k <= Nd.
-    k: neighbours per query.
+    database: [Nd, D] float array.
+    k: neighbours per query; 1 <= k <= Nd (<= Nd - 1 when ``exclude`` names rows).
+    exclude: optional int [Nq]: database row exclude[r] is never a neighbour of query r
+      (-1: exclude nothing), e.g. a query's own row when the queries are database rows.
     block_size: rows per tile; any value gives the same result.
 
   Returns:
     KnnResult with indices into ``database``, int32 [Nq, k], and scores float32 [Nq, k].
+  """
+  indices, scores64, recomputed = exact_knn_query64(queries, database, k, exclude=exclude,
+                                                    block_size=block_size)
+  return KnnResult(indices.astype(np.int32), scores64.astype(np.float32), recomputed,
+                   len(indices))
+
+
+def exact_knn_query64(queries, database, k: int, *, exclude=None,
+                      block_size: int | None = None):
+  """``exact_knn_query`` with the float64 scores, for merging searches of database parts.
+
+  Exact top-k lists of disjoint database parts, merged by (float64 score desc, index
+  asc), give the exact top-k of the union (``knn.nested`` does that).
+
+  Returns:
+    (indices int64 [Nq, k], scores float64 [Nq, k], rows recomputed).
   """
   queries = validation.check_features(queries, name="queries", min_rows=1)
   database = validation.check_features(database, name="database", min_rows=1)
@@ -244,17 +270,26 @@ def exact_knn_query(queries, database, k: int, *, block_size: int | None = None)
     raise errors.ShapeMismatchError(
         f"queries have D={queries.shape[1]} features but database has D={database.shape[1]}")
   nd, d = database.shape
-  k = validation.check_k(k, nd + 1)
+  query_ids = None
+  if exclude is not None:
+    query_ids = np.asarray(exclude, np.int64)
+    if query_ids.shape != (queries.shape[0],) or np.any(query_ids >= nd) or np.any(query_ids < -1):
+      raise errors.InvalidArgumentError(
+          f"exclude must be {queries.shape[0]} database rows in [-1, {nd}), got shape "
+          f"{query_ids.shape}, range [{query_ids.min(initial=0)}, {query_ids.max(initial=0)}]")
+  k = validation.check_k(k, nd + (query_ids is None))
   block = _check_block(block_size)
-  k_s = _shortlist_length(k, nd)
+  limit = nd - (query_ids is not None)
+  k_s = _shortlist_length(k, limit)
   q_unit = rescore.unit_rows_float32(queries)
   db_unit = rescore.unit_rows_float32(database)
-  shortlists = tiles.query_shortlists(q_unit, db_unit, k_s, block)
+  shortlists = tiles.query_shortlists(q_unit, db_unit, k_s, block, query_ids)
 
   def search_again(rows, k_s):
-    return tiles.query_shortlists(q_unit[rows], db_unit, k_s, block)
+    ids = None if query_ids is None else query_ids[rows]
+    return tiles.query_shortlists(q_unit[rows], db_unit, k_s, block, ids)
 
-  return _finish(queries, database, None, shortlists, k, d, search_again)
+  return _finish64(queries, database, query_ids, shortlists, k, d, search_again)
 
 
 def _check_block(block_size):

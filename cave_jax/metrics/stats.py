@@ -224,6 +224,47 @@ def nested_bootstrap_ci(per_draw_values, *, n_boot: int, confidence: float,
   return float(low), float(high)
 
 
+def paired_bootstrap_ci(per_draw_values, *, n_boot: int, confidence: float,
+                        seed: int) -> dict[str, np.ndarray]:
+  """Nested bootstrap of means measured on the SAME rows under S conditions (paired).
+
+  The scale sweep's paired curve scores fixed queries at every gallery size: draw d
+  gives values [S, Q_d] (condition s, query q). One replicate resamples the D draws with
+  replacement and, inside each chosen draw, its Q_d queries with replacement -- one
+  query resample shared by all S conditions, so the interval of a difference between
+  conditions keeps the pairing (it is much narrower than the two unpaired intervals).
+
+  Args:
+    per_draw_values: a list of D arrays [S, Q_d] (float; same S for every draw).
+    n_boot, confidence, seed: replicates, coverage, numpy seed.
+
+  Returns:
+    {"low", "high"}: float64 [S] percentile interval of the mean of each condition;
+    {"change_low", "change_high"}: float64 [S] interval of mean(s) - mean(0).
+  """
+  n_boot, confidence = check_ci_args(n_boot, confidence)
+  if not len(per_draw_values):
+    raise errors.InvalidArgumentError("paired_bootstrap_ci needs at least one draw")
+  values = [np.asarray(v, np.float64) for v in per_draw_values]
+  if any(v.ndim != 2 or v.shape[0] != values[0].shape[0] or v.shape[1] == 0 for v in values):
+    raise errors.InvalidArgumentError(
+        f"paired_bootstrap_ci needs [S, Q] arrays with one S, got "
+        f"{[v.shape for v in values]}")
+  rng = np.random.default_rng(seed)
+  means = np.empty((len(values), n_boot, values[0].shape[0]), np.float64)  # [D, B, S]
+  for d, v in enumerate(values):
+    q = v.shape[1]
+    counts = rng.multinomial(q, np.full(q, 1.0 / q), size=n_boot)  # [B, Q]
+    means[d] = counts @ v.T / q
+  chosen = rng.integers(0, len(values), size=(n_boot, len(values)))  # [B, D]
+  replicates = means[chosen, np.arange(n_boot)[:, None]].mean(axis=1)  # [B, S]
+  alpha = (1.0 - confidence) / 2.0
+  low, high = np.quantile(replicates, [alpha, 1.0 - alpha], axis=0)
+  change = replicates - replicates[:, :1]
+  change_low, change_high = np.quantile(change, [alpha, 1.0 - alpha], axis=0)
+  return {"low": low, "high": high, "change_low": change_low, "change_high": change_high}
+
+
 # ------------------------------------------------------------------------ permutations
 
 

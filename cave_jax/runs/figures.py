@@ -15,11 +15,13 @@ from matplotlib.figure import Figure
 
 def plot_scale(rows: list[dict], path_stem: str, *, title: str = "",
                yscale: str = "log") -> list[str]:
-  """Alignment vs N (log x), one line per k, CI band, chance level dashed.
+  """Alignment vs N (log x), one colour per k, CI bands, chance level dashed.
 
   Args:
     rows: one dict per (n, k) with keys n, k, score, chance, ci_low, ci_high (the
-      ``rows`` of a scale run).
+      ``rows`` of a scale run; score None where all rows were not scored) and, when
+      the run had fixed queries, paired_score, paired_ci_low, paired_ci_high (drawn
+      as a dotted line with hollow markers and a hatched band).
     path_stem: output path without suffix.
     title: figure title.
     yscale: "log" (shows the chance level k/(N-1) next to the scores) or "linear".
@@ -29,24 +31,36 @@ def plot_scale(rows: list[dict], path_stem: str, *, title: str = "",
   ax = fig.add_subplot()
   ks = sorted({row["k"] for row in rows}, reverse=True)
   colors = ["C0", "C3", "C2", "C1", "C4", "C5"]
+
+  def column(sel, key):
+    return np.array([np.nan if r.get(key) is None else r[key] for r in sel], float)
+
   for color, k in zip(colors * (len(ks) // len(colors) + 1), ks):
     sel = sorted((r for r in rows if r["k"] == k), key=lambda r: r["n"])
     n = np.array([r["n"] for r in sel], float)
-    ax.plot(n, [r["score"] for r in sel], "o-", color=color, label=f"mutual k-NN, k={k}")
-    low = np.array([np.nan if r["ci_low"] is None else r["ci_low"] for r in sel], float)
-    high = np.array([np.nan if r["ci_high"] is None else r["ci_high"] for r in sel], float)
-    ax.fill_between(n, low, high, color=color, alpha=0.2, linewidth=0)
-    ax.plot(n, [r["chance"] for r in sel], "--", color=color, alpha=0.7,
+    if np.isfinite(column(sel, "score")).any():
+      ax.plot(n, column(sel, "score"), "o-", color=color,
+              label=f"mutual k-NN, k={k}, all rows")
+      ax.fill_between(n, column(sel, "ci_low"), column(sel, "ci_high"), color=color,
+                      alpha=0.2, linewidth=0)
+    if np.isfinite(column(sel, "paired_score")).any():
+      queries = max(r.get("queries") or 0 for r in sel)
+      ax.plot(n, column(sel, "paired_score"), "o:", color=color, markerfacecolor="none",
+              label=f"k={k}, same {queries:,} queries at every N")
+      ax.fill_between(n, column(sel, "paired_ci_low"), column(sel, "paired_ci_high"),
+                      facecolor="none", edgecolor=color, hatch="///", alpha=0.35,
+                      linewidth=0)
+    ax.plot(n, column(sel, "chance"), "--", color=color, alpha=0.7,
             label=f"chance k/(N-1), k={k}")
   ax.set_xscale("log", base=2)
   sizes = sorted({row["n"] for row in rows})
-  ax.set_xticks(sizes, [f"{n:,}" for n in sizes], fontsize=8)
+  ax.set_xticks(sizes, [f"{n:,}" for n in sizes], fontsize=8, rotation=30 if len(sizes) > 6 else 0)
   ax.minorticks_off()
   ax.set_yscale(yscale)
   ax.set_xlabel("number of paired samples N")
   ax.set_ylabel("mutual k-NN alignment")
   ax.grid(True, which="major", alpha=0.3)
-  ax.legend(fontsize=8)
+  ax.legend(fontsize=7)
   if title:
     ax.set_title(title, fontsize=10)
   return _save(fig, path_stem)

@@ -17,7 +17,7 @@ from configs import scale as scale_config
 def _small(**overrides):
   """A sweep over N = 128, 256, 512 on a small world: seconds on a laptop."""
   config = scale_config.get_config("smoke")
-  config.update(dict(min_n=128, max_n=512, growth=2, n_draws=2, n_boot=100))
+  config.update(dict(min_n=128, max_n=512, growth=2, n_draws=2, n_boot=100, queries=64))
   config.world.update(dict(n_classes=200, dim_a=16, dim_b=16, hidden_dim=32))
   for key, value in overrides.items():
     if isinstance(value, dict):
@@ -67,11 +67,56 @@ def test_files_are_written_under_workdir(small_run):
   with open(os.path.join(workdir, "scale.json")) as f:
     written = json.load(f)
   assert written["rows"] == result["rows"] and written["world"]["n_classes"] == 200
-  assert set(written["seconds"]) == {"total", "knn", "by_n"}
+  assert set(written["seconds"]) == {"total", "knn", "paired", "by_n"}
   with open(os.path.join(workdir, "scale.csv")) as f:
     table = list(csv.DictReader(f))
   assert len(table) == 6 and float(table[-1]["score"]) == result["rows"][-1]["score"]
   assert os.path.getsize(os.path.join(workdir, "scale.png")) > 5000
+
+
+def _naive_query_lists(x, queries, gallery, k):
+  """float64 brute force: per query row, its k best gallery rows (not itself) by cosine,
+  ties by smaller row."""
+  unit = x.astype(np.float64) / np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
+  out = []
+  for q in queries:
+    others = np.array([j for j in np.sort(gallery) if j != q])
+    sims = unit[others] @ unit[q]
+    out.append(others[np.lexsort((others, -sims))[:k]])
+  return np.array(out)
+
+
+def test_paired_scores_match_a_direct_computation(small_run):
+  result, _ = small_run
+  world = synthetic.generate(scale.world_spec(_small()), 512)
+  for draw in range(2):
+    order = np.random.default_rng([0, draw]).permutation(512)
+    queries = order[:64]
+    for n in (128, 512):
+      nn_a = _naive_query_lists(world.a, queries, order[:n], 10)
+      nn_b = _naive_query_lists(world.b, queries, order[:n], 10)
+      for k in (1, 10):
+        naive = np.mean([len(set(nn_a[i, :k]) & set(nn_b[i, :k])) / k for i in range(64)])
+        row = next(r for r in result["rows"] if (r["n"], r["k"]) == (n, k))
+        assert row["paired_draw_scores"][draw] == pytest.approx(naive)
+  for row in result["rows"]:
+    assert row["queries"] == 64
+    assert row["paired_ci_low"] <= row["paired_score"] <= row["paired_ci_high"]
+    assert row["paired_change_ci_low"] <= row["paired_change"] <= row["paired_change_ci_high"]
+    if row["n"] == 128:
+      assert row["paired_change"] == 0.0 == row["paired_change_ci_low"]
+
+
+def test_sizes_above_full_max_n_get_only_the_paired_score(tmp_path):
+  result = scale.run(_small(full_max_n=256, figure=True), str(tmp_path))
+  assert result["full_sizes"] == [128, 256]
+  for row in result["rows"]:
+    assert (row["score"] is None) == (row["n"] == 512)
+    assert row["paired_score"] is not None
+  with open(tmp_path / "scale.csv") as f:
+    table = list(csv.DictReader(f))
+  assert [t["score"] for t in table if t["n"] == "512"] == ["", ""]
+  assert "(above full_max_n)" in scale.summary(result)
 
 
 def test_summary_table(small_run):
@@ -84,6 +129,7 @@ def test_identical_sides_score_one(tmp_path):
   same = dict(nuisance=0.0, noise=0.0, shared_fine=1.0, same_view=True)
   result = scale.run(_small(world=same, n_draws=1, figure=False), str(tmp_path))
   assert all(row["score"] == 1.0 for row in result["rows"])
+  assert all(row["paired_score"] == 1.0 for row in result["rows"])
   assert "scale.png" not in os.listdir(tmp_path)
 
 
@@ -94,7 +140,8 @@ def test_feature_files_source(tmp_path):
   np.save(tmp_path / "b.npy", a[:, 0] * 3.0)  # equals layer 0 of A up to scale
   config = scale_config.get_config("features")
   config.update(dict(features_a=str(tmp_path / "a.npy"), features_b=str(tmp_path / "b.npy"),
-                     layer_a=0, min_n=64, max_n=10_000, growth=2, n_draws=2, n_boot=50))
+                     layer_a=0, min_n=64, max_n=10_000, growth=2, n_draws=2, n_boot=50,
+                     queries=32))
   result = scale.run(config, str(tmp_path / "work"))
   assert result["sizes"] == [64, 128, 256]  # stops at the files' N = 300
   assert result["pool"] == 300 and result["features_a"]["layer"] == 0
@@ -116,7 +163,9 @@ def test_subset_sizes():
     (dict(max_n=64), r"config.max_n=64 is smaller than config.min_n=128"),
     (dict(growth=1), r"config.growth must be >= 2"),
     (dict(confidence=1.5), r"config.confidence must be in \[0.5, 0.999\]"),
-    (dict(source="laion"), r"config.source='laion' is not one of synthetic, features"),
+    (dict(source="laion"), r"config.source='laion' is not one of synthetic, features, store"),
+    (dict(queries=129), r"config.queries=129 exceeds the smallest subset N=128"),
+    (dict(max_n=0), r"config.max_n=0 \(the whole pool\) needs a finite pool"),
     (dict(world=dict(shared_fine=2.0)), r"config.world: shared_fine must be in"),
 ])
 def test_bad_config(tmp_path, overrides, match):
@@ -134,6 +183,6 @@ def test_features_layer_out_of_range(tmp_path):
   np.save(tmp_path / "a.npy", np.random.default_rng(0).standard_normal((64, 2, 4)))
   config = scale_config.get_config("features")
   config.update(dict(features_a=str(tmp_path / "a.npy"), features_b=str(tmp_path / "a.npy"),
-                     layer_b=5, min_n=32))
+                     layer_b=5, min_n=32, queries=0))
   with pytest.raises(errors.ConfigError, match=r"config.layer_b: layer 5 is out of range"):
     scale.run(config, str(tmp_path))

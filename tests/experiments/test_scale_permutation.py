@@ -16,7 +16,8 @@ from configs import scale as scale_config
 
 def _small(**world):
   config = scale_config.get_config("smoke")
-  config.update(dict(min_n=128, max_n=256, growth=2, n_draws=2, n_boot=50, n_perm=15))
+  config.update(dict(min_n=128, max_n=256, growth=2, n_draws=2, n_boot=50, n_perm=15,
+                     queries=0))
   config.world.update({**dict(n_classes=200, dim_a=16, dim_b=16, hidden_dim=32), **world})
   return config
 
