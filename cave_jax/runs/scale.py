@@ -37,6 +37,7 @@ import sys
 import time
 
 from absl import logging
+import jax
 import numpy as np
 import tqdm
 
@@ -156,6 +157,7 @@ def run(config, workdir: str) -> dict:
       "paired_ci_method": PAIRED_CI_METHOD if queries else None,
       "n_perm": plan["n_perm"],
       "paired_rows_recomputed": None if paired is None else paired.rows_recomputed(),
+      "processes": jax.process_count(),
       "rows": rows,
   }
   result["files"] = _write_outputs(result, workdir, plan["figure"])
@@ -184,7 +186,6 @@ class _Progress:
 def _one_pass(pool, block_rows, paired, subsets, progress, paired_units) -> None:
   """Reads the pool once in blocks: feeds the paired searches (process p takes blocks
   p, p + P, ...) and collects the all-rows subsets of a streamed pool."""
-  import jax  # pylint: disable=g-import-not-at-top
   me, processes = jax.process_index(), jax.process_count()
   for i, begin in enumerate(range(0, pool.size, block_rows)):
     end = min(begin + block_rows, pool.size)

@@ -57,6 +57,14 @@ def test_scale_variants():
   assert features.source == "features" and features.max_n == 65536 and features.n_draws == 5
   assert "world" not in features and "features_a" in features
   assert "features_a" not in default
+  assert default.queries == 1024 and default.full_max_n == 0
+  for name, dataset in (("wit", "wit"), ("laion", "laion400m")):
+    store = scale_config.get_config(f"{name},queries=4096")
+    assert store.source == "store" and store.dataset == dataset and store.queries == 4096
+    assert store.max_n == 0 and store.full_max_n == 65_536  # galleries up to the store's size
+    assert "world" not in store and "model_a" in store and "features_a" not in store
+  with pytest.raises(errors.ConfigError, match="choose one of the variants"):
+    scale_config.get_config("wit,laion")
 
 
 def test_align_variants():

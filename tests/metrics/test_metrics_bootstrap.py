@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from cave_jax import errors
 from cave_jax import metrics
 from cave_jax.metrics import stats
 
@@ -66,3 +67,29 @@ def test_score_prints_with_n_and_k():
   score = stats.Score(name="mutual_knn", score=0.135, chance=0.0098, ci=(0.12, 0.15), n=1024,
                       k=10)
   assert str(score) == ("mutual_knn=0.135, CI [0.12, 0.15], chance 0.0098, N=1024, k=10")
+
+
+def test_paired_bootstrap_change_interval_is_narrow_when_conditions_share_rows():
+  # Two conditions on the same 600 queries: condition 1 = condition 0 minus 0.02 plus
+  # tiny noise. Unpaired, each mean has an interval ~0.05 wide; the paired change
+  # interval must be far narrower and sit around -0.02.
+  rng = np.random.default_rng(8)
+  base = [rng.random(600) for _ in range(2)]
+  values = [np.stack([v, v - 0.02 + 0.001 * rng.standard_normal(600)]) for v in base]
+  ci = stats.paired_bootstrap_ci(values, n_boot=2000, confidence=0.95, seed=0)
+  width = ci["high"] - ci["low"]
+  change_width = ci["change_high"][1] - ci["change_low"][1]
+  assert change_width < width[1] / 10
+  assert ci["change_low"][1] < -0.0195 and ci["change_high"][1] > -0.0205
+  assert ci["change_low"][0] == ci["change_high"][0] == 0.0
+  # Each condition's own interval is the nested bootstrap of its values.
+  for s in range(2):
+    alone = stats.nested_bootstrap_ci([v[s] for v in values], n_boot=2000,
+                                      confidence=0.95, seed=1)
+    np.testing.assert_allclose([ci["low"][s], ci["high"][s]], alone, atol=0.006)
+
+
+def test_paired_bootstrap_rejects_ragged_conditions():
+  with pytest.raises(errors.InvalidArgumentError, match=r"\[S, Q\] arrays with one S"):
+    stats.paired_bootstrap_ci([np.zeros((2, 5)), np.zeros((3, 5))], n_boot=10,
+                              confidence=0.9, seed=0)
