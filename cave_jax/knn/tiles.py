@@ -328,7 +328,9 @@ def query_shortlists(q_unit: np.ndarray, db_unit: np.ndarray, k_s: int,
   """
   nq, nd = q_unit.shape[0], n_db or db_unit.shape[0]
   b = min(block or _DEFAULT_BLOCK, 1 << max(3, (nq - 1).bit_length()))  # few distinct shapes
-  w = min(_PANEL_TARGET, -(-nd // 8) * 8)
+  # Powers of two below the panel target: few distinct shapes, few compilations, when
+  # many small databases are searched (knn.nested).
+  w = min(_PANEL_TARGET, 1 << max(3, (nd - 1).bit_length()))
   db = _pad_rows(db_unit, -(-nd // w) * w)
   host = _host_gemm()
   db_dev = None if host else jnp.asarray(db)
