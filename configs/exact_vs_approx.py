@@ -12,20 +12,26 @@ faiss methods need faiss-cpu (`pip install -e ".[approx]"`).
 
 Variants (the `:arg` string, comma-separated):
   smoke       N = 512, 1,024, 2,048; 1 draw; 100 resamples; 10 permutations
+  features    two feature files (or STORE::NAME paths) instead of the synthetic world:
+              --config.features_a=A.npy --config.features_b=B.npy (configs/pool.py)
+  wit, laion, store   two arrays of an embedding store (--config.store=DIR
+              --config.model_a=dinov2_base --config.model_b=llama3_8b; `store` also
+              needs --config.dataset), subsets read in one pass over the store
   max_n=INT   largest subset; draws=INT number of nested draws
 """
 
 import ml_collections
 
 from configs import common
-from configs import world
+from configs import pool
 
 
 def get_config(arg=None):
   """Returns the locked config of `experiments.exact_vs_approx` for variant string ``arg``."""
-  arg = common.parse_arg(arg, smoke=False, max_n=0, draws=0)
+  arg = common.parse_arg(arg, smoke=False, max_n=0, draws=0, features=False, wit=False,
+                         laion=False, store=False)
   config = ml_collections.ConfigDict()
-  config.world = world.world_config()
+  pool.add_pool_keys(config, *pool.source_of(arg))
   config.min_n = 512 if arg.smoke else 1024
   config.max_n = arg.max_n or (2048 if arg.smoke else 65_536)
   config.growth = 2 if arg.smoke else 4

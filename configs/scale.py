@@ -22,7 +22,8 @@ Variants (the `:arg` string, comma-separated):
               [N, L, D] files use layer_a/_b, STORE::NAME paths name store arrays);
               sizes stop at the files' N
   wit, laion  two arrays of an embedding store made by `experiments.extract` over the
-              wit / laion400m dataset, streamed block by block: galleries up to the
+              wit / laion400m dataset (`store`: any dataset, set config.dataset),
+              streamed block by block: galleries up to the
               store's size (max_n=0), all rows scored up to full_max_n = 65,536, the
               paired queries at every size. The arrays are
               <dataset>/<model_X>/layer_<layer_X>/<pooling_X> (layer: Python index over
@@ -35,45 +36,18 @@ e.g. `--config=configs/scale.py:features,max_n=65536` or `:wit,queries=4096`.
 
 import ml_collections
 
-from cave_jax import errors
 from configs import common
-
-STORE_DATASETS = {"wit": "wit", "laion": "laion400m"}
+from configs import pool
 
 
 def get_config(arg=None):
   """Returns the locked config of `experiments.scale` for variant string ``arg``."""
   arg = common.parse_arg(arg, smoke=False, features=False, wit=False, laion=False,
-                         max_n=-1, draws=3, queries=1024)
-  store = [name for name in STORE_DATASETS if arg[name]]
-  if len(store) + arg.features > 1:
-    raise errors.ConfigError(
-        f"choose one of the variants features, wit, laion (got {arg.to_dict()})")
+                         store=False, max_n=-1, draws=3, queries=1024)
+  source, dataset = pool.source_of(arg)
   config = ml_collections.ConfigDict()
-  config.source = "store" if store else "features" if arg.features else "synthetic"
-  if store:
-    config.store = ""  # store directory made by experiments.extract (required)
-    config.dataset = STORE_DATASETS[store[0]]  # dataset name of the store's arrays
-    config.model_a = ""  # model of side A (e.g. dinov2_base) or a whole array name
-    config.model_b = ""  # model of side B (e.g. llama3_8b) or a whole array name
-    config.layer_a = -1  # Python index over the model's stored layers
-    config.layer_b = -1
-    config.pooling_a = ""  # "" = the model's only stored pooling
-    config.pooling_b = ""
-  elif arg.features:
-    config.features_a = ""  # path of model A's features (required)
-    config.features_b = ""  # path of model B's features (required)
-    config.key_a = ""  # array name inside an .npz/.pt; "" = the only array / "feats"
-    config.key_b = ""
-    config.layer_a = -1  # layer of an [N, L, D] file (Python index; -1 = last)
-    config.layer_b = -1
-  else:
-    # The defaults of cave_jax.data.synthetic.WorldSpec, spelled out so config.json
-    # records the world that ran.
-    config.world = ml_collections.ConfigDict(dict(
-        n_classes=10_000, class_zipf=1.5, class_dim=16, fine_dim=16, fine_scale=0.5,
-        shared_fine=0.5, nuisance=0.3, nuisance_dim=16, noise=0.1, hidden_dim=256,
-        dim_a=64, dim_b=64, same_view=False, seed=0))
+  pool.add_pool_keys(config, source, dataset)
+  store = source == "store"
   config.min_n = 1024  # smallest subset
   if arg.max_n >= 0:
     max_n = arg.max_n

@@ -1,7 +1,8 @@
 """Exact vs approximate search: how approximate neighbours move the alignment as N grows.
 
 ``run(config, workdir)`` repeats the scale sweep (``runs/scale.py``: nested random
-subsets N = min_n * growth^j of the synthetic world, ``n_draws`` draws) and, on the very
+subsets N = min_n * growth^j of a pool -- the synthetic world, two feature files or two
+arrays of an embedding store, ``runs/scale_pool.py`` -- ``n_draws`` draws) and, on the very
 same rows, replaces the exact neighbour lists of both sides by approximate ones
 (``cave_jax.knn.approx``):
 
@@ -25,14 +26,12 @@ exact_vs_approx.json, .csv and .png/.pdf.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 
 from absl import logging
 import numpy as np
 
-from cave_jax import data
 from cave_jax import errors
 from cave_jax import knn
 from cave_jax.knn import approx
@@ -42,6 +41,7 @@ from cave_jax.runs import config_checks
 from cave_jax.runs import paper_figures
 from cave_jax.runs import reporting
 from cave_jax.runs import scale
+from cave_jax.runs import scale_pool
 
 METHODS = ("approx_max_k", "bf16", "ivf", "hnsw")
 
@@ -57,22 +57,22 @@ def run(config, workdir: str) -> dict:
   """
   start = time.perf_counter()
   plan = _read_plan(config)
-  spec = scale.world_spec(config)
-  world = data.generate(spec, plan["max_n"])
-  pool = world.a.shape[0]
-  sizes = scale.subset_sizes(plan["min_n"], plan["max_n"], plan["growth"], pool)
+  source = scale_pool.open_pool(config, plan["max_n"])
+  pool = source.size
+  sizes = scale.subset_sizes(plan["min_n"], plan["max_n"] or pool, plan["growth"], pool)
   k = plan["k"]
   if k >= sizes[0]:
     raise errors.ConfigError(f"config.k={k} must be smaller than config.min_n={sizes[0]}")
   orders = [np.random.default_rng([plan["seed"], d]).permutation(pool)
             for d in range(plan["n_draws"])]
   work = [(n, d) for n in sizes for d in range(1 if n == pool else plan["n_draws"])]
+  subsets = scale_pool.NestedSubsets(source, orders, max(sizes))
+  subsets.fill()  # one pass over a store; nothing for arrays in memory
   found = {}  # (n, method) -> list over draws of (values, nn_a, nn_b, recall_a, recall_b, s)
   with reporting.progress(sum(n * n for n, _ in work) / 1e6, "exact vs approx",
                           unit="Mpair") as bar:
     for n, draw in work:
-      rows = np.sort(orders[draw][:n])
-      sides = (world.a[rows], world.b[rows])
+      sides = subsets.take(draw, n)
       indexes = ({}, {})  # per side: faiss indexes built once, searched by every setting
       for method in ("exact",) + plan["methods"]:
         tic = time.perf_counter()
@@ -116,7 +116,7 @@ def run(config, workdir: str) -> dict:
   for method in plan["methods"]:
     bad = [r["n"] for r in out if r["method"] == method and not r["trustworthy"]]
     first[method] = min(bad) if bad else None
-  result = {"experiment": "exact_vs_approx", "world": dataclasses.asdict(spec),
+  result = {"experiment": "exact_vs_approx", **source.description,
             "pool": pool, "sizes": sizes, "k": k, "methods": list(plan["methods"]),
             "n_draws": plan["n_draws"], "n_boot": plan["n_boot"], "n_perm": plan["n_perm"],
             "confidence": plan["confidence"],
@@ -155,7 +155,7 @@ def _search(method: str, x, k: int, cache: dict) -> np.ndarray:
 
 def summary(result: dict) -> str:
   """Plain-text table of a ``run`` result."""
-  lines = [f"exact vs approximate k-NN, synthetic world, k={result['k']}, "
+  lines = [f"exact vs approximate k-NN, {scale_pool.title(result)}, k={result['k']}, "
            f"{result['n_draws']} nested draws; {result['criterion']}",
            f"{'N':>7} {'method':<18} {'score':>8} {'recall a/b':>13} {'delta':>9} "
            f"{'half-width':>10} {'ok':>3} {'s':>6}"]
@@ -227,5 +227,5 @@ def _write(result: dict, workdir: str, figure: bool) -> dict:
   if figure:
     files["figure"] = paper_figures.plot_exact_vs_approx(
         result["rows"], os.path.join(workdir, "exact_vs_approx"),
-        title=f"synthetic world, k={result['k']}, {result['n_draws']} nested draws")
+        title=f"{scale_pool.title(result)}, k={result['k']}, {result['n_draws']} nested draws")
   return files

@@ -100,7 +100,7 @@ def run(config, workdir: str) -> dict:
   work = [(n, draw) for n in full_sizes for draw in range(1 if n == pool.size else n_draws)]
   paired = (scale_paired.PairedQueries(pool, orders, sizes, queries, max(ks))
             if queries else None)
-  subsets = None if pool.in_memory or not full_sizes else _Subsets(orders, max(full_sizes))
+  subsets = scale_pool.NestedSubsets(pool, orders, max(full_sizes)) if full_sizes else None
   scores, nulls, by_n = {}, {}, {}  # (n, k) -> list over draws
   seconds = {"knn": 0.0, "paired": 0.0}
   paired_units = 2 * n_draws * queries * sum(sizes) / 1e6
@@ -108,14 +108,13 @@ def run(config, workdir: str) -> dict:
   with tqdm.tqdm(total=round(total_units), unit="Mpair", desc="scale sweep",
                  file=sys.stderr, mininterval=1.0, dynamic_ncols=True) as bar:
     progress = _Progress(bar, total_units, start)
-    if paired is not None or subsets is not None:
+    if paired is not None or (subsets is not None and subsets.streamed):
       tic = time.perf_counter()
       _one_pass(pool, plan["block_rows"], paired, subsets, progress, paired_units)
       seconds["paired"] = time.perf_counter() - tic
     for n, draw in work:
       tic = time.perf_counter()
-      sides = (subsets.take(draw, n) if subsets is not None
-               else pool.gather(np.sort(orders[draw][:n])))
+      sides = subsets.take(draw, n)
       neighbours = []
       for side in sides:
         neighbours.append(knn.exact_knn_everywhere(side, max(ks)).indices)
@@ -185,15 +184,18 @@ class _Progress:
 
 def _one_pass(pool, block_rows, paired, subsets, progress, paired_units) -> None:
   """Reads the pool once in blocks: feeds the paired searches (process p takes blocks
-  p, p + P, ...) and collects the all-rows subsets of a streamed pool."""
+  p, p + P, ...) and collects the all-rows subsets of a streamed pool (NestedSubsets)."""
   me, processes = jax.process_index(), jax.process_count()
   for i, begin in enumerate(range(0, pool.size, block_rows)):
     end = min(begin + block_rows, pool.size)
     search = paired is not None and i % processes == me
-    if not search and (subsets is None or not subsets.wants(begin, end)):
+    collect = subsets is not None and subsets.streamed and subsets.wants(begin, end)
+    if not search and not collect:
+      if paired is not None:
+        progress.add(paired_units * (end - begin) / pool.size)
       continue
     block_a, block_b = pool.block(begin, end)
-    if subsets is not None:
+    if collect:
       subsets.collect(begin, block_a, block_b)
     if paired is not None:
       if search:
@@ -203,36 +205,6 @@ def _one_pass(pool, block_rows, paired, subsets, progress, paired_units) -> None
                                 pool.size, progress.eta())
   if paired is not None:
     paired.finish()
-
-
-class _Subsets:
-  """The first ``limit`` rows of every draw order of a streamed pool, kept by rank."""
-
-  def __init__(self, orders, limit: int):
-    self.orders, self.limit = orders, limit
-    self.ranks = []
-    for order in orders:
-      ranks = np.empty(order.size, np.int64)
-      ranks[order] = np.arange(order.size)
-      self.ranks.append(ranks)
-    self.rows = [None] * len(orders)
-
-  def wants(self, start: int, stop: int) -> bool:
-    return any(np.any(r[start:stop] < self.limit) for r in self.ranks)
-
-  def collect(self, start: int, block_a, block_b) -> None:
-    for d, ranks in enumerate(self.ranks):
-      if self.rows[d] is None:
-        self.rows[d] = tuple(np.empty((self.limit, b.shape[1]), np.float32)
-                             for b in (block_a, block_b))
-      local = np.flatnonzero(ranks[start:start + block_a.shape[0]] < self.limit)
-      for kept, block in zip(self.rows[d], (block_a, block_b)):
-        kept[ranks[start + local]] = block[local]
-
-  def take(self, draw: int, n: int):
-    """Both sides' rows of the first n of draw ``draw``'s order, by increasing pool row."""
-    by_row = np.argsort(self.orders[draw][:n])
-    return tuple(kept[:n][by_row] for kept in self.rows[draw])
 
 
 def subset_sizes(min_n: int, max_n: int, growth: int, pool: int) -> list[int]:
@@ -349,17 +321,10 @@ def _write_outputs(result: dict, workdir: str, figure: bool) -> dict:
     for row in result["rows"]:
       writer.writerow(["" if row[c] is None else row[c] for c in columns])
   if figure:
-    what = ("synthetic world" if result["source"] == "synthetic"
-            else _short_name(result["features_a"]["path"]) + " vs "
-            + _short_name(result["features_b"]["path"]))
+    what = scale_pool.title(result)
     files["figure"] = figures.plot_scale(
         result["rows"], os.path.join(workdir, "scale"),
         title=f"{what}: {result['n_draws']} nested draws, "
               f"{round(100 * result['confidence'])}% CI band"
               + (f"; paired: {result['queries']} queries" if result["queries"] else ""))
   return files
-
-
-def _short_name(path: str) -> str:
-  """A file's base name, or a store array's name (``STORE::NAME`` -> NAME)."""
-  return path.partition("::")[2] if "::" in path else os.path.basename(path)

@@ -87,6 +87,68 @@ class StorePool:
     return found_a, found_b
 
 
+class NestedSubsets:
+  """The subsets "first n rows of draw d's order" (n <= limit) of a pool, for all-rows
+  searches.
+
+  A MemoryPool's subsets are gathered on demand. A streamed pool (StorePool) keeps, for
+  every draw, its first ``limit`` rows by rank while the pool is read once in blocks:
+  call ``collect`` for every block that ``wants`` (``fill`` does the whole pass), then
+  ``take``. Memory: draws * limit * (Da + Db) float32.
+  """
+
+  def __init__(self, pool, orders, limit: int):
+    self.pool, self.orders, self.limit = pool, orders, limit
+    self.streamed = not pool.in_memory
+    self.ranks = []
+    if self.streamed:
+      for order in orders:
+        ranks = np.empty(order.size, np.int64)
+        ranks[order] = np.arange(order.size)
+        self.ranks.append(ranks)
+    self.rows = [None] * len(orders)
+
+  def wants(self, start: int, stop: int) -> bool:
+    return any(np.any(r[start:stop] < self.limit) for r in self.ranks)
+
+  def collect(self, start: int, block_a, block_b) -> None:
+    for d, ranks in enumerate(self.ranks):
+      if self.rows[d] is None:
+        self.rows[d] = tuple(np.empty((self.limit, b.shape[1]), np.float32)
+                             for b in (block_a, block_b))
+      local = np.flatnonzero(ranks[start:start + block_a.shape[0]] < self.limit)
+      for kept, block in zip(self.rows[d], (block_a, block_b)):
+        kept[ranks[start + local]] = block[local]
+
+  def fill(self, block_rows: int = 65536) -> None:
+    """Reads the blocks a streamed pool's subsets need (no-op for a MemoryPool)."""
+    for start in range(0, self.pool.size if self.streamed else 0, block_rows):
+      stop = min(start + block_rows, self.pool.size)
+      if self.wants(start, stop):
+        self.collect(start, *self.pool.block(start, stop))
+
+  def take(self, draw: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Both sides' rows of the first n of draw ``draw``'s order, by increasing pool row."""
+    if n > self.limit:
+      raise errors.InvalidArgumentError(f"subset of {n} rows above the kept {self.limit}")
+    if not self.streamed:
+      return self.pool.gather(np.sort(self.orders[draw][:n]))
+    by_row = np.argsort(self.orders[draw][:n])
+    return tuple(kept[:n][by_row] for kept in self.rows[draw])
+
+
+def title(description: dict) -> str:
+  """"synthetic world" or "<array or file A> vs <B>" for a pool's description."""
+  if description["source"] == "synthetic":
+    return "synthetic world"
+
+  def short(path):  # a store array's name (STORE::NAME -> NAME) or a file's base name
+    return path.partition("::")[2] if "::" in path else os.path.basename(path)
+
+  return (short(description["features_a"]["path"]) + " vs "
+          + short(description["features_b"]["path"]))
+
+
 def open_pool(config, max_n: int):
   """The pool of ``config`` (see the module docstring); raises ConfigError on bad keys."""
   source = config_checks.get(config, "source", str,
@@ -172,6 +234,10 @@ def resolve_array(names: list[str], dataset: str, model: str, layer: int, poolin
                              f"(as in <dataset>/<model>/layer_<l>/<pooling>) or an array name")
   if model in names:
     return model
+  if not dataset:
+    datasets = sorted({n.split("/")[0] for n in names})
+    raise errors.ConfigError(f"config.dataset is required to find model {model!r}: the "
+                             f"store has datasets {', '.join(datasets) or 'none'}")
   prefix = f"{dataset}/{model}/"
   found = {}
   for name in names:

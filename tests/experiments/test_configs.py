@@ -63,8 +63,9 @@ def test_scale_variants():
     assert store.source == "store" and store.dataset == dataset and store.queries == 4096
     assert store.max_n == 0 and store.full_max_n == 65_536  # galleries up to the store's size
     assert "world" not in store and "model_a" in store and "features_a" not in store
-  with pytest.raises(errors.ConfigError, match="choose one of the variants"):
-    scale_config.get_config("wit,laion")
+  with pytest.raises(errors.ConfigError, match="choose one of the variants features, wit"):
+    scale_config.get_config("wit,features")
+  assert scale_config.get_config("store").dataset == ""
 
 
 def test_align_variants():
