@@ -9,7 +9,17 @@
 The store goes to ``config.store`` (default ``<workdir>/store``); rerunning the same
 command resumes (on every host of a pod: each reads and writes its own slice). Arrays
 are named "<dataset>/<model>/layer_<l>/<pooling>" (plus "<dataset>/<model>/bits_per_byte"
-for LLMs) and are read with ``STORE::NAME`` by experiments.align / experiments.scale.
+for LLMs) and are read with ``STORE::NAME`` by experiments.align / experiments.scale
+(sample-aligned: a caption-level array gives each sample's first caption) and with
+``--config.store=DIR`` by experiments.many_to_many (configs/many_to_many.py:store).
+
+Text models embed EVERY caption of a sample by default (``captions="all"``: one row per
+caption, a sample's captions on consecutive rows; bits per byte per caption too), as
+the many-to-many experiments need (COCO: ~5 per image); ``--config.captions=first``
+keeps one row per sample (its first caption). Chunks hold whole samples, so
+``chunk_rows`` must be at least the largest caption count. The choice is part of the
+job's identity (job.json): a store holding one cannot resume the other. Image models
+ignore it.
 
 Variants (the `:arg` string, comma-separated): a model name (tiny_vision, tiny_lm, or one of
 cave_jax.extract.checkpoints.MODELS: dinov2_base, clip_vit_b16, minilm, llama3_8b, ...), a
@@ -61,9 +71,10 @@ def get_config(arg=None):
   config.label_column = ""
   config.toy_n = arg.n or 512  # toy dataset size
   config.store = ""  # store directory ("" = <workdir>/store)
-  config.chunk_rows = 128 if arg.smoke else 4096  # rows per store chunk
+  config.chunk_rows = 128 if arg.smoke else 4096  # rows per store chunk (whole samples)
   config.batch_size = 32 if arg.smoke else 256  # global batch (split over processes)
   config.dtype = "float32"  # stored dtype: float32 | float16 | bfloat16
+  config.captions = "all"  # text models: "all" (a row per caption) | "first" (a row per sample)
   config.model_axis = 1  # mesh 'model' axis size (weights sharded over it)
   config.verify_all = False  # check every chunk's checksum, rewriting bad ones
   config.process_index = -1  # -1: jax.process_index()

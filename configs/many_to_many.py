@@ -1,4 +1,4 @@
-"""Many-to-many pairing (Koepke et al. 2026): 1, 4, 7, 12 images per caption, 1 ... 11 captions per image.
+r"""Many-to-many pairing (Koepke et al. 2026): 1, 4, 7, 12 images per caption, 1 ... 11 captions per image.
 
   python -m experiments.many_to_many --config=configs/many_to_many.py [--workdir=results/many_to_many/]
   python -m experiments.many_to_many --config=configs/many_to_many.py:smoke   # seconds
@@ -9,10 +9,30 @@ Default: the synthetic world (`cave_jax.data.scenes.grouped_pairs`, knobs under
 any, fraction and their `_other` forms that drop each row's own group first) with
 chance, nested bootstrap CI and an item-shuffling permutation null.
 
+Real data (an embedding store made by `experiments.extract`, text model extracted with
+every caption, the default `captions="all"`):
+
+  python -m experiments.extract --config=configs/extract.py:dinov2_base,coco_captions \
+      --config.checkpoint=/ckpt/dinov2-base --config.store=/data/store --workdir=DIR1
+  python -m experiments.extract --config=configs/extract.py:minilm,coco_captions \
+      --config.checkpoint=/ckpt/all-MiniLM-L6-v2 --config.store=/data/store --workdir=DIR2
+  python -m experiments.many_to_many --config=configs/many_to_many.py:store \
+      --config.store=/data/store --config.images=coco_captions/dinov2_base/layer_11/cls \
+      --config.captions=coco_captions/minilm/layer_5/mean --workdir=results/m2m_coco
+
+An item is a sample (one image and all its captions), every (image, caption) pair a row
+(the image's features repeated per caption), the group the sample; each draw takes
+random samples, all their captions, up to `rows` pairs; the same hit definitions and
+statistics as the default, plus the store's captions-per-image distribution.
+`images`/`captions` are whole array names, unique endings of one ("minilm/layer_5/mean")
+or STORE_DIR::NAME (then `store` may stay empty).
+
 Variants (the `:arg` string, comma-separated):
   smoke      1,024 rows, images per caption 1, 4; captions per image 1, 3; 1 draw,
-             100 bootstrap resamples, 20 permutations
-  rows=INT   paired rows per setting; draws=INT number of draws
+             100 bootstrap resamples, 20 permutations (with store: 1,024 pairs per draw)
+  store      real images and captions from an embedding store (above; no `world`)
+  rows=INT   paired rows per setting (store: pairs per draw, 0 = every sample);
+  draws=INT  number of draws
 """
 
 import ml_collections
@@ -23,12 +43,19 @@ from configs import world
 
 def get_config(arg=None):
   """Returns the locked config of `experiments.many_to_many` for variant string ``arg``."""
-  arg = common.parse_arg(arg, smoke=False, rows=0, draws=0)
+  arg = common.parse_arg(arg, smoke=False, store=False, rows=-1, draws=0)
   config = ml_collections.ConfigDict()
-  config.world = world.world_config()
-  config.rows = arg.rows or (1024 if arg.smoke else 8192)  # paired rows per setting
-  config.images_per_caption = (1, 4) if arg.smoke else (1, 4, 7, 12)
-  config.captions_per_image = (1, 3) if arg.smoke else tuple(range(1, 12))
+  if arg.store:
+    config.store = ""  # store directory made by experiments.extract
+    config.images = ""  # image-side array, e.g. coco_captions/dinov2_base/layer_11/cls
+    config.captions = ""  # caption-side array (captions="all"): coco_captions/minilm/layer_5/mean
+    config.rows = arg.rows if arg.rows >= 0 else (1024 if arg.smoke else 8192)  # pairs per draw
+  else:
+    config.world = world.world_config()
+    # paired rows per setting
+    config.rows = arg.rows if arg.rows > 0 else (1024 if arg.smoke else 8192)
+    config.images_per_caption = (1, 4) if arg.smoke else (1, 4, 7, 12)
+    config.captions_per_image = (1, 3) if arg.smoke else tuple(range(1, 12))
   config.k = 10
   config.hits = "flat,any,fraction,fraction_other"  # from group_metrics; *_other drops own group
   config.n_draws = arg.draws or (1 if arg.smoke else 3)  # independent samples of the items

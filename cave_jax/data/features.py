@@ -3,7 +3,11 @@ or from an embedding store (``cave_jax.store``) as ``STORE_DIR::ARRAY_NAME``.
 
 Every reader returns a validated float32 numpy array of shape [N, D] (one embedding per
 sample) or [N, L, D] (one per sample and layer, as platonic-rep stores them). Row i of
-one modality's file is paired with row i of the other's.
+one modality's file is paired with row i of the other's. A store array is read
+sample-aligned (``EmbeddingStore.read_samples``): a caption-level text array (one row per
+caption, extracted with captions="all") gives each sample's first caption by default, so
+its row i pairs with row i of the dataset's image arrays; ``caption=j`` picks caption j
+and ``caption="all"`` returns every caption row (no longer paired with image rows).
 
 Anything unusable raises at this boundary, naming the file:
   * FeatureFileError: missing, unreadable or truncated file, unknown suffix, an `.npz`
@@ -27,7 +31,8 @@ SUFFIXES = (".npy", ".npz", ".pt")
 PT_KEY = "feats"  # platonic-rep: torch.save({"feats": [N, L, D], "num_params": ...}, path)
 
 
-def load_features(path, *, key: str | None = None, min_rows: int = 2) -> np.ndarray:
+def load_features(path, *, key: str | None = None, min_rows: int = 2,
+                  caption: int | str = 0) -> np.ndarray:
   """Reads one modality's features from a file or an embedding store.
 
   Args:
@@ -40,18 +45,30 @@ def load_features(path, *, key: str | None = None, min_rows: int = 2) -> np.ndar
     key: which array to read from an `.npz` or `.pt` file; None picks the only array of
       an `.npz`, or "feats" of a `.pt`. Must be None for `.npy`.
     min_rows: smallest accepted N.
+    caption: store arrays only. An int j: sample-aligned rows, caption j of every sample
+      of a caption-level text array (default 0, the first; every sample must have one);
+      sample arrays (image, captions="first") are read as they are. "all": the array's
+      own rows, one per caption for caption-level arrays (``EmbeddingStore.sample_rows``
+      maps them to samples).
 
   Returns:
-    float32 array [N, D] or [N, L, D], finite, with no all-zero vector.
+    float32 array [N, D] or [N, L, D], finite, with no all-zero vector (N: samples, or
+    caption rows with caption="all").
 
   Raises:
     FeatureFileError, InvalidFeaturesError: see the module docstring.
   """
   path = os.fspath(path)
+  if caption != "all" and (isinstance(caption, bool) or not isinstance(caption, int)
+                           or caption < 0):
+    raise errors.InvalidArgumentError(f"caption={caption!r} must be an int >= 0 or 'all'")
   if _names_store(path):
-    x = _read_store(path, key)
+    x = _read_store(path, key, caption)
     x = validation.check_features(x, name=path, ranks=(2, 3), min_rows=min_rows)
     return np.asarray(x, dtype=np.float32)
+  if caption != 0:
+    raise errors.InvalidArgumentError(f"{path}: caption={caption!r} applies to embedding "
+                                      f"store arrays (STORE_DIR::NAME) only")
   suffix = os.path.splitext(path)[1].lower()
   if suffix not in SUFFIXES:
     raise errors.FeatureFileError(
@@ -94,8 +111,9 @@ def _names_store(path: str) -> bool:
   return store.split_store_path(path) is not None or store.is_store(path)
 
 
-def _read_store(path: str, key: str | None) -> np.ndarray:
-  """The array ``dir::name`` (or directory ``path`` with ``key`` as the name) of a store."""
+def _read_store(path: str, key: str | None, caption: int | str) -> np.ndarray:
+  """The array ``dir::name`` (or directory ``path`` with ``key`` as the name) of a store,
+  sample-aligned (caption number ``caption``) or, with caption="all", its own rows."""
   from cave_jax import store  # pylint: disable=g-import-not-at-top
   directory, name = store.split_store_path(path) or (path, key or "")
   if not store.is_store(directory):
@@ -116,12 +134,21 @@ def _read_store(path: str, key: str | None) -> np.ndarray:
       raise errors.FeatureFileError(f"embedding store {directory} has no array matching "
                                     f"{name!r}")
     matched.sort(key=lambda n: (opened.info(n)["layer"] is None, opened.info(n)["layer"], n))
-    return np.stack([opened.read(n) for n in matched], axis=1)
+    return np.stack([_read_rows(opened, n, caption) for n in matched], axis=1)
   if name not in opened.names():
     raise errors.FeatureFileError(
         f"embedding store {directory} has no finished array {name!r}; it has "
         f"{', '.join(opened.names()[:20]) or 'none'}")
-  return opened.read(name)
+  return _read_rows(opened, name, caption)
+
+
+def _read_rows(opened, name: str, caption: int | str) -> np.ndarray:
+  if caption == "all":
+    return opened.read(name)
+  try:
+    return opened.read_samples(name, caption=caption)
+  except errors.InvalidArgumentError as e:  # no such caption for some samples
+    raise errors.FeatureFileError(f"{opened.path}::{name}: {e}") from None
 
 
 def _read_npy(path: str) -> np.ndarray:

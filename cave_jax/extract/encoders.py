@@ -1,7 +1,8 @@
 """What the extraction loop needs from a model: a per-batch encoder, and a mesh-jitted one.
 
 ``BatchEncoder`` (a Protocol) is the whole contract:
-  * ``modality``: "image" (it gets ``Record.image`` arrays) or "text" (``captions[0]``);
+  * ``modality``: "image" (it gets ``Record.image`` arrays) or "text" (caption strings:
+    every caption of a sample, or only ``captions[0]``, as the loop's ``captions`` says);
   * ``outputs``: {key: {"layer": int | None, "pooling": str | None, "row_shape": [D]}},
     keys like "layer_3/mean", plus "bits_per_byte" (row_shape []) for decoder LLMs;
   * ``description``: JSON-able {"model", "checkpoint_hash", "preprocessing", ...}, stored

@@ -2,8 +2,8 @@
 
 ``run(config, workdir)`` builds the source (``cave_jax.data``), the encoder (a tiny random
 stand-in or a checkpoint through ``cave_jax.models``) and the mesh, then runs
-``cave_jax.extract.extract`` for this process's slice, with a tqdm bar (rows, rows/s, ETA
-when the slice size is known) and absl logging per chunk. It writes
+``cave_jax.extract.extract`` for this process's slice, with a tqdm bar (samples,
+samples/s, ETA when the slice size is known) and absl logging per chunk. It writes
 ``<workdir>/extract_h<process>.json`` (the summary) and returns it. Rerunning the same
 command resumes from the last complete chunk; a finished job reruns in seconds
 (verifying the newest chunk, or all with ``verify_all``).
@@ -62,13 +62,14 @@ def run(config, workdir: str) -> dict:
   store = get(config, "store", str) or os.path.join(workdir, "store")
   max_new = get(config, "max_new_chunks", int, low=0) or None
   total = getattr(source, "size", lambda *_: None)(index, count)
-  with tqdm.tqdm(total=total, unit="row", desc=f"extract {config.model} on {config.dataset}",
+  with tqdm.tqdm(total=total, unit="sample",
+                 desc=f"extract {config.model} on {config.dataset}",
                  file=sys.stderr, mininterval=1.0, dynamic_ncols=True,
                  disable=index != 0 and count > 1) as bar:
-    def progress(rows, skipped, resumed_items):
+    def progress(samples, skipped, resumed_items):  # all in reader items (source.size)
       if bar.n == 0 and resumed_items:  # resumed: start the bar (and its rate) there
         bar.initial = bar.n = bar.last_print_n = resumed_items
-      bar.update(resumed_items + rows + skipped - bar.n)
+      bar.update(resumed_items + samples + skipped - bar.n)
       bar.set_postfix(skipped=skipped, refresh=False)
 
     result = loop.extract(
@@ -76,6 +77,7 @@ def run(config, workdir: str) -> dict:
         model=get(config, "model", str), chunk_rows=get(config, "chunk_rows", int, low=1),
         batch_size=local_batch, process_index=index, process_count=count,
         dtype=get(config, "dtype", str, choices=("float32", "float16", "bfloat16")),
+        captions=get(config, "captions", str, choices=loop.CAPTIONS),
         verify_all=get(config, "verify_all", bool), source_description=described,
         max_new_chunks=max_new, progress=progress)
   result.update(store=os.path.abspath(store), process_index=index, process_count=count)
@@ -170,8 +172,10 @@ def summary(result: dict) -> str:
   state = "finished" if result["finished"] else "stopped early (rerun to continue)"
   total = result["total_rows"]
   return (f"extraction {state}: host {result['process_index']}/{result['process_count']} "
-          f"wrote {result['new_chunks']} new chunks ({result['rows']} rows encoded this run, "
-          f"{result['skipped']} samples skipped), rewrote {result['rewritten']}, adopted "
+          f"wrote {result['new_chunks']} new chunks ({result['rows']} rows of "
+          f"{result['samples']} samples encoded this run"
+          + (", one row per caption" if result.get("captions") == "all" else "")
+          + f", {result['skipped']} samples skipped), rewrote {result['rewritten']}, adopted "
           f"{result['adopted']}; resumed at chunk {result['resumed_at_chunk']}"
           + (f"; {total} rows in total" if total is not None else "")
           + f" in {result['seconds']:.1f}s\nstore: {result['store']}\narrays: "

@@ -21,8 +21,12 @@ one-to-one score at m = c = 1).
 Statistics per (setting, hit): mean over ``n_draws`` independent worlds-samples (stream
 = draw), chance (``group_knn_chance``; None for "any"), nested bootstrap interval and a
 permutation null that shuffles whole items between the two sides
-(``group_permutation``), keeping each side's duplicate structure. Outputs in
-``workdir``: many_to_many.json, many_to_many.csv, many_to_many.png/.pdf.
+(``group_permutation``), keeping each side's duplicate structure (``score_hits``, shared
+with the store variant). Outputs in ``workdir``: many_to_many.json, many_to_many.csv,
+many_to_many.png/.pdf.
+
+A config with a ``store`` key (configs/many_to_many.py:store) runs the same hits on real
+data instead: a store's images and all their captions (``many_to_many_store.py``).
 """
 
 from __future__ import annotations
@@ -60,6 +64,9 @@ def run(config, workdir: str) -> dict:
   Raises:
     ConfigError: a bad config value (the message names the key).
   """
+  if "store" in config:  # configs/many_to_many.py:store
+    from cave_jax.runs import many_to_many_store  # pylint: disable=g-import-not-at-top
+    return many_to_many_store.run(config, workdir)
   start = time.perf_counter()
   plan = _read_plan(config)
   spec = scale.world_spec(config)
@@ -107,6 +114,24 @@ def _score_setting(spec, plan, m: int, c: int, bar) -> list[dict]:
     bar.update(1)
     logging.info("m=%d c=%d draw %d: %d rows, searches %.1fs", m, c, draw, len(groups),
                  time.perf_counter() - tic)
+  chance = lambda hit, own: group_metrics.group_knn_chance(draws[0][2], plan["k"], hit=hit,
+                                                          own_group=own)
+  return [{"images_per_item": m, "captions_per_item": c, "n": len(draws[0][2]),
+           "items": items, "k": k, "hit": name, **row}
+          for name, row in score_hits(draws, plan, chance)]
+
+
+def score_hits(draws: list, plan: dict, chance) -> list[tuple[str, dict]]:
+  """[(hit name, reporting.stat_row)] for every hit definition of ``plan["hits"]``.
+
+  Args:
+    draws: [(nn_a, nn_b, groups)] per draw: int [R_d, >= k + largest group - 1] row
+      neighbour lists of both sides and int [R_d] row groups. Rows of a group must be
+      laid out alike for the permutation null (``group_metrics.group_permutation``).
+    plan: "hits", "k", "n_boot", "n_perm", "confidence", "seed".
+    chance: (hit, own_group) -> the chance level (or None).
+  """
+  k = plan["k"]
   out = []
   for name in plan["hits"]:
     hit, _, other = name.partition("_")
@@ -120,16 +145,17 @@ def _score_setting(spec, plan, m: int, c: int, bar) -> list[dict]:
           b, group_metrics.group_permutation(g, rng)), g).mean() for a, b, g in draws]))
 
     row = reporting.stat_row(
-        per_draw, group_metrics.group_knn_chance(draws[0][2], k, hit=hit, own_group=own),
-        null, n_boot=plan["n_boot"], n_perm=plan["n_perm"], confidence=plan["confidence"],
-        seed=plan["seed"])
-    out.append({"images_per_item": m, "captions_per_item": c, "n": len(draws[0][2]),
-                "items": items, "k": k, "hit": name, **row})
+        per_draw, chance(hit, own), null, n_boot=plan["n_boot"], n_perm=plan["n_perm"],
+        confidence=plan["confidence"], seed=plan["seed"])
+    out.append((name, row))
   return out
 
 
 def summary(result: dict) -> str:
   """Plain-text table of a ``run`` result."""
+  if result.get("source") == "store":
+    from cave_jax.runs import many_to_many_store  # pylint: disable=g-import-not-at-top
+    return many_to_many_store.summary(result)
   lines = [f"many-to-many pairing, synthetic world, ~{result['rows_per_setting']} rows per "
            f"setting, k={result['k']}, {result['n_draws']} draws; null: {result['null']}",
            f"{'axis':<19} {'per':>3} {'hit':<15} {'score':>8} {'chance':>8} "
@@ -144,10 +170,19 @@ def summary(result: dict) -> str:
 
 def _read_plan(config) -> dict:
   get = config_checks.get
-  plan = {
+  plan = read_common(config)
+  plan.update({
       "rows": get(config, "rows", int, low=16),
       "images_per_caption": get(config, "images_per_caption", "ints", low=1),
       "captions_per_image": get(config, "captions_per_image", "ints", low=1),
+  })
+  return plan
+
+
+def read_common(config) -> dict:
+  """The keys both variants share: k, draws, bootstrap, null, seed, figure and hits."""
+  get = config_checks.get
+  plan = {
       "k": get(config, "k", int, low=1),
       "n_draws": get(config, "n_draws", int, low=1),
       "n_boot": get(config, "n_boot", int, low=1),

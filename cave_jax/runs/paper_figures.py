@@ -73,6 +73,37 @@ def plot_many_to_many(rows: list[dict], path_stem: str, *, title: str = "") -> l
   return figures._save(fig, path_stem)  # pylint: disable=protected-access
 
 
+def plot_many_to_many_store(result: dict, path_stem: str) -> list[str]:
+  """Left: every hit definition's score with its CI, chance (dash) and permutation-null
+  mean (x); right: the store's captions-per-image distribution."""
+  fig, (left, right) = _new(11, 4.2, 2)
+  rows = result["rows"]
+  x = np.arange(len(rows))
+  err = np.array([[r["score"] - r["ci_low"] for r in rows],
+                  [r["ci_high"] - r["score"] for r in rows]])
+  left.errorbar(x, [r["score"] for r in rows], yerr=err, fmt="o", color="C0", capsize=3,
+                label="score (CI)")
+  chance = [np.nan if r["chance"] is None else r["chance"] for r in rows]
+  left.plot(x, chance, "_", color="k", markersize=14, label="chance")
+  null = [np.nan if r["null_mean"] is None else r["null_mean"] for r in rows]
+  left.plot(x, null, "x", color="C3", label="permutation null")
+  left.set_xticks(x, [r["hit"] for r in rows], fontsize=8)
+  left.set_ylim(0, None)
+  left.set_ylabel(f"alignment (k={result['k']})")
+  left.grid(True, alpha=0.3)
+  left.legend(fontsize=8)
+  counts = sorted(result["captions_per_image"].items(), key=lambda kv: int(kv[0]))
+  right.bar([int(c) for c, _ in counts], [m for _, m in counts], color="C2")
+  right.set_xticks([int(c) for c, _ in counts])
+  right.set_xlabel("captions per image")
+  right.set_ylabel("samples")
+  right.set_title(f"{result['samples']:,} samples, {result['pairs']:,} pairs "
+                  f"(mean {result['captions_per_image_mean']:.2f})", fontsize=9)
+  fig.suptitle(f"many-to-many on {result['images']} x {result['captions']}: N ≈ "
+               f"{rows[0]['n']:,} pairs per draw, {result['n_draws']} draw(s)", fontsize=10)
+  return figures._save(fig, path_stem)  # pylint: disable=protected-access
+
+
 def plot_decomposition(rows: list[dict], path_stem: str, *, title: str = "") -> list[str]:
   """One panel per k: each measure against images per class (log x), chance dashed."""
   ks = sorted({r["k"] for r in rows})

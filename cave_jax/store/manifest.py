@@ -3,9 +3,11 @@
 Directory ``<store>/jobs/<job>/`` (job = "<dataset>/<model>"):
 
   job.json                         what the job extracts (JobSpec.to_json)
-  chunks/h<host>-c<chunk>.json     one entry per chunk: rows, input range, sample ids,
-                                   labels, caption counts, skipped ids, per-array checksums,
-                                   state "pending" (data may be partly written) or "complete"
+  chunks/h<host>-c<chunk>.json     one entry per chunk: rows, input range, per-row sample
+                                   ids, labels and caption counts (caption-level chunks:
+                                   per-row "caption_numbers" and the chunk's "samples"),
+                                   skipped ids, per-array checksums, state "pending" (data
+                                   may be partly written) or "complete"
   writes/h<host>.log               one JSON line per chunk write: {"chunk", "rows", "event"};
                                    "write"/"rewrite" once the data are on disk (before
                                    "complete"), "adopt" when a resumed job accepts a

@@ -6,18 +6,33 @@ jobs (``manifest.py``), each writing arrays named
   <dataset>/<model>/layer_<l>/<pooling>     float [N, D]: pooled hidden state of layer l
   <dataset>/<model>/bits_per_byte           float32 [N]: decoder LLMs only
 
-Row i of every array of a dataset is the same sample (the reader's order with skipped
-samples left out; skipping depends on the data only, so image and text jobs over one
-dataset pair row by row). ``EmbeddingStore.open(path)``:
+Rows (``layout.py``): image arrays, and text arrays extracted with captions="first",
+have one row per sample ("rows": "samples"); text arrays extracted with captions="all"
+(the default) have one row per caption ("rows": "captions"): sample s's captions on
+consecutive rows in caption order, N = total captions. Samples are the reader's order
+with skipped samples left out; skipping depends on the data only, so sample s is the
+same sample in every array of a dataset (image and text jobs pair sample by sample).
+``EmbeddingStore.open(path)``:
 
   store.names()                   every array name of every finished job
-  store.read(name, rows=None)     np.ndarray [N, D] (or [stop - start, D] for rows=(start, stop))
+  store.read(name, rows=None)     np.ndarray [N, D] of the array's own rows (caption rows
+                                  for caption-level arrays); rows=(start, stop): a range
+  store.take(name, rows)          the array rows at int indices ``rows`` (any order)
+  store.read_samples(name, rows=None, caption=0)
+                                  [S, D] sample-aligned: rows=(start, stop) is a sample
+                                  range; caption-level arrays give caption number
+                                  ``caption`` of each sample, others equal ``read``
   store.info(name)                model, checkpoint hash, preprocessing, pooling, layer,
-                                  dtype, N, skipped ids with reasons, ...
-  store.ids(name), store.labels(name), store.caption_counts(name)   per-row sample data
+                                  dtype, "n" (array rows), "samples", "rows" ("samples" or
+                                  "captions"), skipped ids with reasons, ...
+  store.sample_rows(name)         int64 [N]: the sample of every row
+  store.caption_numbers(name)     int32 [N]: every row's caption number within its sample
+  store.ids(name), store.labels(name)   per row (a sample's id/label repeats on each of
+                                  its caption rows)
+  store.caption_counts(name)      int32 [S]: captions of every sample
   store.read_sharded(name, mesh, rows=None) -> (jax.Array [padded, D] over mesh axis
                                   'data', number of real rows): each process reads only
-                                  the rows of its own devices' shards
+                                  the rows of its own devices' shards (array rows)
 
 Elsewhere (``experiments.align``, ``experiments.scale``, ``data.load_features``) an array in
 a store is named ``STORE_DIR::ARRAY_NAME``; ``split_store_path`` parses that.
@@ -31,6 +46,7 @@ import numpy as np
 
 from cave_jax import errors
 from cave_jax.store import arrays
+from cave_jax.store import layout as layout_lib
 from cave_jax.store import manifest as manifest_lib
 
 SEPARATOR = "::"
@@ -80,11 +96,16 @@ class EmbeddingStore:
                   if include_unfinished or self._finished(job))
 
   def info(self, name: str) -> dict:
-    """Metadata of array ``name``: the job's description, its array entry, N and skips."""
+    """Metadata of array ``name``: the job's description, its array entry, and
+
+    "n" (array rows), "samples" (samples; equals n unless rows == "captions"), "rows"
+    ("samples" or "captions": what one array row is) and "skipped" ([[id, reason]]).
+    """
     job_id, job = self._job(name)
     layout = self._layout(job_id)
     return {**{k: v for k, v in job.items() if k != "arrays"}, **job["arrays"][name],
-            "name": name, "job": job_id, "n": layout["n"], "skipped": layout["skipped"]}
+            "rows": self._row_kind(job, name), "name": name, "job": job_id,
+            "n": layout.n, "samples": layout.samples, "skipped": layout.skipped}
 
   def read(self, name: str, rows=None) -> np.ndarray:
     """Rows of array ``name`` as a numpy array in the store's dtype.
@@ -97,7 +118,7 @@ class EmbeddingStore:
     spec = job["arrays"][name]
     out = np.zeros((stop - start, *spec["row_shape"]), arrays.numpy_dtype(spec["dtype"]))
     reads = []
-    for slot, count, first in self._layout(job_id)["segments"]:
+    for slot, count, first in self._layout(job_id).segments:
       lo, hi = max(start, first), min(stop, first + count)
       if lo < hi:
         chunk_rows = job["chunk_rows"]
@@ -137,20 +158,101 @@ class EmbeddingStore:
     sharding = parallel.row_sharding(mesh, 1 + len(row_shape))
     return jax.make_array_from_callback(shape, sharding, piece), n
 
+  def take(self, name: str, rows) -> np.ndarray:
+    """Array rows at ``rows`` (int [M], any order, repeats allowed): [M, *row_shape].
+
+    Reads only the chunks that hold them. Raises InvalidArgumentError for a row outside
+    [0, N), StoreError for an unreadable chunk.
+    """
+    job_id, job = self._job(name)
+    layout = self._layout(job_id)
+    rows = np.asarray(rows)
+    if rows.ndim != 1 or (rows.size and not np.issubdtype(rows.dtype, np.integer)):
+      raise errors.InvalidArgumentError(f"rows must be a 1-D integer array, got shape "
+                                        f"{rows.shape} {rows.dtype}")
+    spec = job["arrays"][name]
+    if rows.size == 0:
+      return np.zeros((0, *spec["row_shape"]), arrays.numpy_dtype(spec["dtype"]))
+    if rows.min() < 0 or rows.max() >= layout.n:
+      bad = int(rows[(rows < 0) | (rows >= layout.n)][0])
+      raise errors.InvalidArgumentError(f"array {name}: row {bad} out of range for "
+                                        f"N={layout.n}")
+    array = arrays.open_array(self._array_path(name))
+    physical = layout.physical_rows(rows, job["chunk_rows"])
+    try:
+      return array[physical].read().result()
+    except Exception as e:  # pylint: disable=broad-except
+      raise errors.StoreError(f"store {self.path}: array {name}: some of {rows.size} rows "
+                              f"(from {int(rows.min())} to {int(rows.max())}) are "
+                              f"unreadable ({e}); rerun the extraction to rewrite the "
+                              f"chunk") from None
+
+  def read_samples(self, name: str, rows=None, caption: int = 0) -> np.ndarray:
+    """Sample-aligned rows of array ``name``: [stop - start, *row_shape].
+
+    Args:
+      rows: None (every sample), a (start, stop) pair or a step-1 slice of SAMPLES.
+      caption: for caption-level arrays ("rows": "captions"), which caption of each
+        sample (0: the first). Sample arrays of image jobs ignore it; text arrays
+        extracted with captions="first" hold caption 0 only.
+
+    Returns the same as ``read(name, rows)`` for sample arrays. Reads only the chunks
+    holding the requested rows.
+
+    Raises:
+      InvalidArgumentError: a sample range out of [0, samples], a negative caption, or
+        samples in range with fewer than caption + 1 captions (the message counts them).
+    """
+    job_id, job = self._job(name)
+    layout = self._layout(job_id)
+    start, stop = _range(rows, layout.samples, "samples")
+    if isinstance(caption, bool) or not isinstance(caption, (int, np.integer)) or caption < 0:
+      raise errors.InvalidArgumentError(f"caption={caption!r} must be an int >= 0")
+    if self._row_kind(job, name) == "samples":
+      if caption and job.get("modality") == "text":
+        raise errors.InvalidArgumentError(
+            f"array {name} holds each sample's first caption only (extracted with "
+            f"captions='first'); caption={caption} needs a captions='all' extraction")
+      return self.read(name, (start, stop))
+    starts = layout.sample_starts()
+    counts = np.diff(starts[start:stop + 1])
+    lacking = int(np.sum(counts <= caption))
+    if lacking:
+      raise errors.InvalidArgumentError(
+          f"array {name}: {lacking} of the {stop - start} samples in sample rows [{start}, "
+          f"{stop}) have no caption number {caption} (fewest captions: {int(counts.min())}); "
+          f"ask for a caption below {int(counts.min())} or another range")
+    return self.take(name, starts[start:stop] + caption)
+
+  def sample_rows(self, name: str) -> np.ndarray:
+    """int64 [N]: the sample row (0..samples-1) every array row belongs to (arange for
+    sample arrays). Sample row s is row s of every sample array of the dataset."""
+    job_id, _ = self._job(name)
+    return self._layout(job_id).sample_rows()
+
+  def caption_numbers(self, name: str) -> np.ndarray:
+    """int32 [N]: every row's caption number within its sample (0 for sample arrays)."""
+    job_id, _ = self._job(name)
+    return self._layout(job_id).caption_numbers()
+
   def ids(self, name: str) -> list[str]:
-    """Sample id of every row."""
+    """Sample id of every array row (repeated on each caption row of caption-level arrays)."""
     return self._per_row(name, "ids")
 
   def labels(self, name: str) -> np.ndarray | None:
-    """int64 [N] class labels (-1 where a sample has none), or None if no sample has one."""
+    """int64 [N] class labels per array row (-1 where a sample has none), or None if no
+    sample has one."""
     labels = self._per_row(name, "labels")
     if all(v is None for v in labels):
       return None
     return np.asarray([-1 if v is None else v for v in labels], np.int64)
 
   def caption_counts(self, name: str) -> np.ndarray:
-    """int32 [N]: how many captions each row's sample has (many-to-many structure)."""
-    return np.asarray(self._per_row(name, "n_captions"), np.int32)
+    """int32 [S]: how many captions each SAMPLE has (many-to-many structure). For sample
+    arrays S = N; for caption-level arrays these are the samples' row counts."""
+    job_id, _ = self._job(name)
+    counts = np.asarray(self._per_row(name, "n_captions"), np.int32)
+    return counts[self._layout(job_id).sample_starts()[:-1]]
 
   # --- internals -------------------------------------------------------------------------
 
@@ -164,6 +266,10 @@ class EmbeddingStore:
                               f"not finished; rerun its command to complete it")
     return job_id, self._jobs[job_id]
 
+  @staticmethod
+  def _row_kind(job: dict, name: str) -> str:
+    return job["arrays"][name].get("rows", "samples")
+
   def _array_path(self, name: str) -> str:
     return os.path.join(self.path, "arrays", name)
 
@@ -176,43 +282,29 @@ class EmbeddingStore:
     return all(manifest.done(h) is not None for h in range(hosts))
 
   def _rows(self, job_id, rows) -> tuple[int, int]:
-    n = self._layout(job_id)["n"]
-    if rows is None:
-      return 0, n
-    if isinstance(rows, slice):
-      if rows.step not in (None, 1):
-        raise errors.InvalidArgumentError(f"rows={rows}: only step 1 is supported")
-      start, stop, _ = rows.indices(n)
-    else:
-      start, stop = (int(v) for v in rows)
-    if not 0 <= start <= stop <= n:
-      raise errors.InvalidArgumentError(f"rows=({start}, {stop}) out of range for N={n}")
-    return start, stop
+    return _range(rows, self._layout(job_id).n, "N")
 
-  def _layout(self, job_id: str) -> dict:
-    """Segments (slot, rows, first logical row) in logical order, N, entries, skips."""
-    if job_id in self._layouts:
-      return self._layouts[job_id]
-    job, manifest = self._jobs[job_id], self._manifest(job_id)
-    hosts = job["process_count"]
-    entries = manifest.entries()
-    segments, ordered, skipped, n = [], [], [], 0
-    for host in range(hosts):
-      done = manifest.done(host)
-      for chunk in range(done["chunks"]):
-        entry = entries.get((host, chunk))
-        if entry is None or entry.get("state") != "complete":
-          raise errors.StoreError(f"store {self.path} job {job_id}: host {host} chunk "
-                                  f"{chunk} is not complete; rerun the extraction")
-        segments.append((chunk * hosts + host, entry["rows"], n))
-        ordered.append(entry)
-        skipped.extend(entry["skipped"])
-        n += entry["rows"]
-      skipped.extend(done.get("trailing_skipped", []))
-    self._layouts[job_id] = {"segments": segments, "n": n, "entries": ordered,
-                             "skipped": skipped}
+  def _layout(self, job_id: str) -> layout_lib.Layout:
+    if job_id not in self._layouts:
+      self._layouts[job_id] = layout_lib.build(self._manifest(job_id), self._jobs[job_id],
+                                               f"store {self.path} job {job_id}")
     return self._layouts[job_id]
 
   def _per_row(self, name: str, key: str) -> list:
     job_id, _ = self._job(name)
-    return [v for entry in self._layout(job_id)["entries"] for v in entry[key]]
+    return [v for entry in self._layout(job_id).entries for v in entry[key]]
+
+
+def _range(rows, n: int, what: str) -> tuple[int, int]:
+  """(start, stop) of ``rows`` (None, a pair or a step-1 slice) within [0, n]."""
+  if rows is None:
+    return 0, n
+  if isinstance(rows, slice):
+    if rows.step not in (None, 1):
+      raise errors.InvalidArgumentError(f"rows={rows}: only step 1 is supported")
+    start, stop, _ = rows.indices(n)
+  else:
+    start, stop = (int(v) for v in rows)
+  if not 0 <= start <= stop <= n:
+    raise errors.InvalidArgumentError(f"rows=({start}, {stop}) out of range for {what}={n}")
+  return start, stop

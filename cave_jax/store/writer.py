@@ -126,7 +126,9 @@ class JobWriter:
     """Writes chunk ``chunk``: values {array name: [rows, *row_shape]} for every array.
 
     meta: "input_start", "input_stop" (reader positions), "ids", "labels", "n_captions"
-    (one per row) and "skipped" ([[id, reason], ...] within the input range).
+    (one per row: the row's sample id, label and caption count) and "skipped" ([[id,
+    reason], ...] within the input range); caption-level chunks (one row per caption)
+    also "caption_numbers" (one per row) and "samples" (samples in the chunk).
     """
     if set(values) != set(self.arrays):
       raise errors.StoreError(f"chunk {chunk}: got arrays {sorted(values)}, the job has "
@@ -134,6 +136,10 @@ class JobWriter:
     n_rows = len(meta["ids"])
     if not 0 < n_rows <= self.chunk_rows:
       raise errors.StoreError(f"chunk {chunk} has {n_rows} rows; 1..{self.chunk_rows} allowed")
+    for key in ("labels", "n_captions", "caption_numbers"):
+      if key in meta and len(meta[key]) != n_rows:
+        raise errors.StoreError(f"chunk {chunk}: meta {key!r} has {len(meta[key])} entries "
+                                f"for {n_rows} rows")
     cast = {}
     for name, value in values.items():
       spec = self.job["arrays"][name]

@@ -54,7 +54,8 @@ def test_decoder_rows_carry_each_captions_bits_per_byte(tmp_path, usable):
                batch_size=8)
   store = EmbeddingStore.open(str(tmp_path))
   bpb = store.read("toy/lm/bits_per_byte")
-  texts = [r.captions[0] for r in recs]
+  texts = [caption for r in recs for caption in r.captions]  # captions="all": one row each
+  assert store.info("toy/lm/bits_per_byte")["n"] == len(texts) > len(recs)
   nll = model.token_nll(texts)
   expected = [float(np.sum(n, dtype=np.float64)) / math.log(2) / len(t.encode()) for n, t
               in zip(nll, texts)]

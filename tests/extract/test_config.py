@@ -14,6 +14,7 @@ def test_model_and_dataset_names_are_variants():
   smoke = extract_config.get_config("smoke,tiny_lm,n=100")
   assert smoke.model == "tiny_lm" and smoke.dataset == "toy" and smoke.toy_n == 100
   assert smoke.chunk_rows == 128
+  assert config.captions == smoke.captions == "all"  # text models: every caption a row
   assert set(extract_config.CHECKPOINT_MODELS) <= set(
       __import__("cave_jax.extract.checkpoints", fromlist=["MODELS"]).MODELS)
 
@@ -32,6 +33,10 @@ def test_run_rejects_missing_checkpoint_and_paths(tmp_path):
     extract_run.run(config, str(tmp_path))
   config = extract_config.get_config("webdataset")
   with pytest.raises(errors.ConfigError, match="config.paths"):
+    extract_run.run(config, str(tmp_path))
+  config = extract_config.get_config("smoke,tiny_lm")
+  config.captions = "every"
+  with pytest.raises(errors.ConfigError, match="config.captions='every' is not one of all, first"):
     extract_run.run(config, str(tmp_path))
   config = extract_config.get_config("smoke")
   config.batch_size = 7

@@ -114,7 +114,8 @@ def test_text_jobs_store_bits_per_byte_and_pair_row_by_row_with_images(tmp_path,
   path = str(tmp_path / "store")
   lm = tiny.tiny_lm(encoders.make_mesh())
   _extract(path, source, vision)
-  loop.extract(source, lm, path, dataset="toy", model="tl", chunk_rows=CHUNK, batch_size=BATCH)
+  loop.extract(source, lm, path, dataset="toy", model="tl", chunk_rows=CHUNK, batch_size=BATCH,
+               captions="first")
   store = EmbeddingStore.open(path)
   assert store.ids("toy/tl/layer_1/last") == store.ids("toy/tv/layer_1/cls")
   bpb = store.read("toy/tl/bits_per_byte")
@@ -122,4 +123,6 @@ def test_text_jobs_store_bits_per_byte_and_pair_row_by_row_with_images(tmp_path,
   expected = lm(lm.prepare([usable[0].captions[0]], 1))["bits_per_byte"][0]
   assert bpb.shape == (72,) and np.all(bpb > 0)
   np.testing.assert_allclose(bpb[0], expected, rtol=1e-5)
-  assert store.info("toy/tl/layer_1/last")["modality"] == "text"
+  info = store.info("toy/tl/layer_1/last")
+  assert info["modality"] == "text" and info["captions"] == "first"
+  assert info["rows"] == "samples" and info["n"] == info["samples"] == 72

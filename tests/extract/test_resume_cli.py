@@ -60,17 +60,47 @@ def _events_by_chunk(workdir):
   return events
 
 
+# Each job: (extra flags, layer-2 array). The text job embeds every caption (1-3 per toy
+# sample): 735 samples -> 1,441 caption rows in 12 chunks of whole samples.
+JOBS = {"image": (("--config.toy_n=1500",), "toy/tiny_vision/layer_2/mean"),
+        "text": (("--config.model=tiny_lm", "--config.toy_n=750"), "toy/tiny_lm/layer_2/mean")}
+
+
+def _expected_chunks(n, by_caption):
+  """(chunks, rows) of a smoke job over n toy samples, from the toy records directly."""
+  from cave_jax.data import records, toy_source  # pylint: disable=g-import-not-at-top
+  sizes = [len(r.captions) if by_caption else 1 for r in toy_source.ToySource(n=n).read()
+           if isinstance(r, records.Record)]
+  chunks, filled = 1, 0
+  for size in sizes:  # greedy: a chunk is cut before a sample that would overflow 128 rows
+    if filled + size > 128:
+      chunks, filled = chunks + 1, 0
+    filled += size
+  return chunks, sum(sizes)
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp("whole"))
-  _run(workdir, "--config.toy_n=1500")
-  return workdir
+  """job -> workdir of that job run without interruption (made on first use)."""
+  made = {}
+
+  def get(job="image"):
+    if job not in made:
+      made[job] = str(tmp_path_factory.mktemp(f"whole_{job}"))
+      _run(made[job], *JOBS[job][0])
+    return made[job]
+
+  return get
 
 
+@pytest.mark.parametrize("job", ["image", "text"])
 def test_sigkill_mid_extraction_then_rerun_gives_the_same_store_each_row_written_once(
-    tmp_path, uninterrupted):
+    tmp_path, uninterrupted, job):
+  flags, name = JOBS[job]
+  n_chunks, n_rows = _expected_chunks(750 if job == "text" else 1500, job == "text")
+  assert (n_chunks, n_rows) == ((12, 1441) if job == "text" else (12, 1470))
   workdir = str(tmp_path)
-  child = subprocess.Popen(_command(workdir, "--config.toy_n=1500"), cwd=REPO, env=_env(),
+  child = subprocess.Popen(_command(workdir, *flags), cwd=REPO, env=_env(),
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   deadline = time.time() + 240
   while _complete_chunks(workdir) < 3 and time.time() < deadline and child.poll() is None:
@@ -78,23 +108,24 @@ def test_sigkill_mid_extraction_then_rerun_gives_the_same_store_each_row_written
   os.kill(child.pid, signal.SIGKILL)
   child.wait()
   killed_at = _complete_chunks(workdir)
-  assert 3 <= killed_at < 12, "the kill must land mid-extraction (12 chunks in all)"
+  assert 3 <= killed_at < n_chunks, "the kill must land mid-extraction"
   assert not glob.glob(os.path.join(workdir, "store", "jobs", "*", "*", "done", "*"))
-  rerun = _run(workdir, "--config.toy_n=1500")
+  rerun = _run(workdir, *flags)
   assert "extraction finished" in rerun.stdout
   with open(os.path.join(workdir, "extract_h00000.json")) as f:
     summary = json.load(f)
-  assert summary["resumed_at_chunk"] >= killed_at - 1 and summary["total_rows"] == 1470
+  assert summary["resumed_at_chunk"] >= killed_at - 1 and summary["total_rows"] == n_rows
   store, got = _arrays(workdir)
-  reference, expected = _arrays(uninterrupted)
+  reference, expected = _arrays(uninterrupted(job))
   assert sorted(got) == sorted(expected)
-  for name in expected:
-    np.testing.assert_array_equal(got[name], expected[name])
-  name = "toy/tiny_vision/layer_2/mean"
+  for array in expected:
+    np.testing.assert_array_equal(got[array], expected[array])
   assert store.ids(name) == reference.ids(name)
+  np.testing.assert_array_equal(store.sample_rows(name), reference.sample_rows(name))
   assert store.info(name)["skipped"] == reference.info(name)["skipped"]
+  assert store.info(name)["rows"] == ("captions" if job == "text" else "samples")
   events = _events_by_chunk(workdir)
-  assert sorted(chunk for _, chunk in events) == list(range(12))
+  assert sorted(chunk for _, chunk in events) == list(range(n_chunks))
   for chunk_events in events.values():  # one completed write per chunk, never two
     assert chunk_events in (["write"], ["adopt"], ["write", "adopt"]), chunk_events
 
@@ -110,7 +141,7 @@ def test_two_hosts_writing_one_store_at_once_give_the_single_host_rows(tmp_path,
     _, err = child.communicate(timeout=300)
     assert child.returncode == 0, err[-3000:]
   store, got = _arrays(workdir)
-  reference, expected = _arrays(uninterrupted)
+  reference, expected = _arrays(uninterrupted())
   name = "toy/tiny_vision/layer_2/mean"
   assert store.ids(name) == reference.ids(name)  # host slices concatenate in dataset order
   for name in expected:

@@ -1,5 +1,6 @@
 """The embedding store: chunked writes by several hosts, manifest checks, resume plans, reads."""
 
+import json
 import os
 
 import numpy as np
@@ -187,3 +188,94 @@ def test_align_run_accepts_store_arrays_as_feature_inputs(two_host_store, tmp_pa
   result = align.run(config, str(tmp_path))
   assert result["n"] == 15 and result["features_b"]["shape"] == [15, 1, 3]
   assert result["metrics"]["mutual_knn"]["score"] == 1.0  # the same rows on both sides
+
+
+# --- caption-level arrays (one row per caption) ----------------------------------------
+
+@pytest.fixture
+def caption_store(tmp_path):
+  from . import caption_store as fixture  # pylint: disable=g-import-not-at-top
+  path = str(tmp_path / "captions")
+  fixture.write(path)
+  return path, fixture
+
+
+def test_caption_rows_map_to_samples(caption_store):
+  path, fixture = caption_store
+  store = EmbeddingStore.open(path)
+  counts = np.asarray(fixture.COUNTS)
+  np.testing.assert_array_equal(store.read(fixture.NAME), fixture.expected_rows())
+  info = store.info(fixture.NAME)
+  assert info["rows"] == "captions" and info["n"] == 20 and info["samples"] == 8
+  np.testing.assert_array_equal(store.sample_rows(fixture.NAME), np.repeat(np.arange(8), counts))
+  np.testing.assert_array_equal(store.caption_numbers(fixture.NAME),
+                                np.concatenate([np.arange(c) for c in counts]))
+  np.testing.assert_array_equal(store.caption_counts(fixture.NAME), counts)
+  assert store.ids(fixture.NAME)[:6] == ["s0", "s0", "s1", "s1", "s1", "s2"]  # per row
+  rows = np.random.default_rng(0).integers(0, 20, 30)
+  np.testing.assert_array_equal(store.take(fixture.NAME, rows), fixture.expected_rows()[rows])
+  with pytest.raises(errors.InvalidArgumentError, match="row 20 out of range for N=20"):
+    store.take(fixture.NAME, [3, 20])
+
+
+def test_sample_aligned_reads_pick_one_caption_per_sample(caption_store):
+  path, fixture = caption_store
+  store = EmbeddingStore.open(path)
+  first = store.read_samples(fixture.NAME)
+  np.testing.assert_array_equal(first[:, 0], 100 * np.arange(8))
+  np.testing.assert_array_equal(store.read_samples(fixture.NAME, (3, 5), caption=1),
+                                [[301, -4], [401, -5]])
+  np.testing.assert_array_equal(store.read_samples(fixture.NAME, slice(4, None), caption=0),
+                                first[4:])
+  with pytest.raises(errors.InvalidArgumentError,
+                     match=r"1 of the 3 samples in sample rows \[1, 4\) have no caption "
+                           r"number 1 \(fewest captions: 1\)"):
+    store.read_samples(fixture.NAME, (1, 4), caption=1)
+  with pytest.raises(errors.InvalidArgumentError, match="out of range for samples=8"):
+    store.read_samples(fixture.NAME, (0, 9))
+  assert store.read_samples(fixture.NAME, (2, 2)).shape == (0, 2)
+
+
+def test_sample_range_reads_touch_only_their_chunks(caption_store):
+  path, fixture = caption_store
+  os.remove(os.path.join(path, "arrays", fixture.NAME, "3.0"))  # host 1 chunk 1: samples 5-7
+  with open(os.path.join(path, "arrays", fixture.NAME, "2.0"), "wb") as f:
+    f.write(b"garbage")  # host 0 chunk 1: samples 2-3
+  store = EmbeddingStore.open(path)
+  np.testing.assert_array_equal(store.read_samples(fixture.NAME, (4, 5), caption=3), [[403, -5]])
+  np.testing.assert_array_equal(store.read_samples(fixture.NAME, (0, 2))[:, 0], [0, 100])
+  with pytest.raises(errors.StoreError, match="unreadable"):
+    store.read_samples(fixture.NAME, (1, 3))
+
+
+def test_a_damaged_caption_numbering_is_reported(caption_store):
+  path, fixture = caption_store
+  entry_path = os.path.join(path, "jobs", "capset", "lm", "chunks", "h00001-c00000000.json")
+  entry = json.loads(open(entry_path).read())
+  entry["caption_numbers"] = [0, 1, 2, 4, 3]
+  with open(entry_path, "w") as f:
+    json.dump(entry, f)
+  with pytest.raises(errors.StoreError, match="caption numbers do not describe 8 samples"):
+    EmbeddingStore.open(path).sample_rows(fixture.NAME)
+
+
+def test_sample_arrays_read_the_same_either_way(two_host_store):
+  store = EmbeddingStore.open(two_host_store)
+  info = store.info(NAME)
+  assert info["rows"] == "samples" and info["samples"] == info["n"] == 15
+  np.testing.assert_array_equal(store.read_samples(NAME, (2, 11)), store.read(NAME, (2, 11)))
+  np.testing.assert_array_equal(store.sample_rows(NAME), np.arange(15))
+  np.testing.assert_array_equal(store.caption_numbers(NAME), np.zeros(15))
+  assert store.caption_counts(NAME).tolist()[:5] == [1, 2, 3, 4, 1]
+
+
+def test_feature_loader_gives_caption_arrays_sample_aligned(caption_store):
+  path, fixture = caption_store
+  first = features.load_features(f"{path}::{fixture.NAME}")
+  np.testing.assert_array_equal(first[:, 0], 100 * np.arange(8))
+  np.testing.assert_array_equal(features.load_features(f"{path}::{fixture.NAME}", caption="all"),
+                                fixture.expected_rows())
+  with pytest.raises(errors.FeatureFileError, match="5 of the 8 samples .* caption number 2"):
+    features.load_features(f"{path}::{fixture.NAME}", caption=2)
+  stacked = features.load_features(f"{path}::capset/lm/layer_*/mean")
+  np.testing.assert_array_equal(stacked[:, 0], first)

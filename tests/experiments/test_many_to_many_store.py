@@ -1,0 +1,170 @@
+"""many_to_many on a real embedding store: images x every caption, groups = samples."""
+
+import collections
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from cave_jax import errors
+from cave_jax.data import records
+from cave_jax.data import toy_source
+from cave_jax.runs import extract
+from cave_jax.runs import many_to_many
+from cave_jax.runs import many_to_many_store
+from cave_jax.store import EmbeddingStore
+from configs import extract as extract_config
+from configs import many_to_many as config_module
+
+from .helpers import run_module
+
+N = 160  # toy samples (157 usable, 1-3 captions each)
+IMAGES, CAPTIONS = "toy/tiny_vision/layer_2/cls", "toy/tiny_lm/layer_2/mean"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+  """A store with the smoke image job and the smoke text job (every caption) over toy."""
+  root = tmp_path_factory.mktemp("m2m_store")
+  path = str(root / "store")
+  for variant in ("smoke", "smoke,tiny_lm"):
+    config = extract_config.get_config(f"{variant},n={N}")
+    config.store = path
+    extract.run(config, str(root / variant))
+  return path
+
+
+@pytest.fixture(scope="module")
+def usable():
+  return [r for r in toy_source.ToySource(n=N).read() if isinstance(r, records.Record)]
+
+
+def _config(store, images=IMAGES, captions=CAPTIONS, **overrides):
+  config = config_module.get_config("store,smoke")
+  config.update(dict(store=store, images=images, captions=captions, rows=200, k=5,
+                     n_draws=2, n_boot=50, n_perm=10, figure=False,
+                     hits=",".join(many_to_many.HITS)))
+  config.update(overrides)
+  return config
+
+
+def _by_hit(result):
+  return {row["hit"]: row for row in result["rows"]}
+
+
+def test_pairs_are_each_caption_with_its_own_image(store, usable):
+  opened = EmbeddingStore.open(store)
+  pairs = many_to_many_store.StorePairs(opened, IMAGES, CAPTIONS)
+  np.testing.assert_array_equal(pairs.counts, [len(r.captions) for r in usable])
+  items = pairs.draw(200, np.random.default_rng(3))
+  a, b, groups = pairs.pairs(items)
+  # Reference from ids alone: caption rows of the drawn samples, each with the image row
+  # holding the same sample id.
+  image_row = {sample_id: i for i, sample_id in enumerate(opened.ids(IMAGES))}
+  drawn = {usable[i].id for i in items}
+  rows = [r for r, sample_id in enumerate(opened.ids(CAPTIONS)) if sample_id in drawn]
+  np.testing.assert_array_equal(b, opened.read(CAPTIONS)[rows])
+  images = opened.read(IMAGES)
+  np.testing.assert_array_equal(a, images[[image_row[opened.ids(CAPTIONS)[r]] for r in rows]])
+  assert groups.tolist() == [i for i, s in enumerate(items) for _ in usable[s].captions]
+  assert len(groups) <= 200 < len(groups) + 3  # up to rows pairs (the next sample overflows)
+
+
+def test_store_run_reports_every_hit_and_the_caption_distribution(store, usable, tmp_path):
+  result = many_to_many.run(_config(store), str(tmp_path))
+  counts = collections.Counter(len(r.captions) for r in usable)
+  assert result["captions_per_image"] == {str(c): counts[c] for c in sorted(counts)}
+  assert result["samples"] == len(usable) and result["pairs"] == sum(
+      len(r.captions) for r in usable)
+  for draw in result["draws"]:
+    per = draw["captions_per_image"]
+    assert sum(per.values()) == draw["items"]
+    assert sum(int(c) * m for c, m in per.items()) == draw["pairs"] <= 200
+  hits = _by_hit(result)
+  assert list(hits) == list(many_to_many.HITS)
+  stat_fields = {"score", "chance", "ci_low", "ci_high", "null_mean", "null_std", "p_value",
+                 "calibrated", "draws", "draw_scores"}
+  for row in result["rows"]:
+    assert set(row) == {"hit", "n", "items", "k"} | stat_fields
+    assert row["ci_low"] <= row["score"] <= row["ci_high"] and row["draws"] == 2
+  assert hits["flat"]["score"] <= hits["fraction"]["score"] <= hits["any"]["score"]
+  pairs = [d["pairs"] for d in result["draws"]]
+  assert hits["flat"]["chance"] == pytest.approx(np.mean([5 / (p - 1) for p in pairs]))
+  assert hits["any"]["chance"] is None
+  with open(tmp_path / "many_to_many.csv") as f:
+    header = next(csv.reader(f))
+  assert header[:4] == ["n", "items", "k", "hit"]
+  with open(tmp_path / "many_to_many.json") as f:
+    assert json.load(f)["rows"] == result["rows"]
+  assert "captions per image" in many_to_many.summary(result)
+
+
+@pytest.mark.parametrize("side", [CAPTIONS, IMAGES])
+def test_the_same_array_on_both_sides_agrees_perfectly(store, tmp_path, side):
+  result = many_to_many.run(_config(store, images=side, captions=side, n_perm=5),
+                            str(tmp_path))
+  for name, row in _by_hit(result).items():
+    assert row["score"] == 1.0, name
+  assert _by_hit(result)["flat"]["null_mean"] < 0.5
+
+
+def test_array_names_may_be_endings_or_store_paths(store, tmp_path):
+  config = _config("", images=f"{store}::{IMAGES}", captions="tiny_lm/layer_2/mean",
+                   n_draws=1, n_perm=0, hits="flat")
+  result = many_to_many.run(config, str(tmp_path))
+  assert (result["images"], result["captions"]) == (IMAGES, CAPTIONS)
+  with pytest.raises(errors.ConfigError, match=r"config.captions='layer_2/mean' matches "
+                                               r"several arrays"):
+    many_to_many.run(_config(store, captions="layer_2/mean"), str(tmp_path))
+  with pytest.raises(errors.ConfigError, match=r"config.images='nope' names no finished"):
+    many_to_many.run(_config(store, images="nope"), str(tmp_path))
+  with pytest.raises(errors.ConfigError, match="config.store is required"):
+    many_to_many.run(_config(""), str(tmp_path))
+  with pytest.raises(errors.ConfigError, match=r"config.rows=8 gives .* too few for k=5"):
+    many_to_many.run(_config(store, rows=8), str(tmp_path))
+  with pytest.raises(errors.ConfigError, match="feature arrays"):
+    many_to_many.run(_config(store, captions="toy/tiny_lm/bits_per_byte"), str(tmp_path))
+
+
+def test_store_variant_from_the_command_line(store, tmp_path):
+  proc = run_module("experiments.many_to_many", "--config=configs/many_to_many.py:store,smoke",
+                    f"--config.store={store}", f"--config.images={IMAGES}",
+                    f"--config.captions={CAPTIONS}", "--config.n_boot=50",
+                    "--config.n_perm=5", f"--workdir={tmp_path}")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert sorted(os.listdir(tmp_path)) == ["config.json"] + [
+      f"many_to_many.{ext}" for ext in ("csv", "json", "pdf", "png")]
+  assert "fraction_other" in proc.stdout and "captions per image" in proc.stdout
+
+
+def _image_job(path, ids):
+  """Adds a one-host sample-level array "capset/im/layer_0/cls" with ``ids`` to ``path``."""
+  from cave_jax.store import JobWriter  # pylint: disable=g-import-not-at-top
+  name = "capset/im/layer_0/cls"
+  job = {"id": "capset/im", "dataset": "capset", "model": "im", "modality": "image",
+         "captions": None, "process_count": 1, "chunk_rows": 16,
+         "arrays": {name: {"layer": 0, "pooling": "cls", "row_shape": [2],
+                           "dtype": "float32", "kind": "features"}}}
+  writer = JobWriter(path, job, 0)
+  meta = {"input_start": 0, "input_stop": len(ids), "ids": ids, "labels": [None] * len(ids),
+          "n_captions": [1] * len(ids), "skipped": []}
+  writer.write_chunk(0, {name: np.ones((len(ids), 2), np.float32)}, meta)
+  writer.finish(1, len(ids), len(ids), [])
+  writer.close()
+  return name
+
+
+@pytest.mark.parametrize("ids, match", [
+    ([f"s{i}" for i in range(7)], "has 7 samples but .* has 8"),
+    ([f"s{i}" for i in range(3)] + ["x3"] + [f"s{i}" for i in range(4, 8)],
+     "sample 3 is 'x3' in .* but 's3'"),
+])
+def test_arrays_of_other_samples_are_refused(tmp_path, ids, match):
+  from tests.store import caption_store  # pylint: disable=g-import-not-at-top
+  path = str(tmp_path / "store")
+  caption_store.write(path)
+  name = _image_job(path, ids)
+  with pytest.raises(errors.ShapeMismatchError, match=match):
+    many_to_many_store.StorePairs(EmbeddingStore.open(path), name, caption_store.NAME)
