@@ -1,9 +1,12 @@
 """ImageNet-style decomposition (Koepke et al. 2026): category agreement vs item agreement.
 
-``run(config, workdir)`` builds a class-balanced gallery from the synthetic world: per
-draw, ``n_classes`` classes chosen uniformly from the world's classes and
-max(images_per_class) scenes of each, every scene seen once by each modality
-(``cave_jax.data.scenes``). For each m in ``images_per_class`` (the paper's 1 ... 49)
+``run(config, workdir)`` builds a class-balanced gallery per draw: ``n_classes`` classes
+chosen uniformly and max(images_per_class) samples of each. From the synthetic world
+(default) every scene is seen once by each modality (``cave_jax.data.scenes``); from
+real features (``features``: two files or STORE::NAME paths plus a labels file;
+``store``: two arrays of an embedding store, labels from the store, e.g. imagenet2012)
+the classes are drawn among those with at least max(images_per_class) labelled samples
+and the samples at random within each class. For each m in ``images_per_class`` (the paper's 1 ... 49)
 the first m scenes of every class form the gallery (N = n_classes * m, nested in m),
 both sides' exact k-NN lists are computed and every measure of
 ``cave_jax.metrics.class_metrics`` is scored for every k in ``ks``:
@@ -39,6 +42,7 @@ from cave_jax.runs import config_checks
 from cave_jax.runs import paper_figures
 from cave_jax.runs import reporting
 from cave_jax.runs import scale
+from cave_jax.runs import scale_pool
 
 
 def run(config, workdir: str) -> dict:
@@ -51,10 +55,19 @@ def run(config, workdir: str) -> dict:
   """
   start = time.perf_counter()
   plan = _read_plan(config)
-  spec = scale.world_spec(config)
-  if plan["n_classes"] > spec.n_classes:
-    raise errors.ConfigError(f"config.n_classes={plan['n_classes']} exceeds the world's "
-                             f"{spec.n_classes} classes (config.world.n_classes)")
+  source = config_checks.get(config, "source", str, choices=("synthetic", "features", "store"))
+  if source == "synthetic":
+    spec = scale.world_spec(config)
+    if plan["n_classes"] > spec.n_classes:
+      raise errors.ConfigError(f"config.n_classes={plan['n_classes']} exceeds the world's "
+                               f"{spec.n_classes} classes (config.world.n_classes)")
+    described = {"source": "synthetic", "world": dataclasses.asdict(spec)}
+    gallery = lambda draw: _gallery(spec, plan, draw)
+  else:
+    pool = scale_pool.open_pool(config, 0)
+    labels = _real_labels(config, pool)
+    described = dict(pool.description, labelled=int(np.sum(labels >= 0)))
+    gallery = lambda draw: _real_gallery(pool, labels, plan, draw)
   sizes, ks = plan["images_per_class"], plan["ks"]
   if max(ks) >= plan["n_classes"] * sizes[0]:
     raise errors.ConfigError(f"config.ks={ks}: k must be smaller than the smallest gallery "
@@ -62,7 +75,7 @@ def run(config, workdir: str) -> dict:
   lists = {}  # (m, draw) -> (nn_a, nn_b, labels)
   with reporting.progress(len(sizes) * plan["n_draws"], "decomposition") as bar:
     for draw in range(plan["n_draws"]):
-      a, b, labels, within = _gallery(spec, plan, draw)
+      a, b, labels, within = gallery(draw)
       for m in sizes:
         rows = np.flatnonzero(within < m)
         tic = time.perf_counter()
@@ -86,8 +99,7 @@ def run(config, workdir: str) -> dict:
                                  n_boot=plan["n_boot"], n_perm=plan["n_perm"],
                                  confidence=plan["confidence"], seed=plan["seed"])
         out.append({"m": m, "n": int(draws[0][2].size), "k": k, "measure": measure, **row})
-  result = {"experiment": "imagenet_decomposition",
-            "world": dataclasses.asdict(spec),
+  result = {"experiment": "imagenet_decomposition", **described,
             "n_classes": plan["n_classes"], "images_per_class": list(sizes), "ks": list(ks),
             "n_draws": plan["n_draws"], "n_boot": plan["n_boot"], "n_perm": plan["n_perm"],
             "confidence": plan["confidence"],
@@ -112,6 +124,55 @@ def _gallery(spec, plan, draw):
   return a, b, labels.astype(np.int64), within
 
 
+def _real_labels(config, pool) -> np.ndarray:
+  """int64 [P] labels of a real pool: the store's, or config.labels (.npy) for files."""
+  path = config_checks.get(config, "labels", str) if "labels" in config else ""
+  if path:
+    try:
+      labels = np.load(path)
+    except (OSError, ValueError) as e:
+      raise errors.ConfigError(f"config.labels={path!r}: cannot read it ({e})") from None
+    if labels.shape != (pool.size,) or labels.dtype.kind not in "iu":
+      raise errors.ConfigError(f"config.labels={path!r}: need int labels [{pool.size}] (one "
+                               f"per row, -1 for none), got {labels.dtype} {labels.shape}")
+    return labels.astype(np.int64)
+  labels = pool.labels() if hasattr(pool, "labels") else _store_labels_of(pool)
+  if labels is None:
+    raise errors.ConfigError("the features have no class labels: pass --config.labels=FILE.npy "
+                             "(int [N], -1 for none) or extract a labelled dataset")
+  return labels
+
+
+def _store_labels_of(pool):
+  """Labels of a features pool whose side A names a store array (STORE::NAME), or None."""
+  from cave_jax import store as store_lib  # pylint: disable=g-import-not-at-top
+  parts = store_lib.split_store_path(pool.description["features_a"]["path"])
+  if parts is None:
+    return None
+  store = store_lib.EmbeddingStore.open(parts[0])
+  return scale_pool.StorePool(store, parts[1], parts[1]).labels()
+
+
+def _real_gallery(pool, labels, plan, draw):
+  """As ``_gallery`` from real features: classes with enough labelled samples, samples
+  drawn at random within each class (rows ordered by class, then draw order)."""
+  most = max(plan["images_per_class"])
+  classes, counts = np.unique(labels[labels >= 0], return_counts=True)
+  eligible = classes[counts >= most]
+  if eligible.size < plan["n_classes"]:
+    raise errors.ConfigError(
+        f"config.n_classes={plan['n_classes']}: only {eligible.size} classes have "
+        f"max(images_per_class)={most} labelled samples (of {classes.size} classes); lower "
+        f"one of them")
+  rng = np.random.default_rng([plan["seed"], 7, draw])
+  chosen = np.sort(rng.choice(eligible, plan["n_classes"], replace=False))
+  rows = np.concatenate([rng.choice(np.flatnonzero(labels == c), most, replace=False)
+                         for c in chosen])
+  a, b = pool.gather(rows)
+  within = np.tile(np.arange(most), plan["n_classes"])
+  return a, b, np.repeat(chosen, most).astype(np.int64), within
+
+
 def _null_value(measure, nn_a, nn_b, labels, rng) -> float:
   """The measure under one shuffle (module docstring) of one draw."""
   n = labels.size
@@ -133,7 +194,8 @@ def _null_value(measure, nn_a, nn_b, labels, rng) -> float:
 
 def summary(result: dict) -> str:
   """Plain-text table of a ``run`` result."""
-  lines = [f"ImageNet-style decomposition, synthetic world, {result['n_classes']} classes, "
+  lines = [f"ImageNet-style decomposition, {scale_pool.title(result)}, "
+           f"{result['n_classes']} classes, "
            f"{result['n_draws']} draws",
            f"{'m':>3} {'N':>6} {'k':>3} {'measure':<16} {'score':>8} {'chance':>8} "
            f"{'CI':<19} {'null':>8} {'p':>6}"]
@@ -169,5 +231,6 @@ def _write(result: dict, workdir: str, figure: bool) -> dict:
   if figure:
     files["figure"] = paper_figures.plot_decomposition(
         result["rows"], os.path.join(workdir, "imagenet_decomposition"),
-        title=f"synthetic world, {result['n_classes']} classes, {result['n_draws']} draws")
+        title=f"{scale_pool.title(result)}, {result['n_classes']} classes, "
+              f"{result['n_draws']} draws")
   return files

@@ -63,6 +63,14 @@ class StorePool:
         "features_b": {"path": f"{store.path}::{name_b}", "samples": sizes[1]},
     }
 
+  def labels(self) -> np.ndarray | None:
+    """int64 [P] class label of every sample (-1: none), or None if the store has none."""
+    name = self.names[0]
+    labels = self.store.labels(name)
+    if labels is None or self.store.info(name).get("rows", "samples") == "samples":
+      return labels
+    return labels[self.store.caption_numbers(name) == 0]  # one row per sample
+
   def block(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
     out = []
     for name in self.names:
