@@ -59,7 +59,7 @@ def run(config, workdir: str) -> dict:
   plan = _read_plan(config)
   source = scale_pool.open_pool(config, plan["max_n"])
   pool = source.size
-  sizes = scale.subset_sizes(plan["min_n"], plan["max_n"] or pool, plan["growth"], pool)
+  sizes = scale.subset_sizes(plan["min_n"], plan["max_n"], plan["growth"], pool)
   k = plan["k"]
   if k >= sizes[0]:
     raise errors.ConfigError(f"config.k={k} must be smaller than config.min_n={sizes[0]}")

@@ -6,6 +6,8 @@ store streamed block by block), draws ``n_draws`` random orders of the pool, and
 every size N in ``min_n * growth**j <= min(max_n, P)`` uses the first N rows of each order
 (so the subsets of one draw are nested). Two scores per (N, k):
 
+With ``max_n`` = 0 the sizes end with the whole pool (e.g. every row of a store).
+
 * all rows (``score``; sizes up to ``full_max_n``): the exact k-NN lists of all N rows
   of both sides, computed once per (N, draw) with the largest k; smaller k use their
   first columns (top-1 is the prefix of top-10 under "score, then smaller index"). A
@@ -85,7 +87,8 @@ def run(config, workdir: str) -> dict:
   start = time.perf_counter()
   plan = _read_plan(config)
   pool = scale_pool.open_pool(config, plan["max_n"])
-  sizes = subset_sizes(plan["min_n"], plan["max_n"] or pool.size, plan["growth"], pool.size)
+  sizes = subset_sizes(plan["min_n"], plan["max_n"] or pool.size, plan["growth"], pool.size,
+                       whole_pool=plan["max_n"] == 0)
   ks, n_draws, queries = plan["ks"], plan["n_draws"], plan["queries"]
   if max(ks) >= sizes[0]:
     raise errors.ConfigError(
@@ -207,8 +210,13 @@ def _one_pass(pool, block_rows, paired, subsets, progress, paired_units) -> None
     paired.finish()
 
 
-def subset_sizes(min_n: int, max_n: int, growth: int, pool: int) -> list[int]:
-  """[min_n, min_n * growth, ...] up to min(max_n, pool); raises ConfigError if empty."""
+def subset_sizes(min_n: int, max_n: int, growth: int, pool: int, *,
+                 whole_pool: bool = False) -> list[int]:
+  """[min_n, min_n * growth, ...] up to min(max_n, pool); raises ConfigError if empty.
+
+  whole_pool: also end with the pool's size itself when the steps stop short of it (a
+  15M-row store gets a 15M gallery, not only 1,024 * 4^7 = 4.2M).
+  """
   stop = min(max_n, pool)
   if min_n > stop:
     raise errors.ConfigError(
@@ -217,6 +225,8 @@ def subset_sizes(min_n: int, max_n: int, growth: int, pool: int) -> list[int]:
   sizes = [min_n]
   while sizes[-1] * growth <= stop:
     sizes.append(sizes[-1] * growth)
+  if whole_pool and sizes[-1] < pool:
+    sizes.append(pool)
   return sizes
 
 

@@ -153,6 +153,9 @@ def test_subset_sizes():
   assert scale.subset_sizes(1024, 262_144, 4, 10**9) == [1024, 4096, 16384, 65536, 262144]
   assert scale.subset_sizes(1024, 262_144, 4, 100_000) == [1024, 4096, 16384, 65536]
   assert scale.subset_sizes(1000, 1000, 2, 1000) == [1000]
+  assert scale.subset_sizes(1024, 10**9, 4, 100_000, whole_pool=True) == [
+      1024, 4096, 16384, 65536, 100_000]
+  assert scale.subset_sizes(1024, 10**9, 4, 65536, whole_pool=True) == [1024, 4096, 16384, 65536]
   with pytest.raises(errors.ConfigError, match="config.min_n=1024 exceeds the 900"):
     scale.subset_sizes(1024, 4096, 2, 900)
 

@@ -33,10 +33,10 @@ def _store_config(store_dir, **overrides):
 def test_streamed_store_equals_the_same_arrays_in_memory(store_dir, tmp_path):
   streamed = scale.run(_store_config(store_dir, full_max_n=256), str(tmp_path / "store"))
   names = streamed["features_a"]["path"], streamed["features_b"]["path"]
-  assert streamed["pool"] == 588 and streamed["sizes"] == [128, 256, 512]  # up to the store
+  assert streamed["pool"] == 588 and streamed["sizes"] == [128, 256, 512, 588]  # the store
   assert streamed["full_sizes"] == [128, 256]
   in_memory = scale_config.get_config("features")
-  in_memory.update(dict(features_a=names[0], features_b=names[1], min_n=128, growth=2,
+  in_memory.update(dict(features_a=names[0], features_b=names[1], min_n=128, growth=2, max_n=0,
                         n_draws=2, n_boot=50, n_perm=5, queries=64, figure=False))
   direct = scale.run(in_memory, str(tmp_path / "memory"))
   for got, want in zip(streamed["rows"], direct["rows"]):
