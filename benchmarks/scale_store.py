@@ -9,7 +9,7 @@ so building it needs little memory either), then runs
   python -m experiments.scale --config=configs/scale.py:store --config.store=... \
       --config.dataset=bench --config.model_a=vision --config.model_b=language
 
-in a child process: galleries up to the store's size, the paired queries at every size,
+in a child process (which reports its own peak RSS): galleries up to the store's size, the paired queries at every size,
 all rows up to ``--full-max-n``. Reports the child's wall time, peak RSS (VmHWM), the
 store's size on disk and the sweep's table, with the command line that made it. The
 point: memory stays near blocks + the all-rows subsets, not N x D.
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -42,8 +41,10 @@ def build_store(n: int, d: int, workdir: str) -> tuple[str, float]:
   for start, block in synthetic.iter_blocks(spec, n):
     stop = start + block.a.shape[0]
     sides["a"][start:stop], sides["b"][start:stop] = block.a, block.b
+  for side in sides.values():
+    side.flush()
+  sides.clear()  # unmapped: the sweep's child must not start with these pages resident
   for side, model in (("a", "vision"), ("b", "language")):
-    sides[side].flush()
     import_arrays(store, dataset="bench", model=model, chunk_rows=16384,
                   arrays={"layer_0/mean": np.load(os.path.join(workdir, f"{side}.npy"),
                                                   mmap_mode="r")},
@@ -68,7 +69,16 @@ def main(argv=None):
   args = parser.parse_args(argv)
   os.makedirs(args.workdir, exist_ok=True)
   store, build_seconds = build_store(args.n, args.d, args.workdir)
-  command = [sys.executable, "-m", "experiments.scale", "--config=configs/scale.py:store",
+  peak_file = os.path.join(args.workdir, "sweep_peak_rss_kb")
+  # The child reports its own VmHWM (peak RSS) as it exits: RUSAGE_CHILDREN would also
+  # count the pages a forked child shares with this process before its exec.
+  wrapper = ("import runpy, sys\n"
+             "sys.argv = ['experiments.scale'] + sys.argv[1:]\n"
+             "try:\n  runpy.run_module('experiments.scale', run_name='__main__')\n"
+             "finally:\n"
+             "  peak = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')]\n"
+             f"  open({peak_file!r}, 'w').write(peak[0])\n")
+  command = [sys.executable, "-c", wrapper, "--config=configs/scale.py:store",
              f"--config.store={store}", "--config.dataset=bench", "--config.model_a=vision",
              "--config.model_b=language", f"--config.queries={args.queries}",
              f"--config.full_max_n={args.full_max_n}", f"--config.n_draws={args.draws}",
@@ -79,14 +89,15 @@ def main(argv=None):
   wall = time.perf_counter() - tic
   if done.returncode:
     sys.exit(done.stderr[-3000:])
-  peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+  with open(peak_file) as f:
+    peak_gb = int(f.read()) / 2**20
   with open(os.path.join(args.workdir, "sweep", "scale.json")) as f:
     result = json.load(f)
   print(f"command: python -m benchmarks.scale_store {' '.join(argv or sys.argv[1:])}")
   print(f"store: {args.n:,} rows x {args.d} features x 2 sides, "
         f"{_disk_bytes(store) / 2**30:.2f} GiB on disk, built in {build_seconds:.0f} s")
   print(f"sweep: {wall:.0f} s wall (paired queries {result['seconds']['paired']:.0f} s, "
-        f"all-rows k-NN {result['seconds']['knn']:.0f} s), peak RSS {peak_gb:.2f} GiB "
+        f"all-rows k-NN {result['seconds']['knn']:.0f} s), peak RSS (VmHWM) {peak_gb:.2f} GiB "
         f"(the two sides in memory would take {2 * args.n * args.d * 4 / 2**30:.2f} GiB)")
   print()
   print("| N | k | all rows | paired | 95% CI (paired) | change from smallest N [95% CI] |")
