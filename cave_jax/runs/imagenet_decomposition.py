@@ -149,8 +149,7 @@ def _store_labels_of(pool):
   parts = store_lib.split_store_path(pool.description["features_a"]["path"])
   if parts is None:
     return None
-  store = store_lib.EmbeddingStore.open(parts[0])
-  return scale_pool.StorePool(store, parts[1], parts[1]).labels()
+  return scale_pool.store_labels(store_lib.EmbeddingStore.open(parts[0]), parts[1])
 
 
 def _real_gallery(pool, labels, plan, draw):

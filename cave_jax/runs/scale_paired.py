@@ -25,6 +25,7 @@ import numpy as np
 
 from cave_jax.knn import nested
 from cave_jax.metrics import stats
+from cave_jax.runs import scale_pool
 
 
 class PairedQueries:
@@ -44,8 +45,7 @@ class PairedQueries:
     a, b = pool.gather(np.concatenate(self.query_rows))
     self.searches = []
     for d, order in enumerate(orders):
-      ranks = np.empty(order.size, np.int64)
-      ranks[order] = np.arange(order.size)
+      ranks = scale_pool.ranks_of(order)
       mine = slice(d * queries, (d + 1) * queries)
       self.searches.append(tuple(
           nested.NestedQueries(side[mine], self.query_rows[d], ranks, self.sizes, k)

@@ -48,7 +48,7 @@ class StorePool:
   """Arrays ``name_a`` and ``name_b`` of ``store`` (an EmbeddingStore), read in blocks."""
   in_memory = False
 
-  def __init__(self, store, name_a: str, name_b: str, *, window: int = 4096):
+  def __init__(self, store, name_a: str, name_b: str):
     self.store, self.names = store, (name_a, name_b)
     sizes = [store.info(name)["samples"] for name in self.names]
     if sizes[0] != sizes[1]:
@@ -56,7 +56,7 @@ class StorePool:
           f"store {store.path}: {name_a} has {sizes[0]} samples but {name_b} has "
           f"{sizes[1]}; both sides must come from extractions of the same dataset")
     self.size = sizes[0]
-    self.window = window
+    self._first_rows = {}  # name -> first_rows(store, name), built on the first gather
     self.description = {
         "store": store.path,
         "features_a": {"path": f"{store.path}::{name_a}", "samples": sizes[0]},
@@ -65,11 +65,7 @@ class StorePool:
 
   def labels(self) -> np.ndarray | None:
     """int64 [P] class label of every sample (-1: none), or None if the store has none."""
-    name = self.names[0]
-    labels = self.store.labels(name)
-    if labels is None or self.store.info(name).get("rows", "samples") == "samples":
-      return labels
-    return labels[self.store.caption_numbers(name) == 0]  # one row per sample
+    return store_labels(self.store, self.names[0])
 
   def block(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
     out = []
@@ -79,20 +75,37 @@ class StorePool:
     return out[0], out[1]
 
   def gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows ``rows`` of both sides, reading only the windows that hold some of them."""
+    """Samples ``rows`` (any order) of both sides (``EmbeddingStore.take``: only the
+    chunks that hold them are read; a caption-level array gives the first caption)."""
     rows = np.asarray(rows, np.int64)
-    found_a = found_b = None
-    windows = np.unique(rows // self.window)
-    for w in windows:
-      start = int(w) * self.window
-      stop = min(start + self.window, self.size)
-      mine = np.flatnonzero((rows >= start) & (rows < stop))
-      a, b = self.block(start, stop)
-      if found_a is None:
-        found_a = np.empty((rows.size, a.shape[1]), np.float32)
-        found_b = np.empty((rows.size, b.shape[1]), np.float32)
-      found_a[mine], found_b[mine] = a[rows[mine] - start], b[rows[mine] - start]
-    return found_a, found_b
+    out = []
+    for name in self.names:
+      if name not in self._first_rows:
+        self._first_rows[name] = first_rows(self.store, name)
+      found = np.asarray(self.store.take(name, self._first_rows[name][rows]), np.float32)
+      out.append(validation.check_features(found, name=f"{name} ({rows.size} gathered rows)"))
+    return out[0], out[1]
+
+
+def first_rows(store, name: str) -> np.ndarray:
+  """int64 [samples]: the array row of every sample's first caption (arange for arrays
+  with one row per sample)."""
+  if store.info(name).get("rows", "samples") == "samples":
+    return np.arange(store.info(name)["n"], dtype=np.int64)
+  return np.flatnonzero(store.caption_numbers(name) == 0).astype(np.int64)
+
+
+def store_labels(store, name: str) -> np.ndarray | None:
+  """int64 [samples] class labels of array ``name``'s samples (-1: none), or None."""
+  labels = store.labels(name)
+  return None if labels is None else labels[first_rows(store, name)]
+
+
+def ranks_of(order: np.ndarray) -> np.ndarray:
+  """int64 [P]: the position of every pool row in the draw order ``order`` (its inverse)."""
+  ranks = np.empty(order.size, np.int64)
+  ranks[order] = np.arange(order.size)
+  return ranks
 
 
 class NestedSubsets:
@@ -108,12 +121,7 @@ class NestedSubsets:
   def __init__(self, pool, orders, limit: int):
     self.pool, self.orders, self.limit = pool, orders, limit
     self.streamed = not pool.in_memory
-    self.ranks = []
-    if self.streamed:
-      for order in orders:
-        ranks = np.empty(order.size, np.int64)
-        ranks[order] = np.arange(order.size)
-        self.ranks.append(ranks)
+    self.ranks = [ranks_of(order) for order in orders] if self.streamed else []
     self.rows = [None] * len(orders)
 
   def wants(self, start: int, stop: int) -> bool:
