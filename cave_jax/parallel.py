@@ -1,9 +1,18 @@
-"""Mesh construction, multi-host start-up and row sharding.
+"""The parallel layer: axis names, the mesh, multi-host start-up, the row layout.
 
-One global mesh with axes ``data`` (rows of the embeddings, the batch of an encoder)
-and ``model`` (large weights). Every process runs the same program (JAX's
-multi-controller runtime); each holds its own contiguous range of rows, and
-``global_rows`` stitches the ranges into one ``jax.Array`` sharded over ``data``.
+Every sharded part of the project uses what is here, and nothing else defines them:
+
+  * axis names ``DATA`` (rows of the embeddings, the batch of an encoder) and ``MODEL``
+    (large weights);
+  * ``make_mesh``: a (data, model) mesh over every device of every process, or over the
+    devices given (e.g. ``jax.local_devices()`` for a per-host mesh);
+  * the row layout: N rows split over the ``data`` shards in order, ``shard_rows(N,
+    mesh)`` rows per shard, padding after row N - 1. Each process holds a contiguous
+    range of real rows, ``process_rows(N, mesh)``; ``global_rows`` stitches the
+    processes' ranges into one ``jax.Array`` sharded over ``data`` and ``local_rows``
+    takes them back out;
+  * ``initialize``: JAX's multi-controller runtime. Entry points call it once, before
+    anything touches a device (``experiments/common.py``); library code never does.
 
 Starting several processes:
   * TPU pods: ``initialize()`` with no arguments; JAX finds the coordinator itself.
@@ -73,7 +82,10 @@ def make_mesh(data: int | None = None, model: int = 1,
   """A (data, model) mesh over all devices of all processes (or the given ones).
 
   data defaults to the device count divided by model. Axes are Explicit, so
-  shardings are part of array types and ``shard_map`` sees exactly what was placed.
+  shardings are part of array types and ``shard_map`` sees exactly what was placed
+  (``cave_jax.models`` places its params through an Auto copy of the same mesh).
+  Pass ``devices=jax.local_devices()`` for a mesh of this process only (extraction:
+  every host runs its own model replica).
   """
   devices = list(devices if devices is not None else jax.devices())
   if model < 1 or len(devices) % model:
@@ -92,27 +104,44 @@ def row_sharding(mesh, rank: int = 2) -> NamedSharding:
   return NamedSharding(mesh, P(DATA, *([None] * (rank - 1))))
 
 
+def row_block(mesh) -> int:
+  """Edge of the row blocks of block-wise kernels (the k-NN ring's sub-tiles): 1,024
+  rows on CPU devices, 4,096 on accelerators."""
+  return 1024 if np.ravel(mesh.devices)[0].platform == "cpu" else 4096
+
+
 def shard_rows(total: int, mesh) -> int:
-  """Rows per ``data`` shard for ``total`` rows (the last shards are padded)."""
-  shards = mesh.shape[DATA]
-  return -(-total // shards)
+  """Rows per ``data`` shard of the one row layout every row-sharded array uses.
+
+  ceil(total / shards) rounded up to a multiple of 8 and, above ``row_block(mesh)``
+  rows, to a multiple of ``row_block(mesh)``, so that row blocks tile every shard.
+  Shard p holds rows [p * m, (p + 1) * m) of the padded array; the padding (at most
+  one block per shard) follows row total - 1. 0 for total = 0.
+  """
+  per = -(-total // mesh.shape[DATA])
+  if per == 0:
+    return 0
+  block = min(row_block(mesh), -(-per // 8) * 8)
+  return -(-per // block) * block
 
 
-def local_row_range(total: int, mesh, per_shard: int | None = None) -> tuple[int, int]:
+def local_row_range(total: int, mesh) -> tuple[int, int]:
   """The [start, stop) rows of the padded global array this process holds.
 
   A process holds the shards of its own devices, which ``jax.make_mesh`` places
-  contiguously along ``data``; shard p holds padded rows [p * per_shard, (p + 1) *
-  per_shard) (default ``shard_rows(total, mesh)``). Rows past ``total`` are padding.
+  contiguously along ``data`` (``shard_rows`` gives the rows per shard). Rows past
+  ``total`` are padding.
   """
-  per = per_shard or shard_rows(total, mesh)
+  per = shard_rows(total, mesh)
   mine = _local_data_positions(mesh)
   return mine[0] * per, (mine[-1] + 1) * per
 
 
-def process_rows(total: int, mesh, per_shard: int | None = None) -> tuple[int, int]:
-  """The real rows [start, stop) this process must hold (``local_row_range`` clipped)."""
-  start, stop = local_row_range(total, mesh, per_shard)
+def process_rows(total: int, mesh) -> tuple[int, int]:
+  """The real rows [start, stop) of ``total`` that this process holds (and passes to
+  ``global_rows``, ``knn.exact_knn(..., mesh=)``); the whole [0, total) in a
+  one-process run. Empty (start == stop) for a process holding only padding."""
+  start, stop = local_row_range(total, mesh)
   return min(start, total), min(stop, total)
 
 
@@ -128,22 +157,20 @@ def _local_data_positions(mesh) -> list[int]:
   return positions
 
 
-def global_rows(local: np.ndarray, total: int, mesh, dtype=np.float32,
-                per_shard: int | None = None) -> jax.Array:
+def global_rows(local: np.ndarray, total: int, mesh, dtype=np.float32) -> jax.Array:
   """Stitches every process's rows into one global [padded, D] array sharded over data.
 
   Args:
-    local: this process's rows, exactly ``process_rows(total, mesh, per_shard)``
-      (zero rows are appended as padding).
+    local: this process's rows, exactly ``process_rows(total, mesh)`` (zero rows are
+      appended as padding).
     total: the number of real rows across all processes.
     mesh: from ``make_mesh``.
-    per_shard: rows per shard (default ``shard_rows(total, mesh)``).
 
   Returns:
-    jax.Array [shards * per_shard, D] with rows beyond ``total`` zero.
+    jax.Array [shards * shard_rows(total, mesh), D] with rows beyond ``total`` zero.
   """
-  start, stop = local_row_range(total, mesh, per_shard)
-  first, last = process_rows(total, mesh, per_shard)
+  start, stop = local_row_range(total, mesh)
+  first, last = process_rows(total, mesh)
   if local.shape[0] != last - first:
     raise errors.ShapeMismatchError(
         f"process {jax.process_index()} must hold rows [{first}, {last}) "
@@ -153,7 +180,7 @@ def global_rows(local: np.ndarray, total: int, mesh, dtype=np.float32,
   else:
     padded = np.zeros((stop - start,) + local.shape[1:], dtype)
     padded[:last - first] = local
-  per = per_shard or shard_rows(total, mesh)
+  per = shard_rows(total, mesh)
   sharding = row_sharding(mesh, local.ndim)
   shape = (per * mesh.shape[DATA],) + local.shape[1:]
 

@@ -34,6 +34,7 @@ from cave_jax import validation
 from cave_jax.knn import rescore
 from cave_jax.knn import sharded
 from cave_jax.knn import tiles
+from cave_jax.parallel import process_rows  # re-exported: the rows a process passes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,7 +195,7 @@ def _exact_knn_mesh(x, k, mesh, precision, total_rows, on_step, checkpoint_dir):
       devices=None if multi else jax.devices()[:1])
   if parallel.DATA not in mesh.shape:
     raise errors.InvalidArgumentError(f"mesh needs a '{parallel.DATA}' axis, has {mesh.axis_names}")
-  start, stop = sharded.process_rows(n, mesh, precision)
+  start, stop = process_rows(n, mesh)
   if x.shape[0] != stop - start:
     raise errors.ShapeMismatchError(
         f"process {jax.process_index()} must pass rows [{start}, {stop}) of N={n} "
@@ -216,7 +217,7 @@ def exact_knn_everywhere(x, k: int, *, precision: str = "fp32") -> KnnResult:
     return exact_knn(x, k)
   mesh = parallel.make_mesh()
   n = x.shape[0]
-  start, stop = process_rows(n, mesh, precision)
+  start, stop = process_rows(n, mesh)
   mine = exact_knn(np.asarray(x[start:stop]), k, mesh=mesh, precision=precision, total_rows=n)
   if jax.process_count() == 1:
     return mine
@@ -226,11 +227,6 @@ def exact_knn_everywhere(x, k: int, *, precision: str = "fp32") -> KnnResult:
   parts = [multihost_utils.process_allgather(pad(a)) for a in (mine.indices, mine.scores)]
   indices, scores = (np.concatenate([p[i, :c] for i, c in enumerate(counts)]) for p in parts)
   return KnnResult(indices, scores, mine.rows_recomputed, n)
-
-
-def process_rows(n: int, mesh, precision: str = "fp32") -> tuple[int, int]:
-  """The rows [start, stop) of N that this process passes to ``exact_knn(..., mesh=)``."""
-  return sharded.process_rows(n, mesh, sharded.check_precision(precision))
 
 
 def exact_knn_query(queries, database, k: int, *, exclude=None,

@@ -37,12 +37,6 @@ from cave_jax.parallel import DATA
 BF16 = "bf16_certified"
 
 
-def sub_tile(m_hint: int, precision: str) -> int:
-  """Sub-tile edge b: shards are padded to a multiple of it."""
-  big = 4096 if jax.default_backend() != "cpu" else 1024
-  return min(big, -(-m_hint // 8) * 8)
-
-
 def _dot(a, b, precision):
   if precision == BF16:
     return jax.lax.dot_general(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16),

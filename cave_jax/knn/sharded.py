@@ -1,9 +1,10 @@
 """exact_knn over a mesh and over processes: layout, rescoring, certificates, re-search.
 
-Layout. N rows are split over the P shards of the ``data`` axis in order: shard p holds
-rows [p * m, (p + 1) * m), m = ceil(N / P) rounded up to the sub-tile edge; padding sits
-after row N - 1. A process holds the shards of its own devices, so in a multi-process
-run each process passes exactly the rows ``process_rows(n, mesh)`` and gets their
+Layout: ``cave_jax.parallel``'s row layout. N rows are split over the P shards of the
+``data`` axis in order: shard p holds rows [p * m, (p + 1) * m), m =
+``parallel.shard_rows(N, mesh)`` (a whole number of sub-tiles); padding sits after row
+N - 1. A process holds the shards of its own devices, so in a multi-process run each
+process passes exactly the rows ``parallel.process_rows(n, mesh)`` and gets their
 neighbours back (global indices).
 
 Stages, all SPMD (every process runs every collective):
@@ -41,29 +42,23 @@ from cave_jax.parallel import DATA
 PRECISIONS = ("fp32", ring.BF16)
 
 
-def layout(n: int, mesh, precision: str = "fp32") -> tuple[int, int]:
-  """(rows per shard m, sub-tile edge b) for n rows on the mesh's data axis."""
-  per = -(-n // mesh.shape[DATA])
-  b = ring.sub_tile(per, precision)
-  return -(-per // b) * b, b
-
-
-def process_rows(n: int, mesh, precision: str = "fp32") -> tuple[int, int]:
-  """The real rows [start, stop) this process must pass to ``exact_knn(..., mesh=)``."""
-  return parallel.process_rows(n, mesh, layout(n, mesh, precision)[0])
+def layout(n: int, mesh) -> tuple[int, int]:
+  """(rows per shard m, sub-tile edge b) for n rows in ``parallel``'s row layout."""
+  m = parallel.shard_rows(n, mesh)
+  return m, min(parallel.row_block(mesh), m)
 
 
 def sharded_knn(x_local: np.ndarray, k: int, n: int, k_s: int, mesh, precision: str,
                 on_step=None, checkpoint_dir=None):
   """Exact k-NN of this process's rows among all n rows. Returns (indices, scores64, redone).
 
-  x_local: [stop - start, D] this process's rows (``process_rows``), already validated.
+  x_local: [stop - start, D] this process's rows (``parallel.process_rows``), validated.
   checkpoint_dir: optional directory for ``checkpoint.RingCheckpoint`` (resumable ring).
   """
-  m, b = layout(n, mesh, precision)
-  start, stop = process_rows(n, mesh, precision)
+  m, b = layout(n, mesh)
+  start, stop = parallel.process_rows(n, mesh)
   d = x_local.shape[1]
-  x_unit = parallel.global_rows(rescore.unit_rows_float32(x_local), n, mesh, per_shard=m)
+  x_unit = parallel.global_rows(rescore.unit_rows_float32(x_local), n, mesh)
   saver = None
   if checkpoint_dir is not None:
     saver = checkpoint.RingCheckpoint(checkpoint_dir, dict(
@@ -76,7 +71,7 @@ def sharded_knn(x_local: np.ndarray, k: int, n: int, k_s: int, mesh, precision: 
   finally:
     if saver is not None:
       saver.close()
-  x_rows = parallel.global_rows(np.asarray(x_local, np.float32), n, mesh, per_shard=m)
+  x_rows = parallel.global_rows(np.asarray(x_local, np.float32), n, mesh)
   host_ring = _HostRing(x_rows, mesh, n)
   bound = rescore.error_bound_bf16(d) if precision == ring.BF16 else rescore.error_bound(d)
   ids = np.arange(start, stop)

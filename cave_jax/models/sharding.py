@@ -22,9 +22,7 @@ from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from cave_jax.errors import InvalidArgumentError
-
-DATA = "data"
-MODEL = "model"
+from cave_jax.parallel import DATA, MODEL
 
 # logical axis name -> mesh axis (None: replicated). Every name a param uses must
 # be here: an unknown name is an error, not silently replicated.

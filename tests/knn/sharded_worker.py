@@ -48,7 +48,7 @@ def main(argv):
   sizes = [int(s) for s in args.shards.split(",")] if args.shards else [jax.device_count()]
   for shards in sizes:
     mesh = parallel.make_mesh(data=shards, devices=jax.devices()[:shards])
-    start, stop = process_rows(args.n, mesh, args.precision)
+    start, stop = process_rows(args.n, mesh)
     got = exact_knn(x[start:stop], args.k, mesh=mesh, precision=args.precision,
                     total_rows=args.n, on_step=on_step, checkpoint_dir=args.checkpoint)
     results[f"indices_{shards}"] = got.indices
