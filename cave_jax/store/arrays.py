@@ -35,6 +35,22 @@ def numpy_dtype(name: str):
   return np.dtype(name)
 
 
+def check_real(values: np.ndarray, what: str) -> None:
+  """Raises InvalidFeaturesError unless ``values`` hold real numbers (float, int, bfloat16).
+
+  Complex values would lose their imaginary part in a float store; booleans, strings,
+  objects and dates are not features.
+  """
+  dtype = np.dtype(values.dtype)
+  if dtype.kind in "fiu" or dtype.name == "bfloat16" or dtype.name.startswith("float8"):
+    return
+  why = {"c": "storing it would drop the imaginary part; store real and imaginary parts "
+              "as separate arrays or columns",
+         "b": "convert it explicitly (e.g. .astype(np.float32)) if 0/1 features are meant",
+         }.get(dtype.kind, "features must be real numbers")
+  raise errors.InvalidFeaturesError(f"{what} has dtype {dtype}: {why}")
+
+
 def open_array(path: str, *, chunk_rows: int | None = None, row_shape=(), dtype="float32",
                create: bool = False):
   """Opens (or, with ``create``, creates if absent) the zarr array at ``path``.

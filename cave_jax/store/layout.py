@@ -90,23 +90,53 @@ class Layout:
     self._starts = np.append(starts, self.n).astype(np.int64)
 
 
-def build(manifest, job: dict, where: str) -> Layout:
-  """The Layout of a job whose hosts are all done; StoreError if a chunk is incomplete."""
+def build(manifest, job: dict, where: str, repair_hint: str) -> Layout:
+  """The Layout of a job whose hosts are all done.
+
+  Raises StoreError if a chunk entry or done marker is unreadable, malformed or
+  inconsistent: a chunk missing or not complete, entries past a host's done marker or
+  of a host the job does not have, input ranges that do not follow each other, or a
+  done marker whose row count disagrees with its chunks. ``repair_hint`` says how to
+  repair (appended to the messages).
+  """
   hosts = job["process_count"]
-  entries = manifest.entries()
+  extra = sorted(h for h in manifest.hosts_seen() if h >= hosts)
+  if extra:
+    raise errors.StoreError(f"{where}: the manifest has files of host {extra[0]}, but the "
+                            f"job has process_count={hosts} (job.json or the manifest was "
+                            f"edited?); {repair_hint}")
+  entries = manifest.entries(job=job, strict=True)
   segments, ordered, skipped, n, samples = [], [], [], 0, 0
   for host in range(hosts):
     done = manifest.done(host)
+    if done is None:
+      raise errors.StoreError(f"{where}: host {host} has not finished; rerun the extraction")
+    stop, rows = None, 0
     for chunk in range(done["chunks"]):
       entry = entries.get((host, chunk))
-      if entry is None or entry.get("state") != "complete":
-        raise errors.StoreError(f"{where}: host {host} chunk {chunk} is not complete; "
-                                f"rerun the extraction")
+      if entry is None or entry["state"] != "complete":
+        raise errors.StoreError(
+            f"{where}: host {host} chunk {chunk} is "
+            f"{'missing from the manifest' if entry is None else 'not complete'} "
+            f"({manifest.entry_path(host, chunk)}); {repair_hint}")
+      if stop is not None and entry["input_start"] != stop:
+        raise errors.StoreError(
+            f"{where}: host {host} chunk {chunk} starts at input {entry['input_start']} but "
+            f"chunk {chunk - 1} stopped at {stop} ({manifest.entry_path(host, chunk)}); "
+            f"{repair_hint}")
+      stop, rows = entry["input_stop"], rows + entry["rows"]
       segments.append((chunk * hosts + host, entry["rows"], n))
       ordered.append(entry)
       skipped.extend(entry["skipped"])
       n += entry["rows"]
       samples += entry.get("samples", entry["rows"])
-    skipped.extend(done.get("trailing_skipped", []))
+    past = sorted(c for h, c in entries if h == host and c >= done["chunks"])
+    if past or done["rows"] != rows or (stop is not None and done["input_stop"] < stop):
+      raise errors.StoreError(
+          f"{where}: host {host}'s done marker ({manifest.done_path(host)}: chunks="
+          f"{done['chunks']}, rows={done['rows']}, input_stop={done['input_stop']}) does not "
+          f"match its chunk entries ({done['chunks'] + len(past)} entries, {rows} rows"
+          f"{'' if stop is None else f', input up to {stop}'}); {repair_hint}")
+    skipped.extend(done["trailing_skipped"])
   return Layout(segments=segments, n=n, samples=samples, entries=ordered, skipped=skipped,
                 where=where)

@@ -31,8 +31,10 @@ import re
 import tempfile
 
 from cave_jax import errors
+from cave_jax.store import schema
 
 _ENTRY = re.compile(r"^h(\d{5})-c(\d{8})\.json$")
+_DONE = re.compile(r"^h(\d{5})\.json$")
 
 
 def write_json(path: str, obj) -> None:
@@ -72,8 +74,14 @@ class Manifest:
   def save_entry(self, entry: dict) -> None:
     write_json(self.entry_path(entry["host"], entry["chunk"]), entry)
 
-  def entries(self, host: int | None = None) -> dict[tuple[int, int], dict]:
-    """{(host, chunk): entry} of every saved entry (of one host, if given)."""
+  def entries(self, host: int | None = None, *, job: dict | None = None,
+              strict: bool = False) -> dict[tuple[int, int], dict]:
+    """{(host, chunk): entry} of every saved entry (of one host, if given).
+
+    With ``job`` (its job.json) every entry is checked (``schema.check_entry``). An
+    unreadable or malformed entry raises StoreError with ``strict`` (readers); else it
+    counts as absent (writers: its chunk is written again).
+    """
     directory = os.path.join(self.job_dir, "chunks")
     found = {}
     if not os.path.isdir(directory):
@@ -82,12 +90,27 @@ class Manifest:
       match = _ENTRY.match(name)
       if not match or (host is not None and int(match.group(1)) != host):
         continue
+      key = (int(match.group(1)), int(match.group(2)))
+      path = os.path.join(directory, name)
       try:
-        entry = read_json(os.path.join(directory, name))
+        entry = read_json(path)
+        if job is not None:
+          schema.check_entry(entry, path, job, *key)
       except errors.StoreError:
+        if strict:
+          raise
         continue  # an unreadable entry counts as absent: its chunk is written again
-      found[(int(match.group(1)), int(match.group(2)))] = entry
+      found[key] = entry
     return found
+
+  def hosts_seen(self) -> set[int]:
+    """Hosts that have a chunk entry or a done marker (valid or not)."""
+    seen = set()
+    for sub, pattern in (("chunks", _ENTRY), ("done", _DONE)):
+      directory = os.path.join(self.job_dir, sub)
+      if os.path.isdir(directory):
+        seen.update(int(m.group(1)) for m in map(pattern.match, os.listdir(directory)) if m)
+    return seen
 
   def log_write(self, host: int, chunk: int, rows: int, event: str) -> None:
     """Appends one line to this host's write log (event: write, rewrite or adopt)."""
@@ -122,6 +145,15 @@ class Manifest:
     if os.path.exists(self.done_path(host)):
       os.remove(self.done_path(host))
 
-  def done(self, host: int) -> dict | None:
+  def done(self, host: int, *, strict: bool = True) -> dict | None:
+    """Host ``host``'s done marker, None if absent. A malformed marker raises StoreError
+    (``strict``) or counts as absent."""
     path = self.done_path(host)
-    return read_json(path) if os.path.exists(path) else None
+    if not os.path.exists(path):
+      return None
+    try:
+      return schema.check_done(read_json(path), path)
+    except errors.StoreError:
+      if strict:
+        raise
+      return None

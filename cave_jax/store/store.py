@@ -48,6 +48,9 @@ from cave_jax import errors
 from cave_jax.store import arrays
 from cave_jax.store import layout as layout_lib
 from cave_jax.store import manifest as manifest_lib
+from cave_jax.store import reads
+from cave_jax.store import schema
+from cave_jax.store import verify as verify_lib
 
 SEPARATOR = "::"
 MARKER = "store.json"
@@ -70,25 +73,53 @@ def is_store(path) -> bool:
 class EmbeddingStore:
   """Read access to a store directory (module docstring). Use ``EmbeddingStore.open``."""
 
-  def __init__(self, path: str, jobs: dict[str, dict]):
+  def __init__(self, path: str, jobs: dict[str, dict], *, verify: bool | None = None,
+               orphans: tuple[str, ...] = ()):
     self.path = path
+    self.verify = verify_lib.enabled(verify)
     self._jobs = jobs  # job id -> job.json
-    self._arrays = {name: job_id for job_id, job in jobs.items() for name in job["arrays"]}
-    self._layouts = {}
+    self._arrays = {}
+    for job_id, job in sorted(jobs.items()):
+      for name in job["arrays"]:
+        if name in self._arrays:
+          raise errors.StoreError(f"store {path}: jobs {self._arrays[name]!r} and {job_id!r} "
+                                  f"both claim array {name!r} (a copied job.json?)")
+        self._arrays[name] = job_id
+    self._orphans = orphans  # job directories with chunk files but no job.json
+    self._layouts, self._opened, self._chunks = {}, {}, {}
 
   @classmethod
-  def open(cls, path) -> "EmbeddingStore":
+  def open(cls, path, *, verify: bool | None = None) -> "EmbeddingStore":
+    """Opens the store at ``path``, checking store.json and every job.json.
+
+    verify: check each chunk against its manifest checksum the first time this process
+      reads it (True), or trust the chunks (False); None: the CAVE_STORE_VERIFY
+      environment variable, default True (``verify.py``).
+    """
     path = os.path.abspath(os.fspath(path))
     if not is_store(path):
       raise errors.StoreError(f"{path} is not an embedding store (no {MARKER}); stores are "
                               f"made by `python -m experiments.extract`")
-    jobs = {}
+    marker = os.path.join(path, MARKER)
+    schema.check_marker(manifest_lib.read_json(marker), marker)
+    jobs, orphans = {}, []
     root = os.path.join(path, "jobs")
-    for directory, _, files in os.walk(root):
+    for directory, subdirs, files in os.walk(root):
+      job_id = os.path.relpath(directory, root).replace(os.sep, "/")
       if "job.json" in files:
-        jobs[os.path.relpath(directory, root)] = manifest_lib.read_json(
-            os.path.join(directory, "job.json"))
-    return cls(path, jobs)
+        file = os.path.join(directory, "job.json")
+        try:
+          jobs[job_id] = schema.check_job(manifest_lib.read_json(file), file, job_id)
+        except errors.StoreError as e:
+          raise errors.StoreError(
+              f"{e}. The description of job {job_id!r} is damaged: restore the file, or "
+              f"delete it and rerun the job's extraction (same settings, verify_all) to "
+              f"rebuild it") from None
+        subdirs[:] = []
+      elif "chunks" in subdirs or "done" in subdirs:
+        orphans.append(job_id)
+        subdirs[:] = []
+    return cls(path, jobs, verify=verify, orphans=tuple(orphans))
 
   def names(self, *, include_unfinished: bool = False) -> list[str]:
     """Sorted array names (of finished jobs only, unless ``include_unfinished``)."""
@@ -111,26 +142,15 @@ class EmbeddingStore:
     """Rows of array ``name`` as a numpy array in the store's dtype.
 
     rows: None (all), a (start, stop) pair or a slice with step 1; rows past N raise.
+    Raises StoreError naming the chunk and its file if a chunk it reads is missing,
+    unreadable, or fails its checksum (checked once per chunk per process).
     """
     job_id, job = self._job(name)
     start, stop = self._rows(job_id, rows)
-    array = arrays.open_array(self._array_path(name))
     spec = job["arrays"][name]
     out = np.zeros((stop - start, *spec["row_shape"]), arrays.numpy_dtype(spec["dtype"]))
-    reads = []
-    for slot, count, first in self._layout(job_id).segments:
-      lo, hi = max(start, first), min(stop, first + count)
-      if lo < hi:
-        chunk_rows = job["chunk_rows"]
-        begin = slot * chunk_rows + lo - first
-        reads.append((lo - start, hi - start, array[begin:begin + hi - lo].read()))
-    for lo, hi, future in reads:
-      try:
-        out[lo:hi] = future.result()
-      except Exception as e:  # pylint: disable=broad-except
-        raise errors.StoreError(f"store {self.path}: array {name} rows [{lo + start}, "
-                                f"{hi + start}) are unreadable ({e}); rerun the extraction "
-                                f"to rewrite the chunk") from None
+    reads.read_range(self._array(name), self._chunk_list(name), job["chunk_rows"], start,
+                     stop, out, self._verifier(job_id), self._others(name))
     return out
 
   def read_sharded(self, name: str, mesh, rows=None, dtype=np.float32):
@@ -162,7 +182,7 @@ class EmbeddingStore:
     """Array rows at ``rows`` (int [M], any order, repeats allowed): [M, *row_shape].
 
     Reads only the chunks that hold them. Raises InvalidArgumentError for a row outside
-    [0, N), StoreError for an unreadable chunk.
+    [0, N), StoreError for a missing, unreadable or altered chunk.
     """
     job_id, job = self._job(name)
     layout = self._layout(job_id)
@@ -177,15 +197,10 @@ class EmbeddingStore:
       bad = int(rows[(rows < 0) | (rows >= layout.n)][0])
       raise errors.InvalidArgumentError(f"array {name}: row {bad} out of range for "
                                         f"N={layout.n}")
-    array = arrays.open_array(self._array_path(name))
-    physical = layout.physical_rows(rows, job["chunk_rows"])
-    try:
-      return array[physical].read().result()
-    except Exception as e:  # pylint: disable=broad-except
-      raise errors.StoreError(f"store {self.path}: array {name}: some of {rows.size} rows "
-                              f"(from {int(rows.min())} to {int(rows.max())}) are "
-                              f"unreadable ({e}); rerun the extraction to rewrite the "
-                              f"chunk") from None
+    out = np.empty((rows.size, *spec["row_shape"]), arrays.numpy_dtype(spec["dtype"]))
+    reads.read_rows(self._array(name), self._chunk_list(name), job["chunk_rows"],
+                    rows.astype(np.int64), out, self._verifier(job_id), self._others(name))
+    return out
 
   def read_samples(self, name: str, rows=None, caption: int = 0) -> np.ndarray:
     """Sample-aligned rows of array ``name``: [stop - start, *row_shape].
@@ -258,13 +273,67 @@ class EmbeddingStore:
 
   def _job(self, name: str):
     if name not in self._arrays:
+      for orphan in self._orphans:
+        if name.startswith(orphan + "/"):
+          raise errors.StoreError(
+              f"store {self.path}: job {orphan!r} has chunk files but no job.json "
+              f"({os.path.join(self.path, 'jobs', orphan, 'job.json')} was deleted?); "
+              f"rerun the job's extraction with the same settings to rewrite it")
       raise errors.StoreError(f"store {self.path} has no array {name!r}; it has "
                               f"{', '.join(self.names(include_unfinished=True)) or 'none'}")
     job_id = self._arrays[name]
-    if not self._finished(job_id):
+    if not self._finished(job_id, strict=True):
       raise errors.StoreError(f"store {self.path}: the extraction that writes {name!r} has "
                               f"not finished; rerun its command to complete it")
     return job_id, self._jobs[job_id]
+
+  def _repair_hint(self, job_id: str) -> str:
+    if self._jobs[job_id].get("modality") == "imported":
+      return (f"rerun import_arrays into {self.path} with the same arrays and "
+              f"verify_all=True to rewrite it")
+    return (f"rerun the extraction of job {job_id!r} into {self.path} with the same "
+            f"settings and config.verify_all=True to rewrite it")
+
+  def _verifier(self, job_id: str) -> verify_lib.Verifier:
+    return verify_lib.Verifier(self.verify, self._repair_hint(job_id))
+
+  def _array(self, name: str):
+    """The opened zarr array of ``name``, checked against its job.json."""
+    if name not in self._opened:
+      job_id, job = self._job(name)
+      path = self._array_path(name)
+      try:
+        array = arrays.open_array(path)
+      except errors.StoreError as e:
+        raise errors.StoreError(f"{e}; {self._repair_hint(job_id)}") from None
+      spec = job["arrays"][name]
+      expected = (job["chunk_rows"], *spec["row_shape"])
+      dtype = arrays.numpy_dtype(spec["dtype"])
+      if (tuple(array.chunk_layout.read_chunk.shape) != expected
+          or tuple(array.shape[1:]) != expected[1:] or array.dtype.numpy_dtype != dtype):
+        raise errors.StoreError(
+            f"store array {path} has chunks {list(array.chunk_layout.read_chunk.shape)} of "
+            f"{array.dtype.numpy_dtype}, but job.json of job {job_id!r} says chunk_rows="
+            f"{job['chunk_rows']}, row_shape={spec['row_shape']}, dtype={spec['dtype']} "
+            f"(an edited job.json?); restore job.json or extract into a new store")
+      self._opened[name] = array
+    return self._opened[name]
+
+  def _chunk_list(self, name: str) -> list:
+    """verify.Chunk of every chunk of ``name``, in logical order."""
+    if name not in self._chunks:
+      job_id, job = self._job(name)
+      layout = self._layout(job_id)
+      rank = 1 + len(job["arrays"][name]["row_shape"])
+      self._chunks[name] = [
+          verify_lib.Chunk(name, self._array_path(name), rank, entry, slot, first)
+          for (slot, _, first), entry in zip(layout.segments, layout.entries)]
+    return self._chunks[name]
+
+  def _others(self, name: str):
+    """A callable: {checksum: "host h chunk c"} over the chunks of ``name``."""
+    return lambda: {c.checksum: f"host {c.host} chunk {c.chunk}"
+                    for c in self._chunk_list(name)}
 
   @staticmethod
   def _row_kind(job: dict, name: str) -> str:
@@ -276,10 +345,12 @@ class EmbeddingStore:
   def _manifest(self, job_id: str) -> manifest_lib.Manifest:
     return manifest_lib.Manifest(os.path.join(self.path, "jobs", job_id))
 
-  def _finished(self, job_id: str) -> bool:
+  def _finished(self, job_id: str, strict: bool = False) -> bool:
+    """Whether every host marked the job done (a damaged marker raises with ``strict``,
+    else counts as not done)."""
     manifest = self._manifest(job_id)
     hosts = self._jobs[job_id]["process_count"]
-    return all(manifest.done(h) is not None for h in range(hosts))
+    return all(manifest.done(h, strict=strict) is not None for h in range(hosts))
 
   def _rows(self, job_id, rows) -> tuple[int, int]:
     return _range(rows, self._layout(job_id).n, "N")
@@ -287,7 +358,8 @@ class EmbeddingStore:
   def _layout(self, job_id: str) -> layout_lib.Layout:
     if job_id not in self._layouts:
       self._layouts[job_id] = layout_lib.build(self._manifest(job_id), self._jobs[job_id],
-                                               f"store {self.path} job {job_id}")
+                                               f"store {self.path} job {job_id}",
+                                               self._repair_hint(job_id))
     return self._layouts[job_id]
 
   def _per_row(self, name: str, key: str) -> list:

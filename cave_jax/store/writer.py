@@ -16,8 +16,10 @@ Chunk c of host h lives in slot ``c * process_count + h`` of every array (``arra
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
+import shutil
 
 import numpy as np
 
@@ -25,6 +27,8 @@ from cave_jax import errors
 from cave_jax.store import arrays
 from cave_jax.store import job_state
 from cave_jax.store import manifest as manifest_lib
+from cave_jax.store import names as names_lib
+from cave_jax.store import schema
 from cave_jax.store import store as store_lib
 
 
@@ -45,32 +49,30 @@ class JobWriter:
   ``job`` must hold: "id" ("<dataset>/<model>"), "process_count", "chunk_rows" and
   "arrays" ({name: {"row_shape": [...], "dtype": str, ...}}); everything else in it
   (model, checkpoint hash, preprocessing, source) is metadata, and all of it must
-  match to resume.
+  match to resume. The id and array names must be safe store names (``names.py``).
+  ``replace=True`` (one-host jobs) first deletes what the store holds of this job.
   """
 
-  def __init__(self, store_path: str, job: dict, host: int):
+  def __init__(self, store_path: str, job: dict, host: int, *, replace: bool = False):
     self.path = os.path.abspath(store_path)
     job = json.loads(json.dumps(job))  # as read back from job.json: lists, not tuples
+    schema.check_job(job, f"the description of job {job.get('id')!r}")
+    for name, spec in job["arrays"].items():
+      arrays.numpy_dtype(spec["dtype"])  # a known dtype
+    if not (isinstance(host, int) and 0 <= host < job["process_count"]):
+      raise errors.InvalidArgumentError(f"host {host!r} must be in [0, "
+                                        f"{job['process_count']}) (process_count)")
     self.job = job
     self.host = host
     self.hosts = job["process_count"]
     self.chunk_rows = job["chunk_rows"]
     self.job_dir = os.path.join(self.path, "jobs", job["id"])
     self.manifest = manifest_lib.Manifest(self.job_dir)
-    os.makedirs(self.path, exist_ok=True)
-    marker = os.path.join(self.path, store_lib.MARKER)
-    if not os.path.exists(marker):
-      manifest_lib.write_json(marker, {"format": "cave_jax embedding store", "version": 1})
-    job_file = os.path.join(self.job_dir, "job.json")
-    if os.path.exists(job_file):
-      existing = manifest_lib.read_json(job_file)
-      if existing != job:
-        changed = sorted(k for k in set(existing) | set(job) if existing.get(k) != job.get(k))
-        raise errors.StoreError(
-            f"store {self.path} already holds job {job['id']!r} made with other settings "
-            f"(different: {', '.join(changed)}); use another store or the same settings")
-    else:
-      manifest_lib.write_json(job_file, job)
+    if replace:
+      if self.hosts != 1:
+        raise errors.InvalidArgumentError("replace=True needs a one-host job (process_count=1)")
+      self._io(f"replace job {job['id']!r}", self._remove_job)
+    self._io("create the store", self._describe)
     self.arrays = {
         name: arrays.open_array(os.path.join(self.path, "arrays", name), create=True,
                                 chunk_rows=self.chunk_rows, row_shape=tuple(spec["row_shape"]),
@@ -79,6 +81,72 @@ class JobWriter:
     self.state = job_state.JobState(os.path.join(self.job_dir, "state", f"h{host:05d}"),
                                     host, fingerprint=job)
 
+  def _describe(self) -> None:
+    """Writes (or checks) store.json and job.json."""
+    if os.path.exists(self.path) and not os.path.isdir(self.path):
+      raise errors.StoreError(f"store path {self.path} is a file, not a directory")
+    os.makedirs(self.path, exist_ok=True)
+    marker = os.path.join(self.path, store_lib.MARKER)
+    if os.path.exists(marker):
+      schema.check_marker(manifest_lib.read_json(marker), marker)
+    else:
+      manifest_lib.write_json(marker, schema.marker())
+    job = self.job
+    job_file = os.path.join(self.job_dir, "job.json")
+    if os.path.exists(job_file):
+      try:
+        existing = manifest_lib.read_json(job_file)
+      except errors.StoreError as e:
+        raise errors.StoreError(
+            f"{e}; job {job['id']!r} has a damaged description: restore it, or delete it "
+            f"and rerun with verify_all to check every chunk against the manifest") from None
+      if existing != job:
+        changed = sorted(k for k in set(existing) | set(job) if existing.get(k) != job.get(k))
+        raise errors.StoreError(
+            f"store {self.path} already holds job {job['id']!r} made with other settings "
+            f"(different: {', '.join(changed)}); use another store or the same settings"
+            + (", or pass replace=True to replace it" if job.get("modality") == "imported"
+               else ""))
+    else:
+      manifest_lib.write_json(job_file, job)
+
+  def _remove_job(self) -> None:
+    """Deletes the job's description, manifest, state and arrays (old and new names)."""
+    doomed = set(self.job["arrays"])
+    try:
+      old = manifest_lib.read_json(os.path.join(self.job_dir, "job.json"))
+      old_names = old.get("arrays", {}) if isinstance(old, dict) else {}
+      doomed |= {name for name in old_names if isinstance(name, str)}
+    except errors.StoreError:
+      pass  # no (readable) description: only the new names are known
+    for name in sorted(doomed):
+      names_lib.check_array(name, self.job["id"], f"array of job {self.job['id']!r}")
+      path = os.path.join(self.path, "arrays", name)
+      if os.path.isdir(path):
+        shutil.rmtree(path)
+    for part in ("job.json", "chunks", "done", "writes", "state"):
+      path = os.path.join(self.job_dir, part)
+      if os.path.isdir(path):
+        shutil.rmtree(path)
+      elif os.path.exists(path):
+        os.remove(path)
+
+  def _io(self, what: str, action, *args):
+    """Runs ``action(*args)``; a failing disk (full, read-only, ...) becomes StoreError."""
+    try:
+      return action(*args)
+    except errors.CaveError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except  # OSError, tensorstore errors
+      text = f"{type(e).__name__}: {e}"
+      full = ((isinstance(e, OSError) and e.errno == errno.ENOSPC)
+              or "No space left" in text or "RESOURCE_EXHAUSTED" in text)
+      raise errors.StoreError(
+          f"store {self.path}: cannot {what} ({text})"
+          + ("; the disk is full: free space" if full else "; fix the cause")
+          + " and rerun the same command: it resumes from the last complete chunk and "
+            "rewrites this one") from None
+
   def slot(self, chunk: int) -> int:
     return chunk * self.hosts + self.host
 
@@ -86,7 +154,7 @@ class JobWriter:
     """Reads the manifest and orbax state; see the module docstring."""
     saved = self.state.restore()
     state_chunks = saved["next_chunk"] if saved else 0
-    entries = self.manifest.entries(self.host)
+    entries = self.manifest.entries(self.host, job=self.job)  # damaged ones: absent
     rewrite, adopted, chunk, position, rows = [], 0, 0, 0, 0
     while (self.host, chunk) in entries:
       entry = entries[(self.host, chunk)]
@@ -101,8 +169,8 @@ class JobWriter:
       elif (verify_all or chunk >= state_chunks) and not self.verify(entry):
         rewrite.append(entry)
       position, rows, chunk = entry["input_stop"], rows + entry["rows"], chunk + 1
-    done = self.manifest.done(self.host)
-    if done is not None and done["chunks"] != chunk:
+    done = self.manifest.done(self.host, strict=False)
+    if done is None or done["chunks"] != chunk or done["rows"] != rows:
       self.manifest.clear_done(self.host)  # chunks went missing: not done any more
       done = None
     if done is not None:
@@ -143,18 +211,22 @@ class JobWriter:
     cast = {}
     for name, value in values.items():
       spec = self.job["arrays"][name]
-      cast[name] = np.asarray(value).astype(arrays.numpy_dtype(spec["dtype"]))
+      value = np.asarray(value)
+      arrays.check_real(value, f"chunk {chunk}: array {name}")
+      cast[name] = value.astype(arrays.numpy_dtype(spec["dtype"]))
       if cast[name].shape != (n_rows, *spec["row_shape"]):
         raise errors.StoreError(f"chunk {chunk}: array {name} got shape {cast[name].shape}, "
                                 f"expected {(n_rows, *spec['row_shape'])}")
     entry = {"host": self.host, "chunk": chunk, "rows": n_rows, **meta, "state": "pending",
              "checksums": {name: arrays.checksum(v) for name, v in cast.items()}}
-    self.manifest.save_entry(entry)
+    what = f"write chunk {chunk} of host {self.host} of job {self.job['id']!r}"
+    self._io(what, self.manifest.save_entry, entry)
     for name, value in cast.items():
-      arrays.write_slot(self.arrays[name], self.slot(chunk), value)
-    self.manifest.log_write(self.host, chunk, n_rows, event)  # the data are on disk
+      self._io(f"{what} (array {name})", arrays.write_slot, self.arrays[name],
+               self.slot(chunk), value)
+    self._io(what, self.manifest.log_write, self.host, chunk, n_rows, event)  # data on disk
     entry["state"] = "complete"
-    self.manifest.save_entry(entry)
+    self._io(what, self.manifest.save_entry, entry)
     return entry
 
   def save_state(self, next_chunk: int, input_position: int, rows: int) -> None:
@@ -162,9 +234,9 @@ class JobWriter:
 
   def finish(self, chunks: int, rows: int, input_stop: int, trailing_skipped: list) -> None:
     """Marks this host done: ``chunks`` complete chunks, ``rows`` rows, reader at input_stop."""
-    self.manifest.mark_done(self.host, {"chunks": chunks, "rows": rows,
-                                        "input_stop": input_stop,
-                                        "trailing_skipped": trailing_skipped})
+    self._io(f"mark host {self.host} done", self.manifest.mark_done, self.host,
+             {"chunks": chunks, "rows": rows, "input_stop": input_stop,
+              "trailing_skipped": trailing_skipped})
 
   def close(self) -> None:
     self.state.close()

@@ -32,7 +32,7 @@ def write(path: str) -> None:
   sample = 0
   for host in (0, 1):
     writer = JobWriter(path, job(), host)
-    position = 0
+    position, rows = 0, 0
     for chunk, counts in enumerate(CHUNKS[host]):
       ids, numbers, n_captions, values = [], [], [], []
       for count in counts:
@@ -47,6 +47,7 @@ def write(path: str) -> None:
               "skipped": [], "caption_numbers": numbers, "samples": len(counts)}
       writer.write_chunk(chunk, {NAME: np.asarray(values, np.float32)}, meta)
       position += len(counts)
-      writer.save_state(chunk + 1, position, 0)
-    writer.finish(len(CHUNKS[host]), 0, position, [])
+      rows += len(ids)
+      writer.save_state(chunk + 1, position, rows)
+    writer.finish(len(CHUNKS[host]), rows, position, [])
     writer.close()
