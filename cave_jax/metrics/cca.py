@@ -24,16 +24,25 @@ from cave_jax import errors
 from cave_jax.metrics import checks
 from cave_jax.metrics import stats
 
+DEFAULT_CCA_DIM = 10  # platonic-rep's cca_dim
 _STD_EPS = 1e-8  # platonic-rep's guard against constant columns
 _RANK_TOL = 1e-12  # smallest kept eigenvalue relative to the largest
 
 
+# Each side is first multiplied by the power of two that brings its largest |value| into
+# [0.5, 1) unless it already lies in [1/16, 16] (usual features: a no-op), so that the
+# absolute 1e-8 guard acts at the data's own scale and SVCCA does not depend on the
+# overall scale of either side.
+_UNIT_LOW, _UNIT_HIGH = 2.0 ** -4, 2.0 ** 4
+
+
 def _standardiser(x, rows):
   n = x.shape[0] if rows is None else rows.shape[0]
+  factor = checks.power_of_two_scale(x, _UNIT_LOW, _UNIT_HIGH)
 
   def block(start, stop):
     raw = x[start:stop] if rows is None else x[rows[start:stop]]
-    return np.asarray(raw, np.float64)
+    return np.asarray(raw, np.float64) * factor
 
   total = np.zeros(x.shape[1])
   for start, stop in checks.row_chunks(n, x.shape[1]):
@@ -74,7 +83,26 @@ def top_left_singular(x: np.ndarray, rows: np.ndarray | None, q: int,
   return u
 
 
-def svcca(a, b, *, cca_dim=10, ci=False, n_boot=1000, confidence=0.95, seed=0) -> stats.Score:
+def check_cca_dim(cca_dim, n: int, da: int, db: int) -> int:
+  """Returns cca_dim as int; InvalidArgumentError unless 1 <= cca_dim <= min(N-1, Da, Db).
+
+  SVCCA keeps cca_dim directions of variance per side: the N centred rows span at most
+  N - 1, so it needs N >= cca_dim + 1 paired rows and cca_dim features on each side.
+  """
+  limit = min(n - 1, da, db)
+  if isinstance(cca_dim, bool) or not isinstance(cca_dim, (int, np.integer)) or not (
+      1 <= cca_dim <= limit):
+    need = (f": SVCCA with cca_dim={int(cca_dim)} needs at least {int(cca_dim) + 1} paired "
+            f"rows and {int(cca_dim)} features per side"
+            if isinstance(cca_dim, (int, np.integer)) and cca_dim >= 1 else "")
+    raise errors.InvalidArgumentError(
+        f"cca_dim must be an integer in [1, min(N-1, Da, Db)] = [1, {limit}] (N={n}, "
+        f"Da={da}, Db={db}), got {cca_dim!r}{need}")
+  return int(cca_dim)
+
+
+def svcca(a, b, *, cca_dim=DEFAULT_CCA_DIM, ci=False, n_boot=1000, confidence=0.95,
+          seed=0) -> stats.Score:
   """SVCCA similarity of paired features (see the module docstring).
 
   Args:
@@ -98,12 +126,7 @@ def svcca(a, b, *, cca_dim=10, ci=False, n_boot=1000, confidence=0.95, seed=0) -
   """
   a, b = checks.check_feature_pair(a, b)
   n = a.shape[0]
-  limit = min(n - 1, a.shape[1], b.shape[1])
-  if isinstance(cca_dim, bool) or not isinstance(cca_dim, (int, np.integer)) or not (
-      1 <= cca_dim <= limit):
-    raise errors.InvalidArgumentError(
-        f"cca_dim must be an integer in [1, min(N-1, Da, Db)] = [1, {limit}], got {cca_dim!r}")
-  q = int(cca_dim)
+  q = check_cca_dim(cca_dim, n, a.shape[1], b.shape[1])
 
   def value(rows):
     u_a = top_left_singular(a, rows, q, "a")

@@ -110,6 +110,7 @@ def linear_cross(sa: LinearSide, sb: LinearSide) -> float:
 def _unbiased_from_traces(cross: float, d: np.ndarray, e: np.ndarray) -> float:
   """Song et al. unbiased HSIC of two linear kernels from centred-row quantities."""
   n = d.shape[0]
+  check_unbiased_rows(n)
   de = float(np.dot(d, e))
   value = (cross - de) + d.sum() * e.sum() / ((n - 1) * (n - 2)) - 2.0 * de / (n - 2)
   return value / (n * (n - 3))
@@ -129,16 +130,30 @@ def linear_hsics(sa: LinearSide, sb: LinearSide, unbiased: bool) -> tuple[float,
 
 
 def _rbf_kernel(x: np.ndarray, sigma: float) -> np.ndarray:
+  """exp(-|x_i - x_j|^2 / (2 sigma^2)) for x [N, D] of safe magnitude: float64 [N, N].
+
+  ``sigma`` may be far from x's scale (x rescaled by ``checks.rescaled``, sigma with it):
+  where 2 sigma^2 leaves float64's normal range the exponent is formed as (|x_i - x_j| /
+  sigma)^2, which overflows to inf (kernel value 0, as in exact arithmetic) instead of
+  giving inf/inf or 0/0.
+  """
   x = np.asarray(x, np.float64)
   sq = np.einsum("ij,ij->i", x, x)
   dist_sq = np.maximum(sq[:, None] + sq[None, :] - 2.0 * (x @ x.T), 0.0)
   np.fill_diagonal(dist_sq, 0.0)
-  return np.exp(-dist_sq / (2.0 * sigma * sigma))
+  two_var = 2.0 * sigma * sigma
+  if np.finfo(np.float64).tiny <= two_var < np.inf:
+    return np.exp(-dist_sq / two_var)
+  with np.errstate(over="ignore", under="ignore", divide="ignore"):
+    ratio = np.where(dist_sq > 0.0, np.sqrt(dist_sq) / sigma, 0.0)  # sigma may be 0 or inf
+    return np.exp(-0.5 * ratio * ratio)
 
 
 def hsic_dense(kmat: np.ndarray, lmat: np.ndarray, unbiased: bool) -> float:
   """HSIC of two dense symmetric kernels [N, N] (biased trace or Song et al. unbiased)."""
   n = kmat.shape[0]
+  if unbiased:
+    check_unbiased_rows(n)
   if not unbiased:
     kc = kmat - kmat.mean(axis=0, keepdims=True)
     kc = kc - kc.mean(axis=1, keepdims=True)
@@ -151,10 +166,11 @@ def hsic_dense(kmat: np.ndarray, lmat: np.ndarray, unbiased: bool) -> float:
   return float(value / (n * (n - 3)))
 
 
-def rbf_hsics(a, b, rows, sigma, unbiased) -> tuple[float, float, float]:
+def rbf_hsics(a, b, rows, sigmas, unbiased) -> tuple[float, float, float]:
+  """HSICs of the rbf kernels of a and b (bandwidths sigmas = (sigma_a, sigma_b))."""
   if rows is not None:
     a, b = a[rows], b[rows]
-  kmat, lmat = _rbf_kernel(a, sigma), _rbf_kernel(b, sigma)
+  kmat, lmat = _rbf_kernel(a, sigmas[0]), _rbf_kernel(b, sigmas[1])
   return (hsic_dense(kmat, lmat, unbiased), hsic_dense(kmat, kmat, unbiased),
           hsic_dense(lmat, lmat, unbiased))
 
@@ -162,23 +178,41 @@ def rbf_hsics(a, b, rows, sigma, unbiased) -> tuple[float, float, float]:
 # ----------------------------------------------------------------------------- public
 
 
+def check_unbiased_rows(n: int) -> None:
+  """Song et al.'s unbiased HSIC divides by N (N - 3) and (N - 2): N >= 4."""
+  checks.check_min_rows(n, 4, what="unbiased HSIC (unbiased_cka, prh_compat CKNNA)",
+                        why="its estimator divides by N - 3")
+
+
 def alignment_ratio(kl: float, kk: float, ll: float, *, eps: float = 0.0,
                     what: str = "CKA") -> float:
-  """kl / (sqrt(kk * ll) + eps); raises where the ratio is undefined instead of NaN."""
+  """kl / (sqrt(kk * ll) + eps); raises where the ratio is undefined instead of NaN.
+
+  The HSIC values are finite for features of safe magnitude (``checks.rescaled``);
+  anything else here is a bug, reported as an error rather than returned as NaN.
+  """
   for value, side in ((kk, "a"), (ll, "b")):
-    if not value > 0.0:
+    if not value > 0.0 or not np.isfinite(value):
       raise errors.InvalidFeaturesError(
-          f"{what} is undefined: the self-similarity of {side} is {value!r} (must be > 0); "
-          f"{side} has no variance across rows, or N is too small for an unbiased estimate")
-  return kl / (np.sqrt(kk * ll) + eps)
+          f"{what} is undefined: the self-similarity of {side} is {value!r} (must be a "
+          f"positive number); {side} has no variance across rows (or, for an rbf kernel, "
+          f"rbf_sigma is so far from the distances between rows that the kernel is "
+          f"constant), or N is too small for an unbiased estimate")
+  ratio = kl / (np.sqrt(kk * ll) + eps)
+  if not np.isfinite(ratio):
+    raise errors.InvalidFeaturesError(f"{what} is not finite ({ratio!r}): HSIC terms "
+                                      f"{kl!r}, {kk!r}, {ll!r}")
+  return ratio
 
 
 def _check_kernel(kernel, rbf_sigma, n):
   if kernel not in KERNELS:
     raise errors.InvalidArgumentError(f"kernel must be one of {KERNELS}, got {kernel!r}")
   if kernel == "rbf":
-    if not isinstance(rbf_sigma, (int, float, np.floating)) or not rbf_sigma > 0:
-      raise errors.InvalidArgumentError(f"rbf_sigma must be a positive number, got {rbf_sigma!r}")
+    if (isinstance(rbf_sigma, bool) or not isinstance(rbf_sigma, (int, float, np.floating))
+        or not 0 < rbf_sigma < np.inf):
+      raise errors.InvalidArgumentError(
+          f"rbf_sigma must be a positive finite number, got {rbf_sigma!r}")
     if n > RBF_MAX_N:
       raise errors.InvalidArgumentError(
           f"rbf CKA builds N x N kernels and is limited to N <= {RBF_MAX_N} rows, got N={n}; "
@@ -213,15 +247,18 @@ def cka(a, b, *, kernel="linear", unbiased=False, rbf_sigma=1.0, ci=False, n_boo
     ShapeMismatchError: different N. InvalidArgumentError: bad kernel/sigma, rbf above
     RBF_MAX_N.
   """
-  a, b = checks.check_feature_pair(a, b, min_rows=4 if unbiased else 2)
+  (a, scale_a), (b, scale_b) = checks.check_feature_pair(a, b, with_scales=True)
   n = a.shape[0]
+  if unbiased:
+    check_unbiased_rows(n)
   _check_kernel(kernel, rbf_sigma, n)
   eps = prh.PRH_EPS if prh_compat else 0.0
   name = "unbiased_cka" if unbiased else "cka"
 
   def value(rows):
-    if kernel == "rbf":
-      kl, kk, ll = rbf_hsics(a, b, rows, float(rbf_sigma), unbiased)
+    if kernel == "rbf":  # a and b rescaled as in check_feature_pair: sigma with them
+      kl, kk, ll = rbf_hsics(a, b, rows, (float(rbf_sigma) * scale_a, float(rbf_sigma) * scale_b),
+                             unbiased)
     else:
       kl, kk, ll = linear_hsics(prepare_linear(a, rows), prepare_linear(b, rows), unbiased)
     return alignment_ratio(kl, kk, ll, eps=eps, what=name)

@@ -170,8 +170,10 @@ def cknna(a, b, k, *, ci=False, prh_compat=False, knn_a=None, knn_b=None, n_boot
     Score 'cknna', k as used (N-1 for k=None); chance None (no closed form: the shared
     neighbour pairs are, by construction, pairs with large kernel values on both sides).
   """
-  a, b = checks.check_feature_pair(a, b, min_rows=4 if prh_compat else 2)
+  a, b = checks.check_feature_pair(a, b)
   n = a.shape[0]
+  if prh_compat:
+    kernels.check_unbiased_rows(n)
   if k is None:
     if knn_a is not None or knn_b is not None:
       raise errors.InvalidArgumentError(

@@ -19,6 +19,7 @@ import numpy as np
 
 from cave_jax import errors
 from cave_jax import validation
+from cave_jax.metrics import checks
 
 PRH_EPS = 1e-6  # platonic-rep's denominator epsilon in CKA and CKNNA
 PRH_QUANTILE = 0.95  # outlier clamp quantile used by measure_alignment.py
@@ -74,7 +75,10 @@ def prepare_layers(feats, *, name: str) -> np.ndarray:
       values are zero, so the threshold is 0), where platonic-rep would silently divide
       by its 1e-12 floor.
   """
-  clamped = remove_outliers(np.asarray(feats, np.float64), q=PRH_QUANTILE)
+  # A power-of-two rescale first (exact; the clamp and the normalisation are equivariant
+  # to it) keeps the squared norms of extreme-scale features finite and nonzero.
+  feats = checks.rescaled(np.asarray(feats, np.float64), name=name)
+  clamped = remove_outliers(feats, q=PRH_QUANTILE)
   norms = np.linalg.norm(clamped, axis=-1, keepdims=True)
   if not (norms > 0).all():
     validation.check_features(clamped, name=f"{name} after the q=0.95 outlier clamp",
@@ -117,15 +121,25 @@ def masked_hsic_row_terms(rows, cols, k_values, l_values, n: int) -> np.ndarray:
 
 
 def masked_hsic(sums: np.ndarray, n: int) -> np.ndarray:
-  """Song et al.'s unbiased HSIC from the summed row terms ``sums`` [..., 4] (see above)."""
+  """Song et al.'s unbiased HSIC from the summed row terms ``sums`` [..., 4] (see above).
+
+  Raises InvalidFeaturesError for n < 4 (the estimator divides by n - 3).
+  """
+  if n < 4:
+    raise errors.InvalidFeaturesError(
+        f"CKNNA (prh_compat) needs at least 4 rows (paired samples), got N={n}: its "
+        f"unbiased HSIC divides by N - 3")
   t1, s_k, s_l, t3 = (sums[..., i] for i in range(4))
   return (t1 + s_k * s_l / ((n - 1) * (n - 2)) - 2.0 * t3 / (n - 2)) / (n * (n - 3))
 
 
 def prh_ratio(kl: float, kk: float, ll: float, *, what: str) -> float:
   """platonic-rep's kl / (sqrt(kk ll) + 1e-6); raises where it would produce NaN."""
-  if not kk * ll >= 0.0:
+  if not kk * ll >= 0.0 or not np.isfinite(kk * ll):
     raise errors.InvalidFeaturesError(
         f"{what} (prh_compat) is undefined: the masked self-HSIC terms have product "
-        f"{kk * ll!r} < 0, so platonic-rep's sqrt gives NaN")
-  return kl / (np.sqrt(kk * ll) + PRH_EPS)
+        f"{kk * ll!r}, not a finite number >= 0, so platonic-rep's sqrt gives NaN")
+  ratio = kl / (np.sqrt(kk * ll) + PRH_EPS)
+  if not np.isfinite(ratio):
+    raise errors.InvalidFeaturesError(f"{what} (prh_compat) is not finite ({ratio!r})")
+  return ratio
