@@ -24,6 +24,7 @@ import os
 import orbax.checkpoint as ocp
 
 from cave_jax import errors
+from cave_jax.store import manifest as manifest_lib
 
 
 class JobState:
@@ -76,10 +77,8 @@ class JobState:
       self._manager.save(next_chunk, args=ocp.args.JsonSave(state), force=True)
       self._manager.wait_until_finished()
     except Exception as e:  # pylint: disable=broad-except  # disk full, permissions, ...
-      raise errors.StoreError(
-          f"cannot save the job state of host {self.host} to {self.directory} "
-          f"({type(e).__name__}: {e}); free space or fix permissions and rerun the same "
-          f"command: it resumes from the last complete chunk") from None
+      raise manifest_lib.write_error(
+          f"save the job state of host {self.host} to {self.directory}", e) from None
 
   def close(self) -> None:
     self._manager.wait_until_finished()

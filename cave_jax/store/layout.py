@@ -105,10 +105,13 @@ def build(manifest, job: dict, where: str, repair_hint: str) -> Layout:
     raise errors.StoreError(f"{where}: the manifest has files of host {extra[0]}, but the "
                             f"job has process_count={hosts} (job.json or the manifest was "
                             f"edited?); {repair_hint}")
-  entries = manifest.entries(job=job, strict=True)
+  try:
+    entries = manifest.entries(job=job, strict=True)
+    dones = [manifest.done(host) for host in range(hosts)]
+  except errors.StoreError as e:
+    raise errors.StoreError(f"{where}: {e}; {repair_hint}") from None
   segments, ordered, skipped, n, samples = [], [], [], 0, 0
-  for host in range(hosts):
-    done = manifest.done(host)
+  for host, done in enumerate(dones):
     if done is None:
       raise errors.StoreError(f"{where}: host {host} has not finished; rerun the extraction")
     stop, rows = None, 0

@@ -25,6 +25,7 @@ Each host writes only its own files, so many hosts share one directory safely.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -52,6 +53,17 @@ def write_json(path: str, obj) -> None:
     if os.path.exists(tmp):
       os.remove(tmp)
     raise
+
+
+def write_error(what: str, error: Exception) -> errors.StoreError:
+  """The StoreError for a failed write: says whether the disk is full and how to go on."""
+  text = f"{type(error).__name__}: {error}"
+  full = ((isinstance(error, OSError) and error.errno == errno.ENOSPC)
+          or "No space left" in text or "RESOURCE_EXHAUSTED" in text)
+  return errors.StoreError(
+      f"cannot {what} ({text})" + ("; the disk is full: free space" if full else
+                                   "; fix the cause (permissions, file system)")
+      + " and rerun the same command: it resumes from the last complete chunk")
 
 
 def read_json(path: str):

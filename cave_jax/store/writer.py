@@ -16,7 +16,6 @@ Chunk c of host h lives in slot ``c * process_count + h`` of every array (``arra
 from __future__ import annotations
 
 import dataclasses
-import errno
 import json
 import os
 import shutil
@@ -124,6 +123,11 @@ class JobWriter:
       path = os.path.join(self.path, "arrays", name)
       if os.path.isdir(path):
         shutil.rmtree(path)
+      top = os.path.join(self.path, "arrays", self.job["id"])
+      parent = os.path.dirname(path)
+      while parent.startswith(top + os.sep) and not os.listdir(parent):
+        os.rmdir(parent)  # an emptied layer directory
+        parent = os.path.dirname(parent)
     for part in ("job.json", "chunks", "done", "writes", "state"):
       path = os.path.join(self.job_dir, part)
       if os.path.isdir(path):
@@ -138,14 +142,7 @@ class JobWriter:
     except errors.CaveError:
       raise
     except Exception as e:  # pylint: disable=broad-except  # OSError, tensorstore errors
-      text = f"{type(e).__name__}: {e}"
-      full = ((isinstance(e, OSError) and e.errno == errno.ENOSPC)
-              or "No space left" in text or "RESOURCE_EXHAUSTED" in text)
-      raise errors.StoreError(
-          f"store {self.path}: cannot {what} ({text})"
-          + ("; the disk is full: free space" if full else "; fix the cause")
-          + " and rerun the same command: it resumes from the last complete chunk and "
-            "rewrites this one") from None
+      raise manifest_lib.write_error(f"{what} in store {self.path}", e) from None
 
   def slot(self, chunk: int) -> int:
     return chunk * self.hosts + self.host
@@ -158,6 +155,8 @@ class JobWriter:
     rewrite, adopted, chunk, position, rows = [], 0, 0, 0, 0
     while (self.host, chunk) in entries:
       entry = entries[(self.host, chunk)]
+      if chunk and entry["input_start"] != position:
+        break  # an edited input range: this chunk and the next are written again
       if entry["state"] == "pending":
         if self.verify(entry):
           entry["state"] = "complete"
