@@ -12,6 +12,11 @@ subspaces). platonic-rep approximates step 2 with a randomised SVD (torch.svd_lo
 here both steps are exact (float64 eigendecompositions), so there is no prh_compat
 switch: its number is an approximation of this one.
 
+Scale: each side is first multiplied by a power of two (exact) that puts its largest
+|value| into [0.5, 1) unless it lies in [1/16, 16] (usual features: nothing changes), so the
+absolute 1e-8 guard acts at the data's own scale: SVCCA does not depend on the overall
+scale of either side, and features at 1e200 or 1e-200 neither overflow nor underflow.
+
 Cost: the singular vectors come from the D x D covariance (N > D) or the N x N Gram
 matrix (N <= D), accumulated over row chunks: O(N D^2) or O(N^2 D).
 """

@@ -18,6 +18,11 @@ and below the feature width (N <= GRAM_MAX_N, N < D) the same traces are taken f
 N x N centred Gram matrices instead, which is cheaper there.
 
 RBF kernel: N x N float64 matrices; refused above RBF_MAX_N rows.
+
+Scale: features whose largest |value| is outside [2^-32, 2^32] are first multiplied by a
+power of two (exact; ``checks.rescaled``; for rbf, rbf_sigma with them), so features at
+1e200 or 1e-200 give the CKA of the unscaled data instead of inf/NaN. Ratios that are
+still undefined (a side without variance, a constant rbf kernel) raise.
 """
 
 from __future__ import annotations

@@ -165,6 +165,8 @@ def cknna(a, b, k, *, ci=False, prh_compat=False, knn_a=None, knn_b=None, n_boot
       takes the top-k of the inner products, which are the cosine neighbours for the
       L2-normalised rows its pipeline feeds in.
     n_boot, confidence, seed: bootstrap replicates, coverage, numpy seed.
+    Features of extreme scale are rescaled exactly by a power of two first
+    (``checks.rescaled``): the default CKNNA does not depend on either side's scale.
 
   Returns:
     Score 'cknna', k as used (N-1 for k=None); chance None (no closed form: the shared

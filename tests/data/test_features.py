@@ -194,3 +194,25 @@ def test_select_layer():
   np.testing.assert_array_equal(features.select_layer(x[:, 0], 7), x[:, 0])  # [N, D]: as is
   with pytest.raises(errors.InvalidArgumentError, match="layer 3 is out of range for f.*L=3"):
     features.select_layer(x, 3, name="f")
+
+
+@pytest.mark.parametrize("layer,count", [(3, 3), (99, 3), (-4, 3), (-100, 3), (1, 1), (-2, 1)])
+def test_select_layer_out_of_range_names_the_allowed_range(layer, count):
+  x = _features((5, count, 4))
+  with pytest.raises(errors.InvalidArgumentError,
+                     match=rf"layer {layer} is out of range for f, which has L={count} layers"
+                           rf".*0\.\.{count - 1}, or -{count}\.\.-1"):
+    features.select_layer(x, layer, name="f")
+
+
+@pytest.mark.parametrize("layer", [-3, -2, -1, 0, 1, 2])
+def test_select_layer_in_range_counts_like_python(layer):
+  x = _features((5, 3, 4))
+  np.testing.assert_array_equal(features.select_layer(x, layer), x[:, [0, 1, 2][layer]])
+  np.testing.assert_array_equal(features.select_layer(x, np.int64(layer)), x[:, layer])
+
+
+@pytest.mark.parametrize("layer", [True, 1.0, "1", None, [1]])
+def test_select_layer_refuses_non_integers(layer):
+  with pytest.raises(errors.InvalidArgumentError, match="layer must be an int"):
+    features.select_layer(_features((5, 3, 4)), layer, name="f")

@@ -51,7 +51,8 @@ def test_out_of_range_layers_are_refused_naming_the_allowed_range(side, bad, cou
     metrics.layer_search(feats_a, feats_b, metrics=("cka",), **{side: bad})
 
 
-@pytest.mark.parametrize("bad", [True, 1.0, "1", [], [0, None], [[0], [1, 2]], np.array(2.0), np.array(True)])
+@pytest.mark.parametrize("bad", [True, 1.0, "1", [], [0, None], [[0], [1, 2]], np.array(2.0),
+                                 np.array(True)])
 def test_layer_selection_must_be_ints(bad):
   feats_a, feats_b = _feats()
   with pytest.raises(errors.InvalidArgumentError, match="layer"):
