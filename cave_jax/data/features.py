@@ -47,11 +47,13 @@ def load_features(path, *, key: str | None = None, min_rows: int = 2,
 
   Args:
     path: ``STORE_DIR::ARRAY_NAME`` (an array of an embedding store made by
-      ``experiments.extract``, e.g. ``/data/store::coco_captions/dinov2_base/layer_12/cls``),
-      a store directory with the array name as ``key``; a name with ``*`` stacks the
-      matching arrays by layer into [N, L, D] (``.../layer_*/cls``); a `.npy` file ([N, D] or [N, L, D]), an `.npz` archive (its only array, or the
-      array named ``key``), or a platonic-rep `.pt` file (a dict; the tensor under
-      ``key``, default "feats", [N, L, D], any float dtype including bfloat16).
+      ``experiments.extract``, e.g. ``/data/store::coco_captions/dinov2_base/layer_12/cls``;
+      see ``store_target`` for when a path with ``::`` is a store path), a store
+      directory with the array name as ``key``; a name with ``*`` stacks the matching
+      arrays by layer into [N, L, D] (``.../layer_*/cls``); a `.npy` file ([N, D] or
+      [N, L, D]), an `.npz` archive (its only array, or the array named ``key``), or a
+      platonic-rep `.pt` file (a dict; the tensor under ``key``, default "feats",
+      [N, L, D], any real dtype including bfloat16 and float64).
     key: which array to read from an `.npz` or `.pt` file; None picks the only array of
       an `.npz`, or "feats" of a `.pt`. Must be None for `.npy`.
     min_rows: smallest accepted N.
