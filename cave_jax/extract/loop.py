@@ -44,6 +44,7 @@ import numpy as np
 
 from cave_jax import errors
 from cave_jax.data import records as records_lib
+from cave_jax.store import names as names_lib
 from cave_jax.store import writer as writer_lib
 
 
@@ -154,69 +155,85 @@ def extract(source, encoder, store_path: str, *, dataset: str, model: str,
     StoreError: a store made with other settings, or a source that changed.
   """
   start_time = time.perf_counter()
-  if chunk_rows < 1 or batch_size < 1:
-    raise errors.InvalidArgumentError(f"chunk_rows={chunk_rows} and batch_size={batch_size} "
-                                      f"must be positive")
-  per_caption = by_caption(encoder, captions)
-  job = job_spec(dataset=dataset, model=model, encoder=encoder,
-                 source_description=source_description or {"name": source.name},
-                 process_count=process_count, chunk_rows=chunk_rows, batch_size=batch_size,
-                 dtype=dtype, captions=captions)
-  names = array_names(dataset, model, encoder)
-  writer = writer_lib.JobWriter(store_path, job, process_index)
+  steps = _Lockstep(encoder, batch_size)
+  writer = None
   try:
-    plan = writer.plan(verify_all)
-    stats = {"rows": 0, "samples": 0, "skipped": 0, "new_chunks": 0, "rewritten": 0,
-             "adopted": plan.adopted, "resumed_at_chunk": plan.next_chunk,
-             "resumed_rows": plan.rows, "captions": job["captions"]}
-    if progress:
-      resumed_items = plan.input_position
-      report = lambda samples, skipped: progress(samples, skipped, resumed_items)
-    else:
-      report = None
-    reader = lambda start, stop, first: _events(
-        source, process_index, process_count, start, stop, first, chunk_rows, batch_size,
-        encoder, per_caption)
-    # Two phases, run by every host (possibly with nothing to do) so that with several
-    # processes the lockstep of the jitted steps lines up: rewrites, then new chunks.
-    expected_ids = {entry["chunk"]: entry["ids"] for entry in plan.rewrite}
-    events = itertools.chain.from_iterable(
-        reader(entry["input_start"], entry["input_stop"], entry["chunk"])
-        for entry in plan.rewrite)
-    for chunk, meta, values in _encoded_chunks(events, encoder, names, stats, report,
-                                               batch_size):
-      if meta is None:
-        continue
-      if meta["ids"] != expected_ids[chunk]:
-        raise errors.StoreError(
-            f"chunk {chunk} of host {process_index} holds other samples now than when it "
-            f"was written (first id {meta['ids'][:1]} vs {expected_ids[chunk][:1]}, "
-            f"{len(meta['ids'])} vs {len(expected_ids[chunk])} rows): the source "
-            f"changed; use a new store")
-      writer.write_chunk(chunk, values, meta, event="rewrite")
-      stats["rewritten"] += 1
-    rows, halt = plan.rows, []
-    events = iter(()) if plan.done else reader(plan.input_position, None, plan.next_chunk)
-    stats["finished"] = plan.done
-    for chunk, meta, values in _encoded_chunks(events, encoder, names, stats, report,
-                                               batch_size, halt):
-      if meta is None:  # end of stream: only skipped items after the last chunk
-        writer.finish(chunk, rows, values["input_stop"], values["skipped"])
-        stats["finished"] = True
-        continue
-      writer.write_chunk(chunk, values, meta)
-      rows += len(meta["ids"])
-      writer.save_state(chunk + 1, meta["input_stop"], rows)
-      stats["new_chunks"] += 1
-      if max_new_chunks is not None and stats["new_chunks"] >= max_new_chunks:
-        halt.append(True)  # stop reading; the other hosts are still served (lockstep)
-    if report:
-      report(stats["samples"], stats["skipped"])
-    stats["total_rows"] = rows if stats["finished"] else None
+    if chunk_rows < 1 or batch_size < 1:
+      raise errors.InvalidArgumentError(f"chunk_rows={chunk_rows} and batch_size="
+                                        f"{batch_size} must be positive")
+    names_lib.check(dataset, "dataset", nested=False, error=errors.InvalidArgumentError)
+    names_lib.check(model, "model", nested=False, error=errors.InvalidArgumentError)
+    per_caption = by_caption(encoder, captions)
+    job = job_spec(dataset=dataset, model=model, encoder=encoder,
+                   source_description=source_description or {"name": source.name},
+                   process_count=process_count, chunk_rows=chunk_rows,
+                   batch_size=batch_size, dtype=dtype, captions=captions)
+    names = array_names(dataset, model, encoder)
+    writer = writer_lib.JobWriter(store_path, job, process_index)
+    stats = _run(writer, steps, source, encoder, names, job, per_caption, process_index,
+                 process_count, chunk_rows, batch_size, verify_all, max_new_chunks, progress)
+  except Exception as e:  # pylint: disable=broad-except  # every host must hear of it
+    steps.fail(e)
+    raise
   finally:
-    writer.close()
+    if writer is not None:
+      writer.close()
   stats["seconds"] = time.perf_counter() - start_time
   stats["arrays"] = sorted(names.values())
+  return stats
+
+
+def _run(writer, steps, source, encoder, names, job, per_caption, process_index,
+         process_count, chunk_rows, batch_size, verify_all, max_new_chunks, progress):
+  """The body of ``extract`` once the writer holds the job: returns the stats dict."""
+  plan = writer.plan(verify_all)
+  stats = {"rows": 0, "samples": 0, "skipped": 0, "new_chunks": 0, "rewritten": 0,
+           "adopted": plan.adopted, "resumed_at_chunk": plan.next_chunk,
+           "resumed_rows": plan.rows, "captions": job["captions"]}
+  if progress:
+    resumed_items = plan.input_position
+    report = lambda samples, skipped: progress(samples, skipped, resumed_items)
+  else:
+    report = None
+  reader = lambda start, stop, first: _events(
+      source, process_index, process_count, start, stop, first, chunk_rows, batch_size,
+      encoder, per_caption)
+  # Two phases, run by every host (possibly with nothing to do) so that with several
+  # processes the lockstep of the jitted steps lines up: rewrites, then new chunks.
+  expected_ids = {entry["chunk"]: entry["ids"] for entry in plan.rewrite}
+  events = itertools.chain.from_iterable(
+      reader(entry["input_start"], entry["input_stop"], entry["chunk"])
+      for entry in plan.rewrite)
+  for chunk, meta, values in _encoded_chunks(events, encoder, names, stats, report, steps):
+    if meta is None:
+      continue
+    if meta["ids"] != expected_ids[chunk]:
+      raise errors.StoreError(
+          f"chunk {chunk} of host {process_index} holds other samples now than when it "
+          f"was written (first id {meta['ids'][:1]} vs {expected_ids[chunk][:1]}, "
+          f"{len(meta['ids'])} vs {len(expected_ids[chunk])} rows): the source "
+          f"changed; use a new store")
+    writer.write_chunk(chunk, values, meta, event="rewrite")
+    stats["rewritten"] += 1
+  rows, halt = plan.rows, []
+  events = iter(()) if plan.done else reader(plan.input_position, None, plan.next_chunk)
+  stats["finished"] = plan.done
+  for chunk, meta, values in _encoded_chunks(events, encoder, names, stats, report, steps,
+                                             halt):
+    if meta is None:  # end of stream: only skipped items after the last chunk
+      writer.finish(chunk, rows, values["input_stop"], values["skipped"])
+      stats["finished"] = True
+      continue
+    writer.write_chunk(chunk, values, meta)
+    rows += len(meta["ids"])
+    writer.save_state(chunk + 1, meta["input_stop"], rows)
+    stats["new_chunks"] += 1
+    if max_new_chunks is not None and stats["new_chunks"] >= max_new_chunks:
+      halt.append(True)  # stop reading; the other hosts are still served (lockstep)
+  steps.close()  # the last collective of this job: a later failure concerns this host only
+  if report:
+    report(stats["samples"], stats["skipped"])
+  stats["total_rows"] = rows if stats["finished"] else None
   return stats
 
 
@@ -273,11 +290,11 @@ def _events(source, process_index, process_count, start, stop, first_chunk, chun
   yield "end", chunk.index, {"input_stop": position, "skipped": chunk.skipped}
 
 
-def _encoded_chunks(events, encoder, names, stats, progress, batch_size, halt=()):
+def _encoded_chunks(events, encoder, names, stats, progress, steps, halt=()):
   """Yields (chunk, meta, {array name: rows}) per chunk, and (chunk, None, tail) at each
   end of a reader's stream. Stops early once ``halt`` is non-empty; with several
-  processes it then serves the other hosts' remaining steps before returning."""
-  steps = _Lockstep(encoder, batch_size)
+  processes it then serves the other hosts' remaining steps (``steps``, a _Lockstep)
+  before returning."""
   pieces = {key: [] for key in names}
   for event in _prefetch(events):
     if halt:
@@ -304,35 +321,77 @@ def _encoded_chunks(events, encoder, names, stats, progress, batch_size, halt=()
   steps.drain()
 
 
+class HostFailedError(errors.CaveError):
+  """Another host of a multi-process extraction failed; its message is in this one's."""
+
+
 class _Lockstep:
-  """With several JAX processes: every host makes the same number of encoder calls.
+  """With several JAX processes: every host makes the same number of encoder calls, and
+  every host stops when one fails.
 
   Before each real batch a host announces 1; when its stream ends it announces 0 and,
-  while any other host still announces 1, runs an all-padding batch with them. With one
+  while any other host still announces 1, runs an all-padding batch with them. A host
+  that fails announces -1 at the point where it would have announced next (``fail``),
+  then every host exchanges a message and the others raise HostFailedError naming the
+  failed host and its error -- so no host waits forever for one that is gone. With one
   process this does nothing.
   """
+
+  MESSAGE_BYTES = 2048
 
   def __init__(self, encoder, batch_size: int):
     import jax  # pylint: disable=g-import-not-at-top
     self.encoder, self.batch_size = encoder, batch_size
     self.active = jax.process_count() > 1
+    self.over = False  # after a failure was exchanged, or after the job's last collective
 
-  def _others_busy(self, mine: int) -> bool:
+  @staticmethod
+  def _gather(value: np.ndarray) -> np.ndarray:
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-    return bool(np.any(multihost_utils.process_allgather(np.asarray(mine, np.int32))))
+    return np.asarray(multihost_utils.process_allgather(value))
+
+  def _announce(self, mine: int) -> bool:
+    """Exchanges states; True while any host is busy. Raises if another host failed."""
+    states = self._gather(np.asarray(mine, np.int32)).reshape(-1)
+    if np.any(states < 0):
+      self.over = True
+      messages = self._messages("")
+      host = int(np.flatnonzero(states < 0)[0])
+      raise HostFailedError(f"host {host} of {states.size} failed, so this host stops too. "
+                            f"Its error: {messages[host]}")
+    return bool(np.any(states > 0))
+
+  def _messages(self, mine: str) -> list[str]:
+    data = mine.encode("utf-8", "replace")[:self.MESSAGE_BYTES]
+    buffer = np.zeros(self.MESSAGE_BYTES, np.uint8)
+    buffer[:len(data)] = np.frombuffer(data, np.uint8)
+    gathered = self._gather(buffer).reshape(-1, self.MESSAGE_BYTES)
+    return [bytes(row).rstrip(b"\0").decode("utf-8", "replace") for row in gathered]
 
   def step(self) -> None:
     if self.active:
-      self._others_busy(1)
+      self._announce(1)
 
   def drain(self) -> None:
     if not self.active:
       return
     padding = None
-    while self._others_busy(0):
+    while self._announce(0):
       if padding is None:
         padding = self.encoder.prepare([], self.batch_size)
       self.encoder(padding)
+
+  def close(self) -> None:
+    """No collective follows: a failure from here on is this host's alone."""
+    self.over = True
+
+  def fail(self, error: BaseException) -> None:
+    """Tells the other hosts that this one failed with ``error`` (then the caller raises)."""
+    if not self.active or self.over:
+      return
+    self.over = True
+    self._gather(np.asarray(-1, np.int32))
+    self._messages(f"{type(error).__name__}: {error}")
 
 
 def _prefetch(iterator, depth: int = 2):
