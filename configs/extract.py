@@ -21,11 +21,12 @@ keeps one row per sample (its first caption). Chunks hold whole samples, so
 job's identity (job.json): a store holding one cannot resume the other. Image models
 ignore it.
 
-Variants (the `:arg` string, comma-separated): a model name (tiny_vision, tiny_lm, or one of
-cave_jax.extract.checkpoints.MODELS: dinov2_base, clip_vit_b16, minilm, llama3_8b, ...), a
-dataset name (toy, coco_captions, imagenet2012, laion400m, wit, wit_kaggle, webdataset,
-parquet), and
-  smoke       tiny random model on 512 toy samples made in code (default model tiny_vision)
+Variants (the `:arg` string, comma-separated): a model name (one of
+cave_jax.extract.catalogue.MODELS: tiny_vision, tiny_lm, dinov2_base, clip_vit_b16, minilm,
+llama3_8b, ...), a dataset name (toy, coco_captions, imagenet2012, laion400m, wit,
+wit_kaggle, webdataset, parquet; docs/data.md says how to get each onto disk), and
+  smoke       a tiny random model on 512 toy samples made in code (default tiny_vision,
+              a 2-block DINOv2; tiny_lm is a 2-block Llama with a byte tokenizer)
   n=INT       number of toy samples
 e.g. `:smoke,tiny_lm` or `:clip_vit_b16,imagenet2012`.
 """
@@ -34,7 +35,8 @@ import ml_collections
 
 from configs import common
 
-TINY_MODELS = ("tiny_vision", "tiny_lm")
+# The catalogue's names (cave_jax.extract.catalogue.MODELS; a test keeps them equal).
+RANDOM_MODELS = ("tiny_vision", "tiny_lm")
 CHECKPOINT_MODELS = ("dinov2_small", "dinov2_base", "dinov2_large", "dinov2_giant",
                      "clip_vit_b16", "clip_vit_l14", "mae_base", "vit_base_augreg", "minilm",
                      "bert_base", "llama3_8b", "open_llama_7b", "mistral_7b", "qwen2_7b",
@@ -48,7 +50,7 @@ def get_config(arg=None):
   model, dataset, rest = "", "", []
   for item in (arg or "").split(","):
     item = item.strip()
-    if item in TINY_MODELS + CHECKPOINT_MODELS:
+    if item in RANDOM_MODELS + CHECKPOINT_MODELS:
       model = item
     elif item in DATASETS:
       dataset = item
@@ -56,10 +58,10 @@ def get_config(arg=None):
       rest.append(item)
   arg = common.parse_arg(",".join(rest), smoke=False, n=0)
   config = ml_collections.ConfigDict()
-  config.model = model or "tiny_vision"  # tiny_vision | tiny_lm | a checkpoints.MODELS name
-  config.checkpoint = ""  # local Hugging Face checkpoint directory (real models)
+  config.model = model or "tiny_vision"  # a catalogue.MODELS name
+  config.checkpoint = ""  # local Hugging Face checkpoint directory (checkpoint models)
   config.model_dtype = "float32"  # dtype the model computes in (bfloat16 for large LLMs)
-  config.layers = "all"  # "all" or comma-separated layer indices ("0,6,-1")
+  config.layers = "all"  # "all" or comma-separated indices in [-(L+1), L] ("0,6,-1")
   config.poolings = ""  # comma-separated; "" = the model's defaults
   config.dataset = dataset or "toy"
   config.split = ""  # tfds split ("" = the dataset's default, e.g. coco_captions: val)
@@ -80,6 +82,6 @@ def get_config(arg=None):
   config.process_index = -1  # -1: jax.process_index()
   config.process_count = -1  # -1: jax.process_count()
   config.max_new_chunks = 0  # stop after this many new chunks (0: run to the end)
-  config.seed = 0  # tiny models' weights
+  config.seed = 0  # weights of the tiny random models
   config.lock()
   return config

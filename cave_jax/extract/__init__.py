@@ -1,6 +1,6 @@
-"""Sharded feature extraction: data -> encoder -> pooled per-layer features -> embedding store."""
+"""Feature extraction: data -> encoder -> pooled per-layer features -> embedding store."""
 
-from cave_jax.extract.encoders import BatchEncoder, MeshEncoder, make_mesh
+from cave_jax.extract.encoders import BatchEncoder, ModelEncoder
 from cave_jax.extract.loop import extract
 
-__all__ = ["BatchEncoder", "MeshEncoder", "extract", "make_mesh"]
+__all__ = ["BatchEncoder", "ModelEncoder", "extract"]

@@ -1,7 +1,8 @@
 """Feature extraction into the embedding store (the `experiments.extract` run).
 
-``run(config, workdir)`` builds the source (``cave_jax.data``), the encoder (a tiny random
-stand-in or a checkpoint through ``cave_jax.models``) and the mesh, then runs
+``run(config, workdir)`` builds the source (``cave_jax.data``), the encoder (a catalogue
+model through ``cave_jax.models``: a checkpoint, or a tiny random model of a real
+architecture) on a mesh of this process's devices, then runs
 ``cave_jax.extract.extract`` for this process's slice, with a tqdm bar (samples,
 samples/s, ETA when the slice size is known) and absl logging per chunk. It writes
 ``<workdir>/extract_h<process>.json`` (the summary) and returns it. Rerunning the same
@@ -25,18 +26,22 @@ from cave_jax.runs import config_checks
 def run(config, workdir: str) -> dict:
   """Extracts config.model's features of config.dataset into the store (configs/extract.py).
 
+  The source and the encoder are built and checked first, so a missing dataset,
+  checkpoint or bad layer fails before the store directory is created.
+
   Raises:
-    ConfigError: unknown model/dataset, missing checkpoint or paths, bad values.
-    DataError, StoreError: an unusable source, a store made with other settings.
+    ConfigError: unknown model/dataset, missing checkpoint or paths, bad values
+      (e.g. a layer outside the model's range).
+    DataError: a dataset that is not on disk yet (the message says which step is
+      missing), an unusable source.
+    StoreError: a store made with other settings.
   """
   import jax  # pylint: disable=g-import-not-at-top
   from cave_jax import parallel  # pylint: disable=g-import-not-at-top
-  from cave_jax.extract import encoders  # pylint: disable=g-import-not-at-top
   from cave_jax.extract import loop  # pylint: disable=g-import-not-at-top
 
   get = config_checks.get
   _quiet_orbax()
-  parallel.initialize()
   index = get(config, "process_index", int, low=-1)
   count = get(config, "process_count", int, low=-1)
   index = jax.process_index() if index < 0 else index
@@ -48,15 +53,13 @@ def run(config, workdir: str) -> dict:
     raise errors.ConfigError(f"config.batch_size={batch} must be divisible by the "
                              f"{count} processes")
   local_batch = batch // count
-  name = get(config, "model", str)
-  model_axis = get(config, "model_axis", int, low=1)
-  # The tiny stand-ins run on one global mesh (every host in lockstep); cave_jax.models
-  # encoders run one replica per host on a mesh of its own devices.
-  mesh = encoders.make_mesh(model=model_axis, local=name not in ("tiny_vision", "tiny_lm"))
-  local_data = mesh.shape["data"] * len(jax.local_devices()) // mesh.devices.size
-  if local_batch % local_data:
+  # Every host runs its own model replica on a mesh of its own devices.
+  mesh = parallel.make_mesh(model=get(config, "model_axis", int, low=1),
+                            devices=jax.local_devices())
+  if local_batch % mesh.shape[parallel.DATA]:
     raise errors.ConfigError(f"per-process batch {local_batch} must be divisible by this "
-                             f"process's {local_data} devices on the mesh's data axis")
+                             f"process's {mesh.shape[parallel.DATA]} devices on the "
+                             f"mesh's data axis")
   source, described = build_source(config)
   encoder = build_encoder(config, mesh, local_batch)
   store = get(config, "store", str) or os.path.join(workdir, "store")
@@ -129,32 +132,25 @@ def build_source(config):
 
 
 def build_encoder(config, mesh, batch_size: int):
-  """The BatchEncoder named by config.model, restricted to config.layers/poolings.
+  """The ModelEncoder of catalogue model config.model, on ``mesh``, restricted to
+  config.layers / config.poolings.
 
   batch_size: the per-process batch.
   """
-  from cave_jax.extract import checkpoints  # pylint: disable=g-import-not-at-top
-  from cave_jax.extract import tiny  # pylint: disable=g-import-not-at-top
+  from cave_jax.extract import catalogue  # pylint: disable=g-import-not-at-top
+  from cave_jax.extract import encoders  # pylint: disable=g-import-not-at-top
   get = config_checks.get
   name = get(config, "model", str)
-  layers = _layers(get(config, "layers", str))
   poolings = tuple(p.strip() for p in get(config, "poolings", str).split(",") if p.strip())
-  dtype = get(config, "model_dtype", str, choices=("float32", "bfloat16", "float16"))
-  if name in ("tiny_vision", "tiny_lm"):
-    build = tiny.tiny_vision if name == "tiny_vision" else tiny.tiny_lm
-    encoder = build(mesh, seed=get(config, "seed", int, low=0), dtype=dtype)
-    n_layers = 1 + max(s["layer"] for s in encoder.outputs.values() if s["layer"] is not None)
-    keep_layers = None if layers is None else {l % n_layers for l in layers}
-    unknown = set(poolings) - {s["pooling"] for s in encoder.outputs.values()}
-    if unknown:
-      raise errors.ConfigError(f"config.poolings: {name} has no pooling {sorted(unknown)}")
-    encoder.outputs = {k: s for k, s in encoder.outputs.items() if s["layer"] is None or (
-        (keep_layers is None or s["layer"] in keep_layers)
-        and (not poolings or s["pooling"] in poolings))}
-    return encoder
-  return checkpoints.ModelEncoder.from_checkpoint(
-      name, get(config, "checkpoint", str), batch_size=batch_size, dtype=dtype, mesh=mesh,
-      layers=layers, poolings=poolings or None)
+  model, description = catalogue.load(
+      name, get(config, "checkpoint", str),
+      dtype=get(config, "model_dtype", str, choices=("float32", "bfloat16", "float16")),
+      seed=get(config, "seed", int, low=0))
+  if mesh.size > 1:
+    model.shard(mesh)
+  return encoders.ModelEncoder(name, model, batch_size=batch_size,
+                               layers=_layers(get(config, "layers", str)),
+                               poolings=poolings or None, description=description)
 
 
 def _layers(text: str):

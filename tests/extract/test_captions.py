@@ -8,10 +8,9 @@ import pytest
 
 from cave_jax import errors
 from cave_jax.data import records
-from cave_jax.extract import encoders
 from cave_jax.extract import loop
-from cave_jax.extract import tiny
 from cave_jax.store import EmbeddingStore
+from tests.extract.tiny_models import tiny_encoder
 
 CHUNK, BATCH = 10, 4
 TEXT, IMAGE = "varied/tl/layer_1/mean", "varied/tv/layer_1/cls"
@@ -53,12 +52,12 @@ def usable(source):
 
 @pytest.fixture(scope="module")
 def lm():
-  return tiny.tiny_lm(encoders.make_mesh())
+  return tiny_encoder("tiny_lm", BATCH)
 
 
 @pytest.fixture(scope="module")
 def vision():
-  return tiny.tiny_vision(encoders.make_mesh())
+  return tiny_encoder("tiny_vision", BATCH)
 
 
 class Recording:

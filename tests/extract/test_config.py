@@ -1,10 +1,18 @@
 """configs/extract.py variants and the run's checks on them."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from cave_jax import errors
+from cave_jax.extract import catalogue
 from cave_jax.runs import extract as extract_run
+from cave_jax.store import EmbeddingStore
 from configs import extract as extract_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_model_and_dataset_names_are_variants():
@@ -15,8 +23,8 @@ def test_model_and_dataset_names_are_variants():
   assert smoke.model == "tiny_lm" and smoke.dataset == "toy" and smoke.toy_n == 100
   assert smoke.chunk_rows == 128
   assert config.captions == smoke.captions == "all"  # text models: every caption a row
-  assert set(extract_config.CHECKPOINT_MODELS) <= set(
-      __import__("cave_jax.extract.checkpoints", fromlist=["MODELS"]).MODELS)
+  assert extract_config.CHECKPOINT_MODELS == catalogue.CHECKPOINT_MODELS
+  assert extract_config.RANDOM_MODELS == catalogue.RANDOM_MODELS
 
 
 def test_unknown_variant_and_key_fail_clearly():
@@ -44,3 +52,35 @@ def test_run_rejects_missing_checkpoint_and_paths(tmp_path):
   config.process_index = 0
   with pytest.raises(errors.ConfigError, match="divisible"):
     extract_run.run(config, str(tmp_path))
+
+
+@pytest.mark.parametrize("layers", ["99", "-4", "3", "0,5"])
+def test_layers_outside_the_model_fail_before_a_store_exists(tmp_path, layers):
+  config = extract_config.get_config("smoke,n=20")
+  config.layers = layers
+  with pytest.raises(errors.ConfigError, match=r"out of range for tiny_vision, which has 3 "
+                                               r"hidden states.*allowed: -3\.\.2"):
+    extract_run.run(config, str(tmp_path))
+  assert not os.path.exists(tmp_path / "store")
+
+
+def test_negative_layers_pick_from_the_end(tmp_path):
+  config = extract_config.get_config("smoke,n=20")
+  config.layers = "-1,-3"
+  config.poolings = "cls"
+  result = extract_run.run(config, str(tmp_path))
+  assert result["arrays"] == ["toy/tiny_vision/layer_0/cls", "toy/tiny_vision/layer_2/cls"]
+  store = EmbeddingStore.open(os.path.join(str(tmp_path), "store"))
+  assert [store.info(name)["layer"] for name in store.names()] == [0, 2]
+
+
+def test_cli_refuses_layer_99_of_a_3_layer_model_in_one_line(tmp_path):
+  done = subprocess.run(
+      [sys.executable, "-m", "experiments.extract", "--config=configs/extract.py:smoke,n=20",
+       "--config.layers=99", f"--workdir={tmp_path}"], cwd=REPO, capture_output=True,
+      text=True, timeout=120, check=False, env=dict(os.environ, PYTHONPATH=REPO))
+  assert done.returncode == 1
+  assert done.stderr.strip().splitlines()[-1] == (
+      "ConfigError: config.layers: [99] out of range for tiny_vision, which has 3 hidden "
+      "states (0 = embeddings, 1..2 = blocks); allowed: -3..2")
+  assert "Traceback" not in done.stderr and not os.path.exists(tmp_path / "store")

@@ -9,17 +9,16 @@ import pytest
 from cave_jax import errors
 from cave_jax.data import records
 from cave_jax.data import toy_source
-from cave_jax.extract import encoders
 from cave_jax.extract import loop
-from cave_jax.extract import tiny
 from cave_jax.store import EmbeddingStore
+from tests.extract.tiny_models import tiny_encoder
 
 CHUNK, BATCH = 16, 8
 
 
 @pytest.fixture(scope="module")
 def vision():
-  return tiny.tiny_vision(encoders.make_mesh())
+  return tiny_encoder("tiny_vision", BATCH)
 
 
 @pytest.fixture(scope="module")
@@ -52,14 +51,15 @@ def test_rows_are_the_encoder_applied_to_each_usable_sample(tmp_path, source, vi
   assert stats["finished"] and stats["total_rows"] == 72 and stats["skipped"] == 3
   store = EmbeddingStore.open(path)
   usable = [item for item in source.read() if isinstance(item, records.Record)]
-  assert store.ids("toy/tv/layer_2/mean") == [r.id for r in usable]
-  assert store.labels("toy/tv/layer_2/mean").tolist() == [r.label for r in usable]
+  assert store.ids("toy/tv/layer_2/mean_patches") == [r.id for r in usable]
+  assert store.labels("toy/tv/layer_2/mean_patches").tolist() == [r.label for r in usable]
   assert store.caption_counts("toy/tv/layer_0/cls").tolist() == [len(r.captions) for r in usable]
-  reference = vision(vision.prepare([r.image for r in usable[:5]], 5))
-  for key in ("layer_0/cls", "layer_2/mean"):
-    np.testing.assert_allclose(store.read(f"toy/tv/{key}", rows=(0, 5)), reference[key],
-                               rtol=1e-5, atol=1e-6)
-  skipped = store.info("toy/tv/layer_2/mean")["skipped"]
+  images = [r.image for r in usable[:5]]
+  for layer, pooling in ((0, "cls"), (2, "mean_patches")):
+    reference = vision.model.embed_images(images, pooling=pooling, layers=layer)
+    np.testing.assert_allclose(store.read(f"toy/tv/layer_{layer}/{pooling}", rows=(0, 5)),
+                               reference, rtol=1e-5, atol=1e-6)
+  skipped = store.info("toy/tv/layer_2/mean_patches")["skipped"]
   assert [s[0] for s in skipped] == ["toy/0000019", "toy/0000039", "toy/0000059"]
   assert "undecodable" in skipped[0][1] and "caption" in skipped[1][1]
   assert [w["chunk"] for w in _writes(path)] == [0, 1, 2, 3, 4]
@@ -71,7 +71,7 @@ def test_stopped_and_resumed_run_equals_an_uninterrupted_one(tmp_path, source, v
   first = _extract(parts, source, vision, max_new_chunks=2)
   assert not first["finished"] and first["new_chunks"] == 2
   with pytest.raises(errors.StoreError, match="not finished"):
-    EmbeddingStore.open(parts).read("toy/tv/layer_1/mean")
+    EmbeddingStore.open(parts).read("toy/tv/layer_1/mean_patches")
   second = _extract(parts, source, vision)
   assert second["finished"] and second["resumed_at_chunk"] == 2 and second["new_chunks"] == 3
   expected, got = _arrays(whole), _arrays(parts)
@@ -103,7 +103,7 @@ def test_a_corrupt_chunk_is_rewritten_and_the_store_ends_identical(tmp_path, sou
 def test_a_changed_source_is_refused_when_rewriting(tmp_path, source, vision):
   path = str(tmp_path / "store")
   _extract(path, source, vision)
-  os.remove(os.path.join(path, "arrays", "toy", "tv", "layer_0", "mean", "0.0"))
+  os.remove(os.path.join(path, "arrays", "toy", "tv", "layer_0", "mean_patches", "0.0"))
   changed = toy_source.ToySource(n=75, bad_every=3)  # other samples skipped now
   changed.name = source.name
   with pytest.raises(errors.StoreError, match="source changed"):
@@ -112,7 +112,7 @@ def test_a_changed_source_is_refused_when_rewriting(tmp_path, source, vision):
 
 def test_text_jobs_store_bits_per_byte_and_pair_row_by_row_with_images(tmp_path, source, vision):
   path = str(tmp_path / "store")
-  lm = tiny.tiny_lm(encoders.make_mesh())
+  lm = tiny_encoder("tiny_lm", BATCH)
   _extract(path, source, vision)
   loop.extract(source, lm, path, dataset="toy", model="tl", chunk_rows=CHUNK, batch_size=BATCH,
                captions="first")
@@ -120,7 +120,7 @@ def test_text_jobs_store_bits_per_byte_and_pair_row_by_row_with_images(tmp_path,
   assert store.ids("toy/tl/layer_1/last") == store.ids("toy/tv/layer_1/cls")
   bpb = store.read("toy/tl/bits_per_byte")
   usable = [item for item in source.read() if isinstance(item, records.Record)]
-  expected = lm(lm.prepare([usable[0].captions[0]], 1))["bits_per_byte"][0]
+  expected = lm.model.bits_per_byte([usable[0].captions[0]])  # lm_score, one caption
   assert bpb.shape == (72,) and np.all(bpb > 0)
   np.testing.assert_allclose(bpb[0], expected, rtol=1e-5)
   info = store.info("toy/tl/layer_1/last")

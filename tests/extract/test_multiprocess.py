@@ -22,7 +22,7 @@ def _free_port():
 
 # job -> (flags, layer-2 array, per-host (rows, usable samples)).
 # image: 1,503 toy samples: host 0 keeps 737 rows (47 batches of 16), host 1 736 (46
-#   batches), so host 1 must run one all-padding step for the global jitted program.
+#   batches), so host 1 runs one all-padding step of the lockstep.
 # text: every caption of 301 toy samples: host 0 has 306 caption rows (20 batches in its
 #   chunks of whole samples), host 1 284 (18 batches): two all-padding steps.
 JOBS = {
@@ -38,7 +38,7 @@ def _command(workdir, flags):
 
 
 @pytest.mark.parametrize("job", ["image", "text"])
-def test_two_processes_on_one_global_mesh_equal_one_process(tmp_path, job):
+def test_two_processes_equal_one_process(tmp_path, job):
   flags, name, per_host = JOBS[job]
   single, multi = str(tmp_path / "single"), str(tmp_path / "multi")
   env = dict(os.environ, PYTHONPATH=REPO, XLA_FLAGS="--xla_force_host_platform_device_count=2")

@@ -62,7 +62,7 @@ def _events_by_chunk(workdir):
 
 # Each job: (extra flags, layer-2 array). The text job embeds every caption (1-3 per toy
 # sample): 735 samples -> 1,441 caption rows in 12 chunks of whole samples.
-JOBS = {"image": (("--config.toy_n=1500",), "toy/tiny_vision/layer_2/mean"),
+JOBS = {"image": (("--config.toy_n=1500",), "toy/tiny_vision/layer_2/mean_patches"),
         "text": (("--config.model=tiny_lm", "--config.toy_n=750"), "toy/tiny_lm/layer_2/mean")}
 
 
@@ -142,7 +142,7 @@ def test_two_hosts_writing_one_store_at_once_give_the_single_host_rows(tmp_path,
     assert child.returncode == 0, err[-3000:]
   store, got = _arrays(workdir)
   reference, expected = _arrays(uninterrupted())
-  name = "toy/tiny_vision/layer_2/mean"
+  name = "toy/tiny_vision/layer_2/mean_patches"
   assert store.ids(name) == reference.ids(name)  # host slices concatenate in dataset order
   for name in expected:
     np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, atol=1e-6)
