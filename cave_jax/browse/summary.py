@@ -57,14 +57,11 @@ def shuffle_within(rows: np.ndarray, units: np.ndarray, rng) -> np.ndarray:
   return rows[group_metrics.group_permutation(_dense(units), rng)]
 
 
-def null_overlap(nn_a, nn_b, rows, units, pool_size: int, rng) -> float:
-  """Mean overlap / k of the candidates under one shuffled pairing (module docstring).
+def shuffled_pairing(rows, units, pool_size: int, rng) -> np.ndarray:
+  """One shuffled pairing for the null: int64 [P] permutation, A row i <-> B row perm[i].
 
-  Args:
-    nn_a, nn_b: int [M, k] candidate neighbour lists (pool rows) in the whole pool.
-    rows: int64 [M] the candidates' pool rows, increasing.
-    units: int64 [P] every pool row's unit.
-    pool_size: P.
+  Whole units move (``group_metrics.group_permutation``), candidates ``rows`` among
+  themselves and the other rows among themselves, so perm maps candidates to candidates.
   """
   others = np.ones(pool_size, bool)
   others[rows] = False
@@ -72,12 +69,20 @@ def null_overlap(nn_a, nn_b, rows, units, pool_size: int, rng) -> float:
   perm = np.empty(pool_size, np.int64)
   perm[rows] = shuffle_within(rows, units[rows], rng)
   perm[others] = shuffle_within(others, units[others], rng)
+  return perm
+
+
+def overlap_under(nn_a, nn_b, rows, perm) -> np.ndarray:
+  """Per-candidate overlap under the pairing ``perm`` (``shuffled_pairing``): int64 [M].
+
+  Candidate i's B list becomes the B list of row perm[i] (a candidate), its rows renamed
+  into A's numbering by perm's inverse: |nn_a[i] ∩ perm^-1(nn_b[perm[i]])|.
+  """
   inverse = np.empty_like(perm)
-  inverse[perm] = np.arange(pool_size)
+  inverse[perm] = np.arange(perm.size)
   partner = np.searchsorted(rows, perm[rows])  # candidate position of each row's B partner
   shuffled_b = inverse[np.asarray(nn_b, np.int64)[partner]]
-  return float(knn_metrics.mutual_overlap(np.asarray(nn_a, np.int64), shuffled_b).mean()
-               / nn_a.shape[1])
+  return knn_metrics.mutual_overlap(np.asarray(nn_a, np.int64), shuffled_b)
 
 
 def summarise(neighbours, units, *, n_boot: int, n_perm: int, confidence: float,
@@ -113,7 +118,8 @@ def summarise(neighbours, units, *, n_boot: int, n_perm: int, confidence: float,
     nn_a, nn_b = neighbours.indices_a[-1], neighbours.indices_b[-1]
     null = stats.permutation_test(
         float(values[-1].mean()),
-        lambda rng: null_overlap(nn_a, nn_b, rows, units, pool_size, rng),
+        lambda rng: float(overlap_under(nn_a, nn_b, rows, shuffled_pairing(
+            rows, units, pool_size, rng)).mean() / k),
         n_perm=n_perm, seed=seed + 1).to_dict()
   overlap = neighbours.overlap()[-1]
   return {

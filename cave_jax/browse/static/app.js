@@ -213,8 +213,9 @@
     else { state.key = th.dataset.key; state.dir = th.dataset.key === "overlap" ? -1 : 1; }
     renderList();
   }));
-  for (const id of ["search", "overlap-min", "overlap-max", "class-filter"]) {
-    document.getElementById(id).addEventListener("input", renderList);
+  document.getElementById("search").addEventListener("input", renderList);
+  for (const id of ["overlap-min", "overlap-max", "class-filter"]) {
+    document.getElementById(id).addEventListener("change", renderList);
   }
   document.querySelector("#queries tbody").addEventListener("click", (event) => {
     const tr = event.target.closest("tr");
@@ -242,7 +243,7 @@
       hasThumbs ? picture(info, "big", "big") : null,
       el("div", { class: "qh-main" }, [
         el("div", { class: "qh-title" }, [el("h2", { text: info.id }), classChip(info),
-          el("span", { class: "chip", text: `#${it.order + 1} of ${items.length} by overlap` })]),
+          el("span", { class: "qh-rank", text: `#${it.order + 1} of ${items.length} by overlap` })]),
         list,
         el("div", { class: "qh-stats" }, [
           stat("overlap |A ∩ B|", `${it.overlap} / ${K}`),
@@ -283,8 +284,7 @@
       el("div", { class: "nb-body" }, [
         el("div", { class: "nb-top" }, [el("span", { class: "nb-id", text: info.id }), classChip(info)]),
         info.caption ? el("div", { class: "nb-cap", text: info.caption }) : null,
-        el("div", { class: "nb-meta", text: `cos ${q["s" + side][LAST][rank].toFixed(4)} · row ${row}` }),
-        tags.length ? el("div", { class: "nb-top" }, tags) : null])]);
+        el("div", { class: "nb-top nb-meta" }, [el("span", { text: `cos ${q["s" + side][LAST][rank].toFixed(4)} · row ${row}` }), ...tags])])]);
   }
 
   function renderNeighbours(it) {
@@ -299,11 +299,13 @@
 
   function tile(q, side, s, rank, shared) {
     const row = q[side][s][rank], info = ROWS[row];
-    return el("div", { class: "tile" + (shared ? " shared" : ""), data: { row, rank: rank + 1 },
+    const code = meta.markers ? q["r" + side][s][rank] : null;
+    const mark = code && code !== "o" ? el("div", { class: "tag " + RELATION[code][0], text: RELATION[code][1] }) : null;
+    return el("div", { class: "tile" + (shared ? " shared" : ""), data: { row, rank: rank + 1, relation: code || "" },
                        title: `${info.id}${info.caption ? " — " + info.caption : ""}\nrank ${rank + 1}, cos ${q["s" + side][s][rank].toFixed(4)}` }, [
       hasThumbs ? picture(info, "", "mini") : null,
       el("div", { class: "t-id", text: info.id }), classChip(info),
-      el("div", { class: "t-cos", text: q["s" + side][s][rank].toFixed(3) })]);
+      el("div", { class: "t-cos", text: q["s" + side][s][rank].toFixed(3) }), mark]);
   }
 
   function renderDensity(it) {
@@ -359,9 +361,18 @@
     `all-rows score${S.candidates === meta.n ? " (here every row)" : ""}; interval: bootstrap over sampling units; ` +
     `null: shuffled pairings of B.` + (meta.note ? " " + meta.note : "");
 
+  function fromHash() {
+    const match = /^#row=(\d+)$/.exec(location.hash);
+    return match ? items.find((it) => it.q.row === +match[1]) : null;
+  }
+  window.addEventListener("hashchange", () => {
+    const it = fromHash();
+    if (it && it !== state.selected) select(it);
+  });
+
   legend();
   renderList();
-  const fromHash = /^#row=(\d+)$/.exec(location.hash);
-  select((fromHash && items.find((it) => it.q.row === +fromHash[1])) || state.visible[0]);
+  select(fromHash() || state.visible[0]);
   showTab("neighbours");
+  performance.mark("cave-browse-ready");
 })();

@@ -1,0 +1,201 @@
+"""The browse run end to end for every source: what browse.json holds against references."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cave_jax import errors
+from cave_jax.data import toy_source
+from cave_jax.runs import browse as browse_run
+from configs import browse as browse_config
+from tests.browse import naive
+from tests.browse import toy_store
+
+
+def _read(workdir):
+  with open(os.path.join(workdir, "browse.json")) as f:
+    return json.load(f)
+
+
+def _check_lists(data, a, b):
+  """Whole-pool lists of every shown query equal the float64 brute force; overlaps agree."""
+  k = data["meta"]["k"]
+  rows = [q["row"] for q in data["queries"]]
+  want_a = naive.knn_in_gallery(a, rows, range(a.shape[0]), k)
+  want_b = naive.knn_in_gallery(b, rows, range(b.shape[0]), k)
+  ua, ub = naive.unit64(a), naive.unit64(b)
+  for q, wa, wb in zip(data["queries"], want_a, want_b):
+    assert q["a"][-1] == wa.tolist() and q["b"][-1] == wb.tolist()
+    np.testing.assert_allclose(q["sa"][-1], ua[wa] @ ua[q["row"]], atol=1e-5)
+    for s in range(len(data["meta"]["sizes"])):
+      assert q["overlap"][s] == len(set(q["a"][s]) & set(q["b"][s]))
+  shown = {str(r) for q in data["queries"] for r in [q["row"], *sum(q["a"] + q["b"], [])]}
+  assert shown == set(data["rows"])
+
+
+@pytest.fixture()
+def table_pool(tmp_path):
+  """60 rows of 24 images (some with several captions) and captions shared across images."""
+  rng = np.random.default_rng(0)
+  image_of = np.concatenate([np.arange(24), rng.integers(0, 24, 36)])
+  words = ["a red box", "a blue box", "two cats", "a dog", "a tree", "the sea"]
+  caption_of = rng.integers(0, len(words), 60)
+  colours = rng.integers(0, 255, (24, 3))
+  os.makedirs(tmp_path / "img")
+  for i, colour in enumerate(colours):
+    pixels = np.zeros((30, 50, 3), np.uint8) + colour.astype(np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "img" / f"{i}.png")
+  with open(tmp_path / "pairs.csv", "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(["id", "image_path", "caption", "label"])
+    for r in range(60):
+      writer.writerow([f"pair{r}", f"img/{image_of[r]}.png", words[caption_of[r]], image_of[r] % 3])
+  a = (colours[image_of] / 255 + 0.05 * rng.standard_normal((24, 3))[image_of]).astype(np.float32)
+  b = np.eye(6)[caption_of] + 0.2 * rng.standard_normal((6, 6))[caption_of] + 0.5
+  np.save(tmp_path / "a.npy", a)
+  np.save(tmp_path / "b.npy", b.astype(np.float32))
+  return tmp_path, a, b.astype(np.float32), image_of, caption_of, words
+
+
+def _features_config(path, **overrides):
+  config = browse_config.get_config("features,smoke")
+  values = dict(features_a=str(path / "a.npy"), features_b=str(path / "b.npy"),
+                table=str(path / "pairs.csv"), k=4, min_n=15, candidates=1000, queries=12,
+                n_boot=50, n_perm=5)
+  config.update({**values, **overrides})
+  return config
+
+
+def test_features_with_a_table_show_images_captions_and_group_markers(table_pool, tmp_path):
+  path, a, b, image_of, caption_of, words = table_pool
+  workdir = str(tmp_path / "report")
+  result = browse_run.run(_features_config(path), workdir)
+  data = _read(workdir)
+  assert result["queries"] == len(data["queries"]) == 12
+  assert data["meta"]["sizes"] == [15, 60] and data["meta"]["markers"]
+  _check_lists(data, a, b)
+  for q in data["queries"]:
+    for side in ("a", "b"):
+      for s, lst in enumerate(q[side]):
+        want = ["i" if image_of[j] == image_of[q["row"]] else
+                "c" if caption_of[j] == caption_of[q["row"]] else "o" for j in lst]
+        assert q["r" + side][s] == "".join(want)
+  for row, info in data["rows"].items():
+    r = int(row)
+    assert info["id"] == f"pair{r}" and info["caption"] == words[caption_of[r]]
+    assert info["label"] == image_of[r] % 3
+    thumb = info["thumb"] or info["mini"]
+    with Image.open(os.path.join(workdir, thumb)) as im:  # 50x30 image in a 96 (or 48) box
+      box = 96 if info["thumb"] else 48
+      assert im.size == (box, round(30 * box / 50))
+  assert all(data["rows"][str(q["row"])]["big"] for q in data["queries"])
+  assert data["summary"]["score"] == result["summary"]["score"]
+  total = sum(os.path.getsize(os.path.join(root, f)) for root, _, files in
+              os.walk(os.path.join(workdir, "assets")) for f in files)
+  assert result["report_bytes"] == total + os.path.getsize(os.path.join(workdir, "index.html"))
+
+
+def test_features_without_a_table_show_row_numbers(table_pool, tmp_path):
+  path, a, b, *_ = table_pool
+  workdir = str(tmp_path / "plain")
+  browse_run.run(_features_config(path, table=""), workdir)
+  data = _read(workdir)
+  _check_lists(data, a, b)
+  assert not data["meta"]["markers"] and not data["meta"]["thumbnails"]
+  assert all(info["id"] == f"row {r}" for r, info in data["rows"].items())
+
+
+def test_bad_tables_and_sizes_are_named(table_pool, tmp_path):
+  path, *_ = table_pool
+  with open(path / "short.csv", "w") as f:
+    f.write("id,image_path,caption\nx,img/0.png,hello\n")
+  with pytest.raises(errors.ShapeMismatchError, match="short.csv has 1 rows but the features have 60"):
+    browse_run.run(_features_config(path, table=str(path / "short.csv")), str(tmp_path / "x"))
+  with open(path / "nocap.csv", "w") as f:
+    f.write("id,image_path\nx,img/0.png\n")
+  with pytest.raises(errors.DataError, match="lacks the column.s. caption"):
+    browse_run.run(_features_config(path, table=str(path / "nocap.csv")), str(tmp_path / "x"))
+  with pytest.raises(errors.ConfigError, match="config.k=20 must be below the smallest gallery 15"):
+    browse_run.run(_features_config(path, k=20), str(tmp_path / "x"))
+  with pytest.raises(errors.ConfigError, match="config.features_a is required"):
+    browse_run.run(_features_config(path, features_a=""), str(tmp_path / "x"))
+
+
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory):
+  path = str(tmp_path_factory.mktemp("store") / "store")
+  toy_store.write(path)
+  return path
+
+
+def _store_config(store_dir, **overrides):
+  config = browse_config.get_config("store,smoke")
+  values = dict(store=store_dir, dataset="toy", model_a="img", model_b="txt", k=5, min_n=40,
+                candidates=1000, queries=15, n_boot=50, n_perm=5)
+  config.update({**values, **overrides})
+  return config
+
+
+@pytest.mark.parametrize("pairing", ["all", "first"])
+def test_store_rows_read_images_and_captions_back_through_the_reader(store_dir, tmp_path, pairing):
+  workdir = str(tmp_path / pairing)
+  browse_run.run(_store_config(store_dir, pairing=pairing), workdir)
+  data = _read(workdir)
+  samples = toy_store.usable()
+  pairs = [(s, c) for s, rec in enumerate(samples)
+           for c in range(len(rec.captions) if pairing == "all" else 1)]
+  a = np.stack([toy_store.image_features(samples[s]) for s, _ in pairs])
+  b = np.stack([toy_store.text_features(samples[s].captions[c]) for s, c in pairs])
+  assert data["meta"]["n"] == len(pairs)
+  _check_lists(data, a, b)
+  names = list(toy_source.COLOURS)
+  for row, info in data["rows"].items():
+    s, c = pairs[int(row)]
+    assert info["id"] == samples[s].id and info["caption"] == samples[s].captions[c]
+    assert info["label"] == samples[s].label and names[info["label"] // 3] in samples[s].captions[0]
+    assert info["thumb"] or info["mini"]
+  for q in data["queries"]:
+    s, c = pairs[q["row"]]
+    assert data["rows"][str(q["row"])]["captions"] == list(samples[s].captions)
+    assert data["rows"][str(q["row"])]["caption_index"] == c
+    for side in ("a", "b"):
+      want = ["i" if pairs[j][0] == s else
+              "c" if samples[pairs[j][0]].captions[pairs[j][1]] == samples[s].captions[c] else "o"
+              for j in q[side][-1]]
+      assert q["r" + side][-1] == "".join(want)
+  if pairing == "all":  # the image side holds duplicates: a query's own image comes first
+    multi = [q for q in data["queries"] if len(samples[pairs[q["row"]][0]].captions) > 1]
+    assert multi and all(q["ra"][-1][0] == "i" for q in multi)
+
+
+def test_store_without_data_shows_ids_and_says_why(store_dir, tmp_path):
+  browse_run.run(_store_config(store_dir, read_data=False), str(tmp_path / "r"))
+  data = _read(str(tmp_path / "r"))
+  assert not data["meta"]["thumbnails"]
+  assert all(info["note"].startswith("no dataset reader") for info in data["rows"].values())
+
+
+def test_store_config_errors_name_what_the_store_has(store_dir, tmp_path):
+  with pytest.raises(errors.ConfigError, match="models of dataset 'toy': img, txt"):
+    browse_run.run(_store_config(store_dir, model_a="dino"), str(tmp_path))
+  with pytest.raises(errors.ConfigError, match="config.store is required"):
+    browse_run.run(_store_config(""), str(tmp_path))
+  with pytest.raises(errors.StoreError, match="not an embedding store"):
+    browse_run.run(_store_config(str(tmp_path)), str(tmp_path))
+  assert browse_run.resolve_array([toy_store.IMAGE], "", toy_store.IMAGE, 0, "", "a") == toy_store.IMAGE
+
+
+def test_every_variant_builds_and_conflicts_are_refused():
+  for arg in (None, "smoke", "toy", "toy,smoke", "store", "features", "features,n=5,k=3",
+              "queries=7,candidates=9"):
+    config = browse_config.get_config(arg)
+    assert config.k >= 1 and config.queries >= 1
+  assert browse_config.get_config("queries=7").queries == 7
+  with pytest.raises(errors.ConfigError, match="choose one of the variants toy, store"):
+    browse_config.get_config("toy,store")
+  with pytest.raises(errors.ConfigError, match="unknown config variant 'tpy'"):
+    browse_config.get_config("tpy")
