@@ -21,6 +21,17 @@
    mesh spanning hosts sees the same number of jitted calls everywhere.
 5. After each chunk: write (pending -> data -> complete), then the orbax job state.
 
+One writer per host: the ``JobWriter`` holds the lock of (job, host) for the whole call,
+so a second extraction of the same host into the same store stops at once with
+``errors.LockedError`` naming the holder (host, pid, start time), and the lock of a
+killed run is recovered by the next one. Each process of a multi-process run holds its
+own host's lock: hosts write disjoint files, and the lockstep keeps them together.
+
+A failure on any host (a reader error, a full disk, a lock held elsewhere, a changed
+source) is announced at that host's next lockstep point: every host stops, the failing
+one with its own error and the others with HostFailedError quoting it, instead of
+waiting forever for a host that is gone.
+
 Chunk metadata (the manifest entry, ``store/manifest.py``): per row "ids", "labels" and
 "n_captions" (the sample's caption count); caption-level chunks add per row
 "caption_numbers" (0-based caption index within its sample) and "samples" (how many
@@ -150,9 +161,13 @@ def extract(source, encoder, store_path: str, *, dataset: str, model: str,
       before it (all counted in reader items, like ``source.size``).
 
   Raises:
-    InvalidArgumentError: bad sizes or captions value, or (captions="all") a sample
-      with more captions than chunk_rows.
-    StoreError: a store made with other settings, or a source that changed.
+    InvalidArgumentError: bad sizes, captions value, dataset or model name, or
+      (captions="all") a sample with more captions than chunk_rows.
+    StoreError: a store made with other settings, a damaged store, a source that
+      changed, a full disk (rerun the same call once there is space: it resumes).
+    LockedError: another writer holds this host's part of the job.
+    HostFailedError: another process of a multi-process run failed (its message
+      included); every process raises.
   """
   start_time = time.perf_counter()
   steps = _Lockstep(encoder, batch_size)

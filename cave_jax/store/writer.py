@@ -11,6 +11,14 @@
     of ``manifest.py`` and logs the write; ``finish`` marks the host done.
 
 Chunk c of host h lives in slot ``c * process_count + h`` of every array (``arrays.py``).
+
+One writer per (job, host): a JobWriter holds ``jobs/<job>/locks/h<host>/LOCK``
+(``cave_jax.locks``) from construction to ``close``. A second writer of the same host of
+the same job -- in another process, or another JobWriter in this one -- gets
+``errors.LockedError`` naming the holder (host, pid, start time); a lock left by a killed
+process on this machine is recovered. The hosts of a multi-process job each hold their
+own host's lock (they write disjoint files), so two launches of the same job collide
+host by host, and different jobs of one store never wait for each other.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import shutil
 import numpy as np
 
 from cave_jax import errors
+from cave_jax import locks
 from cave_jax.store import arrays
 from cave_jax.store import job_state
 from cave_jax.store import manifest as manifest_lib
@@ -67,24 +76,35 @@ class JobWriter:
     self.chunk_rows = job["chunk_rows"]
     self.job_dir = os.path.join(self.path, "jobs", job["id"])
     self.manifest = manifest_lib.Manifest(self.job_dir)
-    if replace:
-      if self.hosts != 1:
-        raise errors.InvalidArgumentError("replace=True needs a one-host job (process_count=1)")
-      self._io(f"replace job {job['id']!r}", self._remove_job)
-    self._io("create the store", self._describe)
-    self.arrays = {
-        name: arrays.open_array(os.path.join(self.path, "arrays", name), create=True,
-                                chunk_rows=self.chunk_rows, row_shape=tuple(spec["row_shape"]),
-                                dtype=spec["dtype"])
-        for name, spec in job["arrays"].items()}
-    self.state = job_state.JobState(os.path.join(self.job_dir, "state", f"h{host:05d}"),
-                                    host, fingerprint=job)
+    if replace and self.hosts != 1:
+      raise errors.InvalidArgumentError("replace=True needs a one-host job (process_count=1)")
+    if os.path.exists(self.path) and not os.path.isdir(self.path):
+      raise errors.StoreError(f"store path {self.path} is a file, not a directory")
+    self._lock = self._io("lock the job", self._take_lock)
+    try:
+      if replace:
+        self._io(f"replace job {job['id']!r}", self._remove_job)
+      self._io("create the store", self._describe)
+      self.arrays = {
+          name: arrays.open_array(os.path.join(self.path, "arrays", name), create=True,
+                                  chunk_rows=self.chunk_rows,
+                                  row_shape=tuple(spec["row_shape"]), dtype=spec["dtype"])
+          for name, spec in job["arrays"].items()}
+      self.state = job_state.JobState(os.path.join(self.job_dir, "state", f"h{host:05d}"),
+                                      host, fingerprint=job)
+    except BaseException:
+      self._lock.release()
+      raise
+
+  def _take_lock(self):
+    """Holds ``jobs/<job>/locks/h<host>/LOCK`` until ``close`` (``cave_jax.locks``)."""
+    directory = os.path.join(self.job_dir, "locks", f"h{self.host:05d}")
+    os.makedirs(directory, exist_ok=True)
+    return locks.acquire(directory, f"writer of host {self.host} of job {self.job['id']!r} "
+                                    f"in store {self.path}")
 
   def _describe(self) -> None:
     """Writes (or checks) store.json and job.json."""
-    if os.path.exists(self.path) and not os.path.isdir(self.path):
-      raise errors.StoreError(f"store path {self.path} is a file, not a directory")
-    os.makedirs(self.path, exist_ok=True)
     marker = os.path.join(self.path, store_lib.MARKER)
     if os.path.exists(marker):
       schema.check_marker(manifest_lib.read_json(marker), marker)
@@ -238,4 +258,8 @@ class JobWriter:
               "trailing_skipped": trailing_skipped})
 
   def close(self) -> None:
-    self.state.close()
+    """Ends the writer: waits for the job state, then releases the lock (idempotent)."""
+    try:
+      self.state.close()
+    finally:
+      self._lock.release()
