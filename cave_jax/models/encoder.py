@@ -34,38 +34,75 @@ from cave_jax.models import sharding, text_inputs
 _MAX_LENGTH = 8192  # default cap on tokens per text (captions are far shorter)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "how", "layers"))
-def _pooled_text(graphdef, state, ids, mask, first_special, *, how, layers):
-  """[B, T] ids/mask -> [B, len(layers), D] float32 pooled states."""
+def _check_state_count(hidden, count: int) -> None:
+  """Trace-time guard: the model returned the ``count`` hidden states the indices assume."""
+  if len(hidden) != count:
+    raise InvalidArgumentError(
+        f"the model returned {len(hidden)} hidden states, but layer indices were resolved "
+        f"against {count}; Encoder.num_hidden_states must equal len(model(...))")
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "how", "layers", "count"))
+def _pooled_text(graphdef, state, ids, mask, first_special, *, how, layers, count):
+  """[B, T] ids/mask -> [B, len(layers), D] float32 pooled states (layers in [0, count))."""
   hidden = nnx.merge(graphdef, state)(ids, mask)
+  _check_state_count(hidden, count)
   return jnp.stack([pooling_lib.text(hidden[i], mask, how, first_special) for i in layers],
                    axis=1)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "how", "layers", "prefix"))
-def _pooled_images(graphdef, state, pixels, *, how, layers, prefix):
-  """[B, H, W, 3] -> [B, len(layers), D] float32 pooled states."""
+@functools.partial(jax.jit, static_argnames=("graphdef", "how", "layers", "prefix", "count"))
+def _pooled_images(graphdef, state, pixels, *, how, layers, prefix, count):
+  """[B, H, W, 3] -> [B, len(layers), D] float32 pooled states (layers in [0, count))."""
   hidden = nnx.merge(graphdef, state)(pixels)
+  _check_state_count(hidden, count)
   return jnp.stack([pooling_lib.image(hidden[i], how, prefix) for i in layers], axis=1)
 
 
 def layer_indices(layers, count: int) -> tuple[tuple[int, ...], bool]:
   """(indices into the ``count`` hidden states, whether one int was asked for).
 
-  ``layers``: None (all), an int (negative counts from the end), or a non-empty
-  list of ints. Raises InvalidArgumentError for anything out of range.
+  Args:
+    layers: None (all), an int, or a non-empty list of ints. Indices count like Python
+      indices over the hidden states the model returns: 0..count-1 (0 = embeddings,
+      count-1 = last block), or -count..-1 from the end.
+    count: the number of hidden states the model returns, L + 1 for L blocks
+      (``Encoder.num_hidden_states``). On a 3-block model count = 4: -4 is the
+      embeddings, and 4, 99 or -5 are errors.
+
+  Returns:
+    (non-negative indices in [0, count), in the order asked; True when ``layers`` is
+    one int).
+
+  Raises:
+    InvalidArgumentError: an empty list, a bool or non-integer index, or an index
+      outside [-count, count-1]; the message names the allowed range.
   """
   if layers is None:
     return tuple(range(count)), False
-  single = isinstance(layers, (int, np.integer))
+  single = (isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__")
+            or (isinstance(layers, np.ndarray) and layers.ndim == 0))
   wanted = [layers] if single else list(layers)
   if not wanted:
     raise InvalidArgumentError("layers is an empty list; pass None for all layers")
-  bad = [i for i in wanted if not isinstance(i, (int, np.integer)) or not -count <= i < count]
+  allowed = (f"the model has {count} hidden states (0 = embeddings .. {count - 1} = last "
+             f"block): allowed are 0..{count - 1}, or -{count}..-1 counting from the end")
+  not_int = [i for i in wanted if not _is_index(i)]
+  if not_int:
+    raise InvalidArgumentError(f"layers {not_int} are not integers; {allowed}")
+  bad = [int(i) for i in wanted if not -count <= int(i) < count]
   if bad:
-    raise InvalidArgumentError(f"layers {bad} out of range: the model has {count} hidden "
-                               f"states (0 = embeddings .. {count - 1} = last block)")
+    raise InvalidArgumentError(f"layers {bad} out of range: {allowed}")
   return tuple(int(i) % count for i in wanted), single
+
+
+def _is_index(value) -> bool:
+  """An int or numpy integer (0-d arrays included), never a bool."""
+  if isinstance(value, (bool, np.bool_)):
+    return False
+  if isinstance(value, np.ndarray):
+    return value.ndim == 0 and np.issubdtype(value.dtype, np.integer)
+  return isinstance(value, (int, np.integer))
 
 
 class Encoder:
@@ -179,7 +216,9 @@ class Encoder:
     Args:
       texts: non-empty list of non-empty strings.
       pooling: one of pooling.TEXT_POOLINGS ('mean', 'last', 'cls', 'mean_no_bos').
-      layers: None (all L + 1), an int, or a list of ints (indices of hidden states).
+      layers: None (all L + 1), an int, or a list of ints: indices into the
+        ``num_hidden_states`` = L + 1 states the model returns, Python-style (``layer_indices``:
+        0..L or -(L+1)..-1; anything else raises).
       batch_size: texts per forward pass.
 
     Returns:
@@ -205,7 +244,8 @@ class Encoder:
       first_special = np.array([ids[i, 0] in special for i in range(size)])
       ids, mask, first_special = self._put(ids, mask, first_special)
       pooled = np.asarray(_pooled_text(self._graphdef, self._state, ids, mask, first_special,
-                                       how=pooling, layers=indices))[:len(chunk)]
+                                       how=pooling, layers=indices,
+                                       count=self.num_hidden_states))[:len(chunk)]
       if out.shape[2] == 0:
         out = np.zeros((len(texts), len(indices), pooled.shape[-1]), np.float32)
       out[chunk] = pooled
@@ -218,11 +258,15 @@ class Encoder:
     Args:
       images: non-empty list of HxWx3 uint8 arrays (any sizes the preprocessor takes).
       pooling: one of pooling.IMAGE_POOLINGS ('cls', 'mean_patches', 'mean').
-      layers: None (all L + 1), an int, or a list of ints.
+      layers: None (all L + 1), an int, or a list of ints: indices into the
+        ``num_hidden_states`` = L + 1 states, Python-style (``layer_indices``).
       batch_size: images per forward pass.
 
     Returns:
       [N, L', D] float32 (or [N, D] for an int ``layers``), rows in input order.
+
+    Raises:
+      InvalidArgumentError: empty list, unknown pooling, bad layers.
     """
     self._require("image", "embed_images")
     if pooling not in pooling_lib.IMAGE_POOLINGS:
@@ -242,7 +286,8 @@ class Encoder:
         pixels = np.concatenate([pixels, np.repeat(pixels[:1], size - len(chunk), 0)])
       (pixels,) = self._put(pixels)
       pooled = _pooled_images(self._graphdef, self._state, pixels, how=pooling,
-                              layers=indices, prefix=int(self.model.num_prefix_tokens))
+                              layers=indices, prefix=int(self.model.num_prefix_tokens),
+                              count=self.num_hidden_states)
       parts.append(np.asarray(pooled)[:len(chunk)])
     out = np.concatenate(parts)
     return out[:, 0] if single else out
