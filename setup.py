@@ -42,6 +42,8 @@ setup(
             # Drives the system chromium + chromedriver in tests/browse (.ci/install_browser.sh).
             "selenium>=4.10",
         ],
+        # tensorflow, which the tfds datasets (cave_jax.data.tfds_sources) read with.
+        "tfds": ["tensorflow-cpu>=2.16"],
         # faiss baselines of cave_jax.knn.approx / experiments.exact_vs_approx.
         "approx": ["faiss-cpu>=1.8"],
         "cuda12": ["jax[cuda12]>=0.10,<0.11"],

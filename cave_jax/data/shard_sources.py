@@ -5,7 +5,8 @@ key (the member path up to the first dot of its file name; members of a sample a
 consecutive, as webdataset writes them):
   * image: ``key.jpg`` / ``.jpeg`` / ``.png`` / ``.webp``;
   * captions: ``key.txt`` (one caption) and/or ``key.json`` with ``"captions"`` (a list),
-    ``"caption"`` or ``"text"``; all are kept, in that order;
+    ``"caption"`` or ``"text"``; all are kept, in that order, except a json ``"caption"``
+    / ``"text"`` equal to ``key.txt`` (img2dataset writes the caption to both);
   * label (optional): ``key.cls`` (an int) or the json's ``"label"``.
 Id: ``<tar file name>/<key>``. Hosts split the sorted shard list into contiguous ranges
 (``records.host_range`` over shards), so use at least as many shards as hosts. A shard
@@ -36,7 +37,11 @@ IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 
 
 def expand_paths(paths: str | Sequence[str], what: str) -> list[str]:
-  """Sorted files named by paths, glob patterns, comma-separated lists or directories."""
+  """Sorted files named by paths, glob patterns, comma-separated lists or directories.
+
+  Raises DataError when nothing matches or none of the named files exists (a missing
+  file among existing ones is read as one Skipped item instead).
+  """
   if isinstance(paths, str):
     paths = [p for p in paths.split(",") if p.strip()]
   found = []
@@ -50,8 +55,14 @@ def expand_paths(paths: str | Sequence[str], what: str) -> list[str]:
     else:
       found.append(pattern)  # a missing file is skipped (and recorded) when read
   if not found:
-    raise errors.DataError(f"no .{what} files match {paths!r}")
-  return sorted(dict.fromkeys(found))
+    raise errors.DataError(f"no .{what} files match {paths!r}; make them first "
+                           f"(docs/data.md: img2dataset writes both kinds)")
+  found = sorted(dict.fromkeys(found))
+  if not any(os.path.exists(f) for f in found):
+    raise errors.DataError(f"none of the {len(found)} .{what} files named by {paths!r} "
+                           f"exists (first: {found[0]}); make them first (docs/data.md: "
+                           f"img2dataset writes both kinds)")
+  return found
 
 
 @dataclasses.dataclass
@@ -131,7 +142,10 @@ def _sample(shard: str, key: str, parts: dict) -> records.Item:
     if isinstance(meta, dict):
       listed = meta.get("captions")
       captions.extend(listed if isinstance(listed, list) else [])
-      captions.extend(meta[k] for k in ("caption", "text") if isinstance(meta.get(k), str))
+      single = [meta[k] for k in ("caption", "text") if isinstance(meta.get(k), str)]
+      # img2dataset writes a sample's caption both to key.txt and to the json's "caption".
+      txt = _text(parts["txt"]) if "txt" in parts else None
+      captions.extend(c for c in single if c.strip() != txt)
       label = meta.get("label")
   if "cls" in parts:
     label = parts["cls"].decode("utf-8", "replace").strip()
@@ -142,6 +156,10 @@ def _sample(shard: str, key: str, parts: dict) -> records.Item:
   if image is None:
     return records.Skipped(sample_id, "missing image file")
   return records.make_item(sample_id, image, captions, label)
+
+
+def _text(data) -> str:
+  return (data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)).strip()
 
 
 @dataclasses.dataclass
@@ -157,6 +175,28 @@ class ParquetSource:
 
   def __post_init__(self):
     self.files = expand_paths(self.paths, "parquet")
+
+  def check_ready(self) -> None:
+    """Raises DataError unless the first readable file has the configured columns."""
+    import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
+    for path in self.files:
+      try:
+        names = pq.ParquetFile(path).schema_arrow.names
+      except Exception:  # pylint: disable=broad-except  # unreadable: read() skips it
+        continue
+      self._check_columns(path, names)
+      return
+    raise errors.DataError(f"none of the {len(self.files)} parquet files is readable "
+                           f"(first: {self.files[0]})")
+
+  def _check_columns(self, path, names):
+    columns = [c for c in (self.image_column, self.caption_column, self.id_column,
+                           self.label_column) if c]
+    missing = [c for c in columns if c not in names]
+    if missing:
+      raise errors.DataError(f"parquet file {path} has no column(s) {missing}; it has "
+                             f"{names} (set --config.image_column / caption_column / "
+                             f"id_column / label_column)")
 
   def size(self, process_index: int = 0, process_count: int = 1) -> int:
     """Items in this host's slice (from the files' footers)."""
@@ -195,10 +235,7 @@ class ParquetSource:
     parquet = pq.ParquetFile(path)
     columns = [c for c in (self.image_column, self.caption_column, self.id_column,
                            self.label_column) if c]
-    missing = [c for c in columns if c not in parquet.schema_arrow.names]
-    if missing:
-      raise errors.DataError(f"parquet file {path} has no column(s) {missing}; it has "
-                             f"{parquet.schema_arrow.names}")
+    self._check_columns(path, parquet.schema_arrow.names)
     base, row = os.path.basename(path), 0
     for batch in parquet.iter_batches(batch_size=self.batch_rows, columns=columns):
       table = batch.to_pydict()

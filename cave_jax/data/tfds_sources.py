@@ -21,11 +21,19 @@ Order and slices: files are read in order, one at a time (``shuffle_files=False`
 (file name and position in it), unique and stable across runs. Images are decoded here
 with PIL (``SkipDecoding``), so an undecodable image becomes a ``Skipped`` item instead
 of an error inside the tf.data pipeline; ``decode_in_tf=True`` lets tfds decode instead.
+
+Getting a dataset onto disk (docs/data.md): tfds readers need tensorflow (``pip install
+'cave_jax[tfds]'``) and a prepared copy in ``data_dir``: ``tfds build NAME
+--data_dir=DIR``, which downloads coco_captions and wit itself, while imagenet2012,
+laion400m and wit_kaggle need their files in the manual directory first (``MANUAL``).
+``check_ready()`` says in one line which of these steps is missing; the extraction run
+calls it before it creates a store, and ``read`` raises the same error.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -36,6 +44,17 @@ from cave_jax.data import records
 DATASETS = ("coco_captions", "imagenet2012", "laion400m", "wit", "wit_kaggle")
 DEFAULT_SPLITS = {"coco_captions": "val", "imagenet2012": "validation", "laion400m": "train",
                   "wit": "train", "wit_kaggle": "train_with_extended_features"}
+# Datasets whose files must be downloaded by hand into the manual directory before
+# ``tfds build`` (what to put there); the others are downloaded by tfds itself.
+MANUAL = {
+    "imagenet2012": "ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar (image-net.org, "
+                    "after registering)",
+    "laion400m": "the LAION-400M image shards 00000.tar, 00000.parquet, ... (img2dataset "
+                 "output)",
+    "wit_kaggle": "the train/ and test/ folders of the Kaggle competition "
+                  "wikipedia-image-caption",
+}
+NEEDS_BEAM = ("wit", "wit_kaggle")  # tfds builds these with Apache Beam
 WIT_CAPTION_KEYS = ("caption_reference_description", "caption_attribution_description",
                     "caption_alt_text_description")
 
@@ -68,9 +87,42 @@ class TfdsSource:
     self.split = self.split or DEFAULT_SPLITS[self.dataset]
     self.name = self.dataset
 
+  def check_ready(self) -> None:
+    """Raises DataError, in one line naming the missing step, unless tensorflow is
+    installed and the dataset is prepared in ``data_dir`` with the split asked for."""
+    tfds = _import_tfds()
+    builder = tfds.builder(self.dataset, data_dir=self.data_dir)
+    if not builder.is_prepared():
+      raise errors.DataError(self._not_prepared(builder))
+    known = list(builder.info.splits.keys())
+    for part in self.split.split("+"):
+      name = part.split("[")[0].strip()
+      if name not in known:
+        raise errors.DataError(f"tfds dataset {self.dataset} in {builder.data_dir_root} has "
+                               f"no split {name!r} (split={self.split!r}); it has "
+                               f"{', '.join(sorted(known))}")
+
+  def _not_prepared(self, builder) -> str:
+    """One line: what to run (and download first) so that ``builder`` is prepared."""
+    root = os.fspath(builder.data_dir_root)
+    name = self.dataset
+    if builder.builder_config is not None and self.dataset in MANUAL:
+      name = f"{self.dataset}/{builder.builder_config.name}"
+    command = f"tfds build {name} --data_dir={root}"
+    if self.dataset in NEEDS_BEAM:
+      command = f"pip install apache-beam && {command}"
+    if self.dataset in MANUAL:
+      manual = os.path.join(root, "downloads", "manual")
+      step = (f"put {MANUAL[self.dataset]} into {manual}, then run `{command} "
+              f"--manual_dir={manual}`")
+    else:
+      step = f"run `{command}` (it downloads the files)"
+    return (f"tfds dataset {self.dataset} is not prepared in {root}: {step}, or give the "
+            f"data_dir where it is prepared (--config.data_dir); see docs/data.md")
+
   def size(self, process_index: int = 0, process_count: int = 1) -> int | None:
     """Items in this host's slice, from tfds's split info (None if unknown)."""
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    tfds = _import_tfds()
     try:
       total = tfds.builder(self.dataset, data_dir=self.data_dir).info.splits[
           self.split].num_examples
@@ -81,8 +133,13 @@ class TfdsSource:
 
   def read(self, process_index: int = 0, process_count: int = 1,
            start: int = 0) -> Iterator[records.Item]:
-    """This host's items from position ``start``; see the module docstring."""
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    """This host's items from position ``start``; see the module docstring.
+
+    Raises:
+      DataError: tensorflow missing, the dataset not prepared (``check_ready``), or
+        wit without an image_lookup.
+    """
+    tfds = _import_tfds()
     records.check_host(process_index, process_count)
     builder = tfds.builder(self.dataset, data_dir=self.data_dir)
     features = builder.info.features
@@ -96,9 +153,14 @@ class TfdsSource:
     decoders = None
     if has_image and not self.decode_in_tf:
       decoders = {"image": tfds.decode.SkipDecoding()}
-    ds = builder.as_dataset(
-        split=split, shuffle_files=False, decoders=decoders,
-        read_config=tfds.ReadConfig(add_tfds_id=True, interleave_cycle_length=1))
+    try:
+      ds = builder.as_dataset(
+          split=split, shuffle_files=False, decoders=decoders,
+          read_config=tfds.ReadConfig(add_tfds_id=True, interleave_cycle_length=1))
+    except AssertionError:  # tfds's "could not find data ... download_and_prepare()"
+      if builder.is_prepared():
+        raise
+      raise errors.DataError(self._not_prepared(builder)) from None
     if start:
       ds = ds.skip(start)
     map_one = getattr(self, f"_map_{'wit' if self.dataset.startswith('wit') else self.dataset}")
@@ -136,6 +198,17 @@ class TfdsSource:
       if image is None:
         return records.Skipped(sample_id, f"missing image for {url!r}")
     return records.make_item(sample_id, image, [example.get(k) for k in WIT_CAPTION_KEYS])
+
+
+def _import_tfds():
+  """tensorflow_datasets, after checking that tensorflow (which reads tfds data) imports."""
+  try:
+    import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise errors.DataError(f"reading tfds datasets needs tensorflow and tensorflow-datasets "
+                           f"({e}): pip install 'cave_jax[tfds]'") from None
+  return tfds
 
 
 def _text(value) -> str:

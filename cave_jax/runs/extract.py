@@ -102,7 +102,11 @@ class _DropOrbaxInfo(pylogging.Filter):
 
 
 def build_source(config):
-  """(records.Source, JSON description) for config.dataset."""
+  """(records.Source, JSON description) for config.dataset, checked to be readable.
+
+  Raises DataError (one line naming the missing step, docs/data.md) for a dataset that
+  is not on disk: tensorflow missing, a tfds dataset not prepared, no shard files.
+  """
   from cave_jax.data import shard_sources  # pylint: disable=g-import-not-at-top
   from cave_jax.data import tfds_sources  # pylint: disable=g-import-not-at-top
   from cave_jax.data import toy_source  # pylint: disable=g-import-not-at-top
@@ -114,6 +118,7 @@ def build_source(config):
   if dataset in tfds_sources.DATASETS:
     source = tfds_sources.TfdsSource(dataset, split=get(config, "split", str),
                                      data_dir=get(config, "data_dir", str) or None)
+    source.check_ready()  # tensorflow installed, dataset prepared: before any store exists
     return source, {"name": dataset, "split": source.split}
   paths = get(config, "paths", str)
   if not paths:
@@ -126,6 +131,7 @@ def build_source(config):
     columns = {k: get(config, k, str) for k in ("image_column", "caption_column",
                                                 "id_column", "label_column")}
     source = shard_sources.ParquetSource(paths, **columns)
+    source.check_ready()
     return source, {"name": dataset, "files": [os.path.basename(f) for f in source.files],
                     **columns}
   raise errors.ConfigError(f"config.dataset={dataset!r} is unknown")

@@ -130,3 +130,32 @@ def test_parquet_missing_column_is_a_data_error(parquet_files):
   source = shard_sources.ParquetSource(str(directory), image_column="image")
   with pytest.raises(errors.DataError, match="no column"):
     list(source.read())
+
+
+def test_img2dataset_samples_keep_their_caption_once(tmp_path):
+  """img2dataset writes key.jpg, key.txt and key.json whose "caption" repeats key.txt."""
+  write_tar(tmp_path / "00000.tar", [
+      ("000000000.jpg", encoded_image(0, "JPEG")), ("000000000.txt", b"a red bus "),
+      ("000000000.json", json_bytes({"caption": "a red bus", "url": "http://x/0.jpg",
+                                     "key": "000000000", "status": "success"})),
+      ("000000001.jpg", encoded_image(1, "JPEG")), ("000000001.txt", b"a dog"),
+      ("000000001.json", json_bytes({"caption": "a dog on grass"})),
+  ])
+  items = list(shard_sources.WebDatasetSource(str(tmp_path / "00000.tar")).read())
+  assert [item.captions for item in items] == [("a red bus",), ("a dog", "a dog on grass")]
+  assert [item.id for item in items] == ["00000.tar/000000000", "00000.tar/000000001"]
+
+
+def test_webdataset_or_parquet_files_that_do_not_exist_are_a_data_error(tmp_path):
+  with pytest.raises(errors.DataError, match=r"none of the 2 .tar files .* exists"):
+    shard_sources.WebDatasetSource([str(tmp_path / "a.tar"), str(tmp_path / "b.tar")])
+  with pytest.raises(errors.DataError, match=r"none of the 1 .parquet files"):
+    shard_sources.ParquetSource(str(tmp_path / "x.parquet"))
+
+
+def test_parquet_check_ready_names_missing_columns_before_reading(parquet_files):
+  directory, _ = parquet_files
+  shard_sources.ParquetSource(str(directory), image_column="jpg",
+                              caption_column="texts").check_ready()
+  with pytest.raises(errors.DataError, match=r"p0.parquet has no column\(s\) \['image'\]"):
+    shard_sources.ParquetSource(str(directory), caption_column="texts").check_ready()

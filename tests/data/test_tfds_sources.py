@@ -8,6 +8,8 @@ tfds; and with a custom image decoder it fails for datasets with Sequence featur
 """
 
 import io
+import os
+import sys
 
 import numpy as np
 import pytest
@@ -122,3 +124,64 @@ def test_undecodable_image_or_empty_caption_becomes_a_skipped_item():
 def test_unknown_dataset_is_a_data_error():
   with pytest.raises(errors.DataError, match="unknown tfds dataset"):
     tfds_sources.TfdsSource("mnist")
+
+
+def _prepared(data_dir, dataset, splits):
+  """A data_dir where tfds sees ``dataset`` as prepared with ``splits`` {name: rows} (its
+  dataset_info.json written; no records, so only metadata can be read)."""
+  builder = tfds.builder(dataset, data_dir=str(data_dir))
+  builder.info.set_splits(tfds.core.SplitDict([
+      tfds.core.SplitInfo(name=name, shard_lengths=[rows], num_bytes=0,
+                          filename_template=None) for name, rows in splits.items()]))
+  os.makedirs(builder.data_dir, exist_ok=True)
+  builder.info.write_to_directory(builder.data_dir)
+
+
+def test_an_unprepared_dataset_names_the_tfds_command_in_one_line(tmp_path):
+  source = tfds_sources.TfdsSource("coco_captions", data_dir=str(tmp_path))
+  expected = rf"run `tfds build coco_captions --data_dir={tmp_path}` \(it downloads"
+  with pytest.raises(errors.DataError, match=expected) as raised:
+    source.check_ready()
+  assert "\n" not in str(raised.value) and "docs/data.md" in str(raised.value)
+  with pytest.raises(errors.DataError, match=expected):  # read: the same error, no assert
+    list(source.read())
+  assert source.size() is None
+
+
+@pytest.mark.parametrize("dataset, files", [("imagenet2012", "ILSVRC2012_img_val.tar"),
+                                            ("laion400m", "00000.parquet"),
+                                            ("wit_kaggle", "wikipedia-image-caption")])
+def test_manual_datasets_say_what_to_download_and_where(tmp_path, dataset, files):
+  manual = tmp_path / "downloads" / "manual"
+  with pytest.raises(errors.DataError) as raised:
+    tfds_sources.TfdsSource(dataset, data_dir=str(tmp_path)).check_ready()
+  message = str(raised.value)
+  assert "\n" not in message and files in message
+  assert f"into {manual}, then run `" in message and f"--manual_dir={manual}`" in message
+  assert f"--data_dir={tmp_path} " in message
+
+
+def test_wit_needs_apache_beam_to_be_built(tmp_path):
+  with pytest.raises(errors.DataError, match="pip install apache-beam && tfds build wit "):
+    tfds_sources.TfdsSource("wit", data_dir=str(tmp_path)).check_ready()
+
+
+def test_without_tensorflow_the_error_names_the_extra(tmp_path, monkeypatch):
+  monkeypatch.setitem(sys.modules, "tensorflow", None)  # import tensorflow -> ImportError
+  source = tfds_sources.TfdsSource("laion400m", data_dir=str(tmp_path))
+  for call in (source.check_ready, lambda: list(source.read()), source.size):
+    with pytest.raises(errors.DataError, match=r"needs tensorflow .*pip install "
+                                               r"'cave_jax\[tfds\]'$"):
+      call()
+
+
+def test_a_prepared_dataset_passes_and_an_unknown_split_is_named(tmp_path):
+  _prepared(tmp_path, "coco_captions", {"val": 5, "test": 3})
+  tfds_sources.TfdsSource("coco_captions", data_dir=str(tmp_path)).check_ready()
+  tfds_sources.TfdsSource("coco_captions", split="test[:2]+val",
+                          data_dir=str(tmp_path)).check_ready()
+  assert tfds_sources.TfdsSource("coco_captions", data_dir=str(tmp_path)).size(1, 2) == 2
+  with pytest.raises(errors.DataError, match=r"no split 'train' \(split='train\[:10\]'\); "
+                                             r"it has test, val$"):
+    tfds_sources.TfdsSource("coco_captions", split="train[:10]",
+                            data_dir=str(tmp_path)).check_ready()

@@ -36,7 +36,7 @@ def test_unknown_variant_and_key_fail_clearly():
 
 
 def test_run_rejects_missing_checkpoint_and_paths(tmp_path):
-  config = extract_config.get_config("dinov2_base,coco_captions")
+  config = extract_config.get_config("dinov2_base")
   with pytest.raises(errors.ConfigError, match="checkpoint"):
     extract_run.run(config, str(tmp_path))
   config = extract_config.get_config("webdataset")
@@ -83,4 +83,42 @@ def test_cli_refuses_layer_99_of_a_3_layer_model_in_one_line(tmp_path):
   assert done.stderr.strip().splitlines()[-1] == (
       "ConfigError: config.layers: [99] out of range for tiny_vision, which has 3 hidden "
       "states (0 = embeddings, 1..2 = blocks); allowed: -3..2")
+  assert "Traceback" not in done.stderr and not os.path.exists(tmp_path / "store")
+
+
+def _run_fails_before_the_store(config, workdir, match):
+  with pytest.raises(errors.DataError, match=match) as raised:
+    extract_run.run(config, str(workdir))
+  assert "\n" not in str(raised.value)
+  assert not os.path.exists(os.path.join(str(workdir), "store"))
+
+
+def test_missing_datasets_fail_in_one_line_before_a_store_exists(tmp_path, monkeypatch):
+  config = extract_config.get_config("smoke,coco_captions")
+  config.data_dir = str(tmp_path / "tfds")
+  _run_fails_before_the_store(config, tmp_path, "run `tfds build coco_captions --data_dir=")
+  config = extract_config.get_config("smoke,webdataset")
+  config.paths = str(tmp_path / "shards" / "*.tar")
+  _run_fails_before_the_store(config, tmp_path, "no .tar files match")
+  config.paths = str(tmp_path / "shards" / "00000.tar")
+  _run_fails_before_the_store(config, tmp_path, "none of the 1 .tar files")
+  config = extract_config.get_config("smoke,parquet")
+  config.paths = str(tmp_path / "missing.parquet")
+  _run_fails_before_the_store(config, tmp_path, "none of the 1 .parquet files")
+  monkeypatch.setitem(sys.modules, "tensorflow", None)
+  config = extract_config.get_config("smoke,laion400m")
+  _run_fails_before_the_store(config, tmp_path, r"pip install 'cave_jax\[tfds\]'")
+
+
+def test_cli_reports_an_unprepared_dataset_in_one_line(tmp_path):
+  data_dir = tmp_path / "tfds"
+  done = subprocess.run(
+      [sys.executable, "-m", "experiments.extract",
+       "--config=configs/extract.py:smoke,imagenet2012", f"--config.data_dir={data_dir}",
+       f"--workdir={tmp_path}"], cwd=REPO, capture_output=True, text=True, timeout=180,
+      check=False, env=dict(os.environ, PYTHONPATH=REPO))
+  assert done.returncode == 1
+  last = done.stderr.strip().splitlines()[-1]
+  assert last.startswith("DataError: tfds dataset imagenet2012 is not prepared in "
+                         f"{data_dir}: put ILSVRC2012_img_train.tar"), done.stderr[-2000:]
   assert "Traceback" not in done.stderr and not os.path.exists(tmp_path / "store")
