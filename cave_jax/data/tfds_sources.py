@@ -54,7 +54,7 @@ MANUAL = {
     "wit_kaggle": "the train/ and test/ folders of the Kaggle competition "
                   "wikipedia-image-caption",
 }
-NEEDS_BEAM = ("wit", "wit_kaggle")  # tfds builds these with Apache Beam
+NEEDS_BEAM = ("laion400m", "wit", "wit_kaggle")  # tfds builds these with Apache Beam
 WIT_CAPTION_KEYS = ("caption_reference_description", "caption_attribution_description",
                     "caption_alt_text_description")
 
@@ -89,9 +89,11 @@ class TfdsSource:
 
   def check_ready(self) -> None:
     """Raises DataError, in one line naming the missing step, unless tensorflow is
-    installed and the dataset is prepared in ``data_dir`` with the split asked for."""
+    installed, the dataset has images (or an image_lookup) and is prepared in
+    ``data_dir`` with the split asked for."""
     tfds = _import_tfds()
     builder = tfds.builder(self.dataset, data_dir=self.data_dir)
+    self._check_images(builder.info.features)
     if not builder.is_prepared():
       raise errors.DataError(self._not_prepared(builder))
     known = list(builder.info.splits.keys())
@@ -101,6 +103,13 @@ class TfdsSource:
         raise errors.DataError(f"tfds dataset {self.dataset} in {builder.data_dir_root} has "
                                f"no split {name!r} (split={self.split!r}); it has "
                                f"{', '.join(sorted(known))}")
+
+  def _check_images(self, features) -> None:
+    if "image" not in features and self.image_lookup is None:
+      raise errors.DataError(
+          f"tfds dataset {self.dataset!r} has no image feature (metadata only): pass an "
+          f"image_lookup (image_url -> bytes), use wit_kaggle, or download the images of "
+          f"its URL lists with img2dataset into webdataset shards (docs/data.md)")
 
   def _not_prepared(self, builder) -> str:
     """One line: what to run (and download first) so that ``builder`` is prepared."""
@@ -144,10 +153,7 @@ class TfdsSource:
     builder = tfds.builder(self.dataset, data_dir=self.data_dir)
     features = builder.info.features
     has_image = "image" in features
-    if not has_image and self.image_lookup is None:
-      raise errors.DataError(
-          f"tfds dataset {self.dataset!r} has no image feature (metadata only); pass an "
-          f"image_lookup (image_url -> bytes) or use wit_kaggle")
+    self._check_images(features)
     split = (tfds.even_splits(self.split, n=process_count)[process_index]
              if process_count > 1 else self.split)
     decoders = None

@@ -161,9 +161,12 @@ def test_manual_datasets_say_what_to_download_and_where(tmp_path, dataset, files
   assert f"--data_dir={tmp_path} " in message
 
 
-def test_wit_needs_apache_beam_to_be_built(tmp_path):
-  with pytest.raises(errors.DataError, match="pip install apache-beam && tfds build wit "):
+def test_wit_needs_an_image_lookup_and_apache_beam_to_be_built(tmp_path):
+  with pytest.raises(errors.DataError, match="metadata only.*img2dataset"):
     tfds_sources.TfdsSource("wit", data_dir=str(tmp_path)).check_ready()
+  with pytest.raises(errors.DataError, match="pip install apache-beam && tfds build wit "):
+    tfds_sources.TfdsSource("wit", data_dir=str(tmp_path),
+                            image_lookup=lambda url: None).check_ready()
 
 
 def test_without_tensorflow_the_error_names_the_extra(tmp_path, monkeypatch):
