@@ -4,7 +4,8 @@ r"""Feature extraction into a resumable embedding store (one model over one data
   python -m experiments.extract --config=configs/extract.py:dinov2_base,wit_kaggle \
       --config.checkpoint=/ckpt/dinov2-base --workdir=DIR
 
-Every host of a pod runs the same command; rerunning it resumes. Writes the store
+Datasets: docs/data.md says how to get each onto disk. Every host of a pod runs the same
+command; rerunning it resumes. Writes the store
 (default <workdir>/store), config.json and extract_h<process>.json under --workdir. The
 work is `cave_jax.runs.extract.run`; configs/extract.py documents every key.
 """

@@ -55,13 +55,13 @@ def expand_paths(paths: str | Sequence[str], what: str) -> list[str]:
     else:
       found.append(pattern)  # a missing file is skipped (and recorded) when read
   if not found:
-    raise errors.DataError(f"no .{what} files match {paths!r}; make them first "
-                           f"(docs/data.md: img2dataset writes both kinds)")
+    raise errors.DataError(f"no .{what} files match {paths!r}; make them first, e.g. "
+                           f"with img2dataset (docs/data.md)")
   found = sorted(dict.fromkeys(found))
   if not any(os.path.exists(f) for f in found):
     raise errors.DataError(f"none of the {len(found)} .{what} files named by {paths!r} "
-                           f"exists (first: {found[0]}); make them first (docs/data.md: "
-                           f"img2dataset writes both kinds)")
+                           f"exists (first: {found[0]}); make them first, e.g. with "
+                           f"img2dataset (docs/data.md)")
   return found
 
 
