@@ -134,6 +134,8 @@ def svcca(a, b, *, cca_dim=DEFAULT_CCA_DIM, ci=False, n_boot=1000, confidence=0.
   q = check_cca_dim(cca_dim, n, a.shape[1], b.shape[1])
 
   def value(rows):
+    checks.check_variance(a, rows, what="SVCCA", side="a")
+    checks.check_variance(b, rows, what="SVCCA", side="b")
     u_a = top_left_singular(a, rows, q, "a")
     u_b = top_left_singular(b, rows, q, "b")
     correlations = np.linalg.svd(u_a.T @ u_b, compute_uv=False)

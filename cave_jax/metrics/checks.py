@@ -156,6 +156,34 @@ def _times(x: np.ndarray, factor: float, *, name: str) -> np.ndarray:
   return out
 
 
+# Rows whose columns all vary by less than this many float64 ulps of the largest value
+# count as one repeated vector: the centring of identical rows leaves only rounding
+# (the mean of N copies of x is x up to ~log2(N) ulps), never a direction.
+_SAME_ROW_ULPS = 64
+
+
+def check_variance(x: np.ndarray, rows: np.ndarray | None, *, what: str, side: str) -> None:
+  """Raises InvalidFeaturesError when every used row of x [N, D] is the same vector.
+
+  Centred kernels of identical rows are zero in exact arithmetic but rounding noise in
+  floating point, and a ratio of noise is a meaningless number; so this is checked on
+  the rows themselves: identical when every column's range (max - min over the used rows)
+  is within _SAME_ROW_ULPS ulps of the largest |value|.
+
+  Args:
+    x: features [N, D]. rows: int [M] rows used (a bootstrap resample) or None for all.
+    what: the metric, for the message. side: 'a' or 'b'.
+  """
+  used = x if rows is None else x[np.unique(rows)]
+  high, low = used.max(axis=0), used.min(axis=0)
+  scale = float(max(np.max(high), -np.min(low)))
+  spread = float(np.max(np.asarray(high, np.float64) - np.asarray(low, np.float64)))
+  if spread <= _SAME_ROW_ULPS * np.finfo(np.float64).eps * scale:
+    raise errors.InvalidFeaturesError(
+        f"{what} is undefined: every row of {side} is the same vector (no variance across "
+        f"rows{', in this resample' if rows is not None else ''})")
+
+
 def row_chunks(n: int, row_elements: int, budget: int = 1 << 22):
   """Yields (start, stop) row ranges whose size times ``row_elements`` stays near ``budget``."""
   step = max(1, budget // max(1, row_elements))

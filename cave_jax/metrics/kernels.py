@@ -261,6 +261,8 @@ def cka(a, b, *, kernel="linear", unbiased=False, rbf_sigma=1.0, ci=False, n_boo
   name = "unbiased_cka" if unbiased else "cka"
 
   def value(rows):
+    checks.check_variance(a, rows, what=name, side="a")
+    checks.check_variance(b, rows, what=name, side="b")
     if kernel == "rbf":  # a and b rescaled as in check_feature_pair: sigma with them
       kl, kk, ll = rbf_hsics(a, b, rows, (float(rbf_sigma) * scale_a, float(rbf_sigma) * scale_b),
                              unbiased)

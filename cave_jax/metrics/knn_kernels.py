@@ -176,6 +176,8 @@ def cknna(a, b, k, *, ci=False, prh_compat=False, knn_a=None, knn_b=None, n_boot
   n = a.shape[0]
   if prh_compat:
     kernels.check_unbiased_rows(n)
+  checks.check_variance(a, None, what="CKNNA", side="a")
+  checks.check_variance(b, None, what="CKNNA", side="b")
   if k is None:
     if knn_a is not None or knn_b is not None:
       raise errors.InvalidArgumentError(

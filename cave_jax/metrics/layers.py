@@ -208,10 +208,13 @@ def _pick(layers: np.ndarray, picked: tuple[int, ...]) -> np.ndarray:
 
 def _linear_cka_matrix(layers_a, layers_b, unbiased, prh_compat):
   """Linear CKA of every layer pair, each layer prepared once."""
+  what = "unbiased_cka" if unbiased else "cka"
+  for layers, side in ((layers_a, "feats_a"), (layers_b, "feats_b")):
+    for i in range(layers.shape[1]):
+      checks.check_variance(layers[:, i], None, what=what, side=f"layer {i} of {side}")
   sides_a = [kernels.prepare_linear(layers_a[:, i]) for i in range(layers_a.shape[1])]
   sides_b = [kernels.prepare_linear(layers_b[:, j]) for j in range(layers_b.shape[1])]
   eps = prh.PRH_EPS if prh_compat else 0.0
-  what = "unbiased_cka" if unbiased else "cka"
   out = np.empty((len(sides_a), len(sides_b)))
   for i, sa in enumerate(sides_a):
     for j, sb in enumerate(sides_b):

@@ -165,12 +165,28 @@ def bootstrap_ci(statistic: Callable[[np.ndarray], float], n: int, *, n_boot: in
 
   Returns:
     (low, high) percentiles of the n_boot replicate values.
+
+  Raises:
+    InvalidFeaturesError: the statistic is undefined (or not finite) on a resample, as
+      CKA is on one that repeats a single row: at small N a resample can hold too few
+      distinct rows. The message names the resample and says to use more rows or no
+      interval; dropping such resamples would bias the interval.
   """
   n_boot, confidence = check_ci_args(n_boot, confidence)
   rng = np.random.default_rng(seed)
   replicates = np.empty(n_boot, np.float64)
   for b in range(n_boot):
-    replicates[b] = statistic(rng.integers(0, n, size=n))
+    rows = rng.integers(0, n, size=n)
+    try:
+      replicates[b] = statistic(rows)
+    except errors.CaveError as e:
+      raise errors.InvalidFeaturesError(
+          f"no bootstrap interval: the statistic is undefined on resample {b} of {n_boot}, "
+          f"which holds {np.unique(rows).size} distinct rows of N={n} ({e}); with so few "
+          f"rows ask for no interval (ci=False) or score more rows") from None
+    if not np.isfinite(replicates[b]):
+      raise errors.InvalidFeaturesError(
+          f"no bootstrap interval: resample {b} of {n_boot} gives {replicates[b]!r}")
   alpha = (1.0 - confidence) / 2.0
   low, high = np.quantile(replicates, [alpha, 1.0 - alpha])
   return float(low), float(high)

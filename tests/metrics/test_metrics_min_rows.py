@@ -130,3 +130,44 @@ def test_svcca_needs_cca_dim_plus_one_rows():
     metrics.svcca(a, b, cca_dim=4)
   np.testing.assert_allclose(metrics.svcca(a, b, cca_dim=3).score, naive.svcca_exact(a, b, 3),
                              rtol=1e-8)
+
+
+@pytest.mark.parametrize("call", [
+    lambda a, b: metrics.cka(a, b, ci=True, n_boot=200),
+    lambda a, b: metrics.score_pair("cka", a, b, ci=True),
+    lambda a, b: metrics.svcca(a, b, cca_dim=2, ci=True, n_boot=200),
+])
+@pytest.mark.parametrize("n", [3, 4])
+def test_a_bootstrap_resample_too_degenerate_for_the_metric_is_a_named_error(call, n):
+  # With N = 3 or 4 some of 200 resamples repeat one row (or two): CKA and SVCCA are
+  # undefined there, and silently dropping those resamples would bias the interval.
+  a, b = _pair(n)
+  with pytest.raises(errors.InvalidFeaturesError,
+                     match=rf"no bootstrap interval: .*resample \d+ .*distinct rows of N={n}"):
+    call(a, b)
+
+
+@pytest.mark.parametrize("confidence", [float("nan"), 0.0, 1.0, 1.5])
+def test_bootstrap_confidence_outside_zero_one_is_refused(confidence):
+  a, b = _pair(30)
+  with pytest.raises(errors.InvalidArgumentError, match="confidence"):
+    metrics.cka(a, b, ci=True, confidence=confidence)
+
+
+@pytest.mark.parametrize("value", [0.1, 1.0 / 3.0, 7e5, -2.2e-7])
+@pytest.mark.parametrize("n", [2, 3, 7, 30])
+def test_a_side_whose_rows_are_all_the_same_is_refused_not_scored_from_rounding(value, n):
+  # The mean of n copies of 0.1 is not exactly 0.1, so the centred rows are rounding noise.
+  a, b = _pair(n)
+  constant = np.full_like(a, value)
+  constant[:, 1] = 2.0 * value  # a vector that is not all equal entries, repeated n times
+  calls = [lambda: metrics.cka(constant, b), lambda: metrics.cka(b, constant, kernel="rbf"),
+           lambda: metrics.cknna(constant, b, 1), lambda: metrics.cknna(b, constant, None),
+           lambda: metrics.layer_search(constant[:, None], b[:, None], metrics=("cka",))]
+  if n >= 4:
+    calls.append(lambda: metrics.unbiased_cka(constant, b))
+  if n >= 3:
+    calls.append(lambda: metrics.svcca(constant, b, cca_dim=1))
+  for call in calls:
+    with pytest.raises(errors.InvalidFeaturesError, match="every row of .* is the same vector"):
+      call()
