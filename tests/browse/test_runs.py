@@ -199,3 +199,20 @@ def test_every_variant_builds_and_conflicts_are_refused():
     browse_config.get_config("toy,store")
   with pytest.raises(errors.ConfigError, match="unknown config variant 'tpy'"):
     browse_config.get_config("tpy")
+
+
+def test_entry_point_writes_the_report_and_refuses_bad_keys(tmp_path):
+  from tests.experiments import helpers  # pylint: disable=import-outside-toplevel
+  workdir = str(tmp_path / "cli")
+  done = helpers.run_module("experiments.browse", "--config=configs/browse.py:smoke",
+                            "--config.n=1200", "--config.queries=10", "--config.n_perm=3",
+                            f"--workdir={workdir}")
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert "report: " + os.path.join(workdir, "index.html") in done.stdout
+  for name in ("config.json", "index.html", "browse.json", "browse_run.json",
+               "assets/app.js", "assets/style.css", "assets/data.js"):
+    assert os.path.isfile(os.path.join(workdir, name)), name
+  assert len(_read(workdir)["queries"]) == 10
+  bad = helpers.run_module("experiments.browse", "--config=configs/browse.py:smoke",
+                           "--config.quries=3", f"--workdir={workdir}")
+  assert bad.returncode == 1 and "unknown config key 'quries'" in bad.stderr

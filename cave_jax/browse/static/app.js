@@ -37,6 +37,7 @@
   function score(x) {
     if (x == null) return "n/a";
     const a = Math.abs(x);
+    if (a === 0) return "0";
     return a !== 0 && a < 0.001 ? x.toExponential(2) : x.toFixed(a < 0.1 ? 4 : 3);
   }
   const chance = (n) => K / (n - 1);
@@ -75,7 +76,7 @@
   const stats = document.getElementById("stats");
   const pct = Math.round(100 * S.confidence);
   stats.append(
-    card("mutual k-NN (whole pool)", score(S.score), `${pct}% CI [${score(S.ci_low)}, ${score(S.ci_high)}]`),
+    card("mutual k-NN", score(S.score), `${pct}% CI [${score(S.ci_low)}, ${score(S.ci_high)}]`),
     card("chance k/(N-1)", score(S.chance), `N = ${num(meta.n)}, k = ${K}`),
     S.null ? card("permutation null", score(S.null.null_mean), `± ${score(S.null.null_std)} · p = ${S.null.p_value.toPrecision(2)} (${S.null.n_perm} shuffles)`)
            : card("permutation null", "n/a", "not computed"),
@@ -208,6 +209,16 @@
       tr.classList.toggle("selected", state.selected != null && +tr.dataset.order === state.selected.order));
   }
 
+  function revealSelected() {  // scrolls the list (not the page) to the selected row
+    const tr = document.querySelector("#queries tbody tr.selected");
+    const box = document.getElementById("list-scroll");
+    if (!tr) return;
+    const top = tr.offsetTop, bottom = top + tr.offsetHeight;
+    if (top < box.scrollTop + 30 || bottom > box.scrollTop + box.clientHeight) {
+      box.scrollTop = top - box.clientHeight / 2;
+    }
+  }
+
   document.querySelectorAll("#queries th").forEach((th) => th.addEventListener("click", () => {
     if (state.key === th.dataset.key) state.dir = -state.dir;
     else { state.key = th.dataset.key; state.dir = th.dataset.key === "overlap" ? -1 : 1; }
@@ -225,9 +236,7 @@
     if (event.target.matches("input, select") || !["ArrowDown", "ArrowUp"].includes(event.key)) return;
     const at = state.visible.indexOf(state.selected);
     const next = state.visible[Math.min(Math.max(at + (event.key === "ArrowDown" ? 1 : -1), 0), state.visible.length - 1)];
-    if (next) { select(next); event.preventDefault(); }
-    const tr = document.querySelector("#queries tbody tr.selected");
-    if (tr) tr.scrollIntoView({ block: "nearest" });
+    if (next) { select(next); revealSelected(); event.preventDefault(); }
   });
 
   // ------------------------------------------------------------------ query view
@@ -367,12 +376,13 @@
   }
   window.addEventListener("hashchange", () => {
     const it = fromHash();
-    if (it && it !== state.selected) select(it);
+    if (it && it !== state.selected) { select(it); revealSelected(); }
   });
 
   legend();
   renderList();
   select(fromHash() || state.visible[0]);
+  revealSelected();
   showTab("neighbours");
   performance.mark("cave-browse-ready");
 })();
