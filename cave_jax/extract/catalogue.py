@@ -21,7 +21,10 @@ import dataclasses
 import hashlib
 import os
 
+import jax.numpy as jnp
+
 from cave_jax import errors
+from cave_jax import models
 
 FAMILIES = ("image", "text", "decoder")
 
@@ -86,8 +89,6 @@ def load(name: str, checkpoint: str = "", *, dtype: str = "float32", seed: int =
     ConfigError: unknown name, a missing checkpoint directory, or a checkpoint given
       for a random model.
   """
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from cave_jax import models  # pylint: disable=g-import-not-at-top
   spec = entry(name)
   if spec.random_config is not None:
     if checkpoint:

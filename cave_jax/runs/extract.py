@@ -17,9 +17,17 @@ import os
 import sys
 
 from absl import logging
+import jax
 import tqdm
 
 from cave_jax import errors
+from cave_jax import parallel
+from cave_jax.data import shard_sources
+from cave_jax.data import tfds_sources
+from cave_jax.data import toy_source
+from cave_jax.extract import catalogue
+from cave_jax.extract import encoders
+from cave_jax.extract import loop
 from cave_jax.runs import config_checks
 
 
@@ -36,9 +44,6 @@ def run(config, workdir: str) -> dict:
       missing), an unusable source.
     StoreError: a store made with other settings.
   """
-  import jax  # pylint: disable=g-import-not-at-top
-  from cave_jax import parallel  # pylint: disable=g-import-not-at-top
-  from cave_jax.extract import loop  # pylint: disable=g-import-not-at-top
 
   get = config_checks.get
   _quiet_orbax()
@@ -107,9 +112,6 @@ def build_source(config):
   Raises DataError (one line naming the missing step, docs/data.md) for a dataset that
   is not on disk: tensorflow missing, a tfds dataset not prepared, no shard files.
   """
-  from cave_jax.data import shard_sources  # pylint: disable=g-import-not-at-top
-  from cave_jax.data import tfds_sources  # pylint: disable=g-import-not-at-top
-  from cave_jax.data import toy_source  # pylint: disable=g-import-not-at-top
   get = config_checks.get
   dataset = get(config, "dataset", str)
   if dataset == "toy":
@@ -143,8 +145,6 @@ def build_encoder(config, mesh, batch_size: int):
 
   batch_size: the per-process batch.
   """
-  from cave_jax.extract import catalogue  # pylint: disable=g-import-not-at-top
-  from cave_jax.extract import encoders  # pylint: disable=g-import-not-at-top
   get = config_checks.get
   name = get(config, "model", str)
   poolings = tuple(p.strip() for p in get(config, "poolings", str).split(",") if p.strip())
