@@ -215,7 +215,7 @@
     if (!tr) return;
     const top = tr.offsetTop, bottom = top + tr.offsetHeight;
     if (top < box.scrollTop + 30 || bottom > box.scrollTop + box.clientHeight) {
-      box.scrollTop = top - box.clientHeight / 2;
+      box.scrollTop = top - 3 * tr.offsetHeight;
     }
   }
 
