@@ -107,7 +107,8 @@ def summarise(neighbours, units, *, n_boot: int, n_perm: int, confidence: float,
     raise errors.InvalidArgumentError("summarise needs the candidates' rows in increasing order")
   units = np.asarray(units, np.int64)
   k, pool_size = neighbours.k, neighbours.sizes[-1]
-  values = neighbours.overlap() / k  # [S, M]
+  overlap = neighbours.overlap()  # [S, M]
+  values = overlap / k
   low, high = unit_bootstrap(values, units[rows], n_boot=n_boot, confidence=confidence,
                              seed=seed)
   curve = [{"n": int(n), "score": float(values[s].mean()), "ci_low": float(low[s]),
@@ -121,7 +122,6 @@ def summarise(neighbours, units, *, n_boot: int, n_perm: int, confidence: float,
         lambda rng: float(overlap_under(nn_a, nn_b, rows, shuffled_pairing(
             rows, units, pool_size, rng)).mean() / k),
         n_perm=n_perm, seed=seed + 1).to_dict()
-  overlap = neighbours.overlap()[-1]
   return {
       "n": int(pool_size), "k": int(k), "candidates": int(rows.size),
       "units_drawn": int(np.unique(units[rows]).size),
@@ -129,5 +129,5 @@ def summarise(neighbours, units, *, n_boot: int, n_perm: int, confidence: float,
       "score": curve[-1]["score"], "ci_low": curve[-1]["ci_low"],
       "ci_high": curve[-1]["ci_high"], "confidence": float(confidence),
       "chance": curve[-1]["chance"], "null": null, "curve": curve,
-      "histogram": np.bincount(overlap, minlength=k + 1).astype(int).tolist(),
+      "histogram": np.bincount(overlap[-1], minlength=k + 1).astype(int).tolist(),
   }

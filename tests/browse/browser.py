@@ -6,6 +6,7 @@ that collects the page's console messages (``errors(driver)``).
 """
 
 import contextlib
+import importlib.util
 import os
 import shutil
 
@@ -20,9 +21,7 @@ def _paths():
 def require_browser():
   chromium, driver = _paths()
   problem = None
-  try:
-    import selenium  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
-  except ImportError:
+  if importlib.util.find_spec("selenium") is None:
     problem = "selenium is not installed (pip install -e '.[test]')"
   if not chromium or not driver:
     problem = ("chromium and chromedriver are not on PATH (run .ci/install_browser.sh, or "

@@ -31,6 +31,7 @@ def _check_lists(data, a, b):
   for q, wa, wb in zip(data["queries"], want_a, want_b):
     assert q["a"][-1] == wa.tolist() and q["b"][-1] == wb.tolist()
     np.testing.assert_allclose(q["sa"][-1], ua[wa] @ ua[q["row"]], atol=1e-5)
+    np.testing.assert_allclose(q["sb"][-1], ub[wb] @ ub[q["row"]], atol=1e-5)
     for s in range(len(data["meta"]["sizes"])):
       assert q["overlap"][s] == len(set(q["a"][s]) & set(q["b"][s]))
   shown = {str(r) for q in data["queries"] for r in [q["row"], *sum(q["a"] + q["b"], [])]}

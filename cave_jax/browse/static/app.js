@@ -323,7 +323,7 @@
       const a = q.a[s], b = q.b[s];
       const strip = (side, list, other) => el("div", { class: "strip strip-" + side }, [
         el("div", { class: "strip-label", text: side.toUpperCase() }),
-        el("div", { class: "tiles", style: `--k:${K}` }, list.map((row, rank) => tile(q, side, s, rank, other.includes(row))))]);
+        el("div", { class: "tiles", style: `--k:${Math.min(K, 10)}` }, list.map((row, rank) => tile(q, side, s, rank, other.includes(row))))]);
       const same = sameClass(info, a);
       return el("div", { class: "level", data: { n, overlap: q.overlap[s] } }, [
         el("div", { class: "level-head" }, [
