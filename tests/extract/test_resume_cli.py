@@ -173,3 +173,36 @@ def test_extraction_on_a_data_x_model_mesh_and_sharded_reads(tmp_path):
   done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=_env(4),
                         capture_output=True, text=True, timeout=120, check=False)
   assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_a_held_store_is_refused_naming_the_holder_and_a_dead_holder_is_taken_over(
+    tmp_path, uninterrupted):
+  from cave_jax import locks  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path)
+  lock_dir = os.path.join(workdir, "store", "jobs", "toy", "tiny_vision", "locks", "h00000")
+  os.makedirs(lock_dir)
+  held = locks.acquire(lock_dir, "test writer")  # a live writer: this process
+  try:
+    refused = subprocess.run(_command(workdir, *JOBS["image"][0]), cwd=REPO, env=_env(),
+                             capture_output=True, text=True, timeout=300, check=False)
+  finally:
+    held.release()
+  assert refused.returncode == 1, refused.stderr[-3000:]
+  assert "LockedError:" in refused.stderr and f"pid {os.getpid()}, started" in refused.stderr
+  assert "Traceback" not in refused.stderr
+  holder = subprocess.Popen(  # a writer killed while holding the lock
+      [sys.executable, "-c", "import sys, time\nfrom cave_jax import locks\n"
+       f"locks.acquire({lock_dir!r}, 'doomed writer')\nprint('held', flush=True)\n"
+       "time.sleep(600)\n"], cwd=REPO, env=_env(), stdout=subprocess.PIPE, text=True)
+  assert holder.stdout.readline().strip() == "held"
+  os.kill(holder.pid, signal.SIGKILL)
+  holder.wait()
+  assert json.load(open(os.path.join(lock_dir, "LOCK")))["pid"] == holder.pid
+  _run(workdir, *JOBS["image"][0])
+  assert not os.path.exists(os.path.join(lock_dir, "LOCK"))
+  _, got = _arrays(workdir)
+  _, expected = _arrays(uninterrupted("image"))
+  assert sorted(got) == sorted(expected)
+  for name in expected:
+    np.testing.assert_array_equal(got[name], expected[name])
