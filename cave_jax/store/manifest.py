@@ -14,6 +14,7 @@ Directory ``<store>/jobs/<job>/`` (job = "<dataset>/<model>"):
                                    pending chunk whose data landed
   done/h<host>.json                this host read its whole slice: {"chunks", "rows", "skipped"}
   state/h<host>/                   orbax job state (``job_state.py``)
+  locks/h<host>/LOCK               held by the host's writer while it runs (``writer.py``)
 
 A chunk is written in three steps: the entry is saved as "pending" with the checksums
 of the rows about to be written, the arrays are written, the entry is saved as

@@ -34,6 +34,14 @@ same sample in every array of a dataset (image and text jobs pair sample by samp
                                   'data', number of real rows): each process reads only
                                   the rows of its own devices' shards (array rows)
 
+Checks: ``open(path, verify=None)`` checks store.json's format version and every job.json
+(``schema.py``); reads check each chunk against its manifest checksum the first time
+this process reads it (``verify.py``; ``verify=False`` or CAVE_STORE_VERIFY=0 trusts the
+chunks and only notices missing files). A missing, truncated, altered or swapped chunk,
+or a hand-edited manifest, raises StoreError naming the array, chunk and file and how to
+repair it (rerun the job with verify_all): with checks on, a read returns only rows the
+job wrote there.
+
 Elsewhere (``experiments.align``, ``experiments.scale``, ``data.load_features``) an array in
 a store is named ``STORE_DIR::ARRAY_NAME``; ``split_store_path`` parses that.
 """
