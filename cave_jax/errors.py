@@ -43,3 +43,16 @@ class DataError(CaveError):
 
 class StoreError(CaveError):
   """An embedding store is missing, inconsistent, or was written for another job."""
+
+
+class OutputError(CaveError):
+  """An output location is unusable: a workdir that is a file or not writable, an output
+  path that is a directory, a disk that is full."""
+
+
+class LockedError(CaveError):
+  """Another writer holds a directory's lock (``cave_jax.locks``); names host, pid, start."""
+
+
+class ResumeError(CaveError):
+  """Saved progress cannot be resumed: written for another job, or every save is damaged."""

@@ -1,14 +1,29 @@
 """Saving a ring search as it goes, so a preempted job resumes where it stopped (orbax).
 
 After every work unit (a chunk of row blocks of one ring step, ``ring.plan``) the
-running lists and the current visitor are saved with an orbax ``CheckpointManager``;
-orbax writes each save to a temporary directory and renames it when complete, so a
-job killed mid-save leaves the previous save intact. A resumed run restores the latest
-save and computes only the units after it. Every process saves and restores its own
-shards (orbax handles multi-host arrays).
+running lists are saved with an orbax ``CheckpointManager``; orbax writes each save to
+a temporary directory and renames it when complete, so a job killed mid-save leaves
+the previous save intact. A resumed run restores the latest intact save and computes
+only the units after it. Every process saves and restores its own shards (orbax
+handles multi-host arrays).
 
-The save records what it was made for (N, D, k_s, mesh shape, precision, a digest
-of the data): resuming with anything else is an error, never a silent mix.
+What a save records besides the lists (``meta``): the format, what the search is (N,
+D, k, k_s, mesh shape, precision, a digest of the data) and a checksum of the saved
+arrays (a position-weighted sum of their bits, computed on the devices).
+
+Guarantees (``RingCheckpoint`` as a context manager):
+  * the directory is checked first: a path that is a file, a missing parent, or a
+    directory that cannot be written is an ``OutputError`` (no save is attempted);
+  * one writer: process 0 holds ``<directory>/LOCK`` (``cave_jax.locks``) for the
+    whole search, and every process learns the outcome, so a second search on the same
+    directory fails at once with ``LockedError`` naming the holder;
+  * resuming with other data or settings (another k, D, N, mesh or precision) is a
+    ``ResumeError`` naming what differs, checked before any array is read;
+  * a damaged save (unreadable metadata, unreadable or altered arrays) is passed over
+    for the previous intact one (two saves are kept); if none is intact, a
+    ``ResumeError`` says to delete the directory;
+  * a failed save (disk full, directory removed) is an ``OutputError`` naming the
+    directory; rerunning resumes from the last complete save.
 """
 
 from __future__ import annotations
@@ -17,11 +32,16 @@ import hashlib
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
 from cave_jax import errors
+from cave_jax import locks
+
+FORMAT = 2
+_ERRORS = (errors.OutputError, errors.LockedError, errors.ResumeError)
 
 
 def data_digest(x_local: np.ndarray) -> str:
@@ -33,44 +53,233 @@ def data_digest(x_local: np.ndarray) -> str:
   return hashlib.sha256(value.tobytes()).hexdigest()[:16]
 
 
+def check_directory(directory) -> str:
+  """The absolute path of a usable checkpoint directory, created if missing.
+
+  Raises:
+    OutputError: the path exists but is not a directory, its parent does not exist,
+      or it cannot be created.
+  """
+  path = os.path.abspath(os.fspath(directory))
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise errors.OutputError(
+        f"checkpoint_dir {path} exists and is not a directory; pass a directory path")
+  parent = os.path.dirname(path)
+  if not os.path.isdir(parent):
+    raise errors.OutputError(
+        f"the parent of checkpoint_dir {path} does not exist ({parent}); create it or "
+        f"pass another path")
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError as e:
+    raise errors.OutputError(f"cannot create checkpoint_dir {path}: {e.strerror or e}") from None
+  return path
+
+
 class RingCheckpoint:
-  """Checkpoints of one ring search in ``directory``.
+  """Checkpoints of one ring search in ``directory``; use as a context manager.
 
   Args:
-    directory: where saves go (created; absolute paths on shared storage for
-      multi-host runs).
-    fingerprint: JSON-able dict describing the run; must match to resume.
-    keep: how many saves to keep.
+    directory: where saves go (absolute paths on shared storage for multi-host runs).
+    fingerprint: JSON-able dict describing the search; must match to resume.
+    keep: how many saves to keep (>= 2, so a damaged latest save has a fallback).
+
+  Attributes:
+    passed_over: [(step, reason)] damaged saves that ``restore`` passed over.
   """
 
-  def __init__(self, directory: str, fingerprint: dict, keep: int = 2):
+  def __init__(self, directory, fingerprint: dict, keep: int = 2):
     self.directory = os.path.abspath(os.fspath(directory))
     self.fingerprint = dict(fingerprint)
-    self._manager = ocp.CheckpointManager(
-        self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+    self.keep = max(2, int(keep))
+    self.passed_over: list[tuple[int, str]] = []
+    self._lock = None
+    self._manager = None
+
+  def __enter__(self):
+    problem = None
+    try:
+      check_directory(self.directory)
+      if jax.process_index() == 0:
+        self._lock = locks.acquire(self.directory, "k-NN search")
+    except _ERRORS as e:
+      problem = e
+    except OSError as e:
+      problem = errors.OutputError(
+          f"checkpoint_dir {self.directory} is not writable ({e.strerror or e}); pass a "
+          f"writable directory")
+    try:
+      _agree(problem)
+      self._manager = ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(
+          max_to_keep=self.keep, create=True))
+    except BaseException:
+      self._release()
+      raise
+    return self
+
+  def __exit__(self, kind, value, traceback):
+    try:
+      if self._manager is not None:
+        try:
+          self._manager.wait_until_finished()
+          self._manager.close()
+        except Exception as e:  # a save that failed in the background
+          if kind is None:
+            raise self._save_error(e) from e
+    finally:
+      self._release()
+    return False
+
+  def _release(self):
+    if self._lock is not None:
+      self._lock.release()
+      self._lock = None
 
   def restore(self, template, total_units: int):
-    """(units done, state) from the latest save, or (0, template) when there is none."""
-    step = self._manager.latest_step()
-    if step is None:
-      return 0, template
-    abstract = jax.tree.map(
-        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), template)
-    restored = self._manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
-    if restored.meta != self.fingerprint:
-      raise errors.InvalidArgumentError(
-          f"checkpoint {self.directory} was written for another search "
-          f"({restored.meta}); this one is {self.fingerprint}. Use a fresh directory.")
-    if step > total_units:
-      raise errors.InvalidArgumentError(
-          f"checkpoint {self.directory} claims {step} of {total_units} units done")
-    return step, restored.state
+    """(units done, state) from the latest intact save, or (0, template) if none.
+
+    template: the state pytree the saves hold (shapes, dtypes and shardings to restore).
+    """
+    for step in sorted(self._manager.all_steps(), reverse=True):
+      meta, problem = self._read_meta(step)
+      if problem is None:
+        self._check_search(meta, step, total_units)
+        checksum = meta.get("checksum")
+        if isinstance(checksum, list) and all(isinstance(v, int) for v in checksum):
+          state, problem = self._read_state(step, template, checksum)
+        else:
+          problem = "metadata without a checksum"
+      if problem is not None:
+        self.passed_over.append((step, problem))
+        continue
+      for newer, _ in self.passed_over:  # damaged: those units are computed and saved again
+        try:
+          self._manager.delete(newer)
+        except Exception as e:
+          raise errors.OutputError(
+              f"cannot remove the damaged save {newer} from checkpoint_dir "
+              f"{self.directory} ({_short(e)}); delete {self.directory}/{newer} by hand "
+              f"and rerun") from e
+      return step, state
+    if self.passed_over:
+      listed = "; ".join(f"save {s}: {why}" for s, why in self.passed_over)
+      raise errors.ResumeError(
+          f"checkpoint_dir {self.directory} holds no intact save ({listed}). Delete the "
+          f"directory (or pass a fresh checkpoint_dir) to start the search over.")
+    return 0, template
 
   def save(self, units_done: int, state) -> None:
-    self._manager.save(units_done, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(self.fingerprint)))
+    """Saves the state after ``units_done`` units (the arrays are copied before return)."""
+    meta = {"format": FORMAT, "search": self.fingerprint,
+            "checksum": [int(v) for v in np.asarray(_checksum(state))]}
+    try:
+      self._manager.save(units_done, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+    except Exception as e:
+      raise self._save_error(e) from e
 
-  def close(self) -> None:
-    self._manager.wait_until_finished()
-    self._manager.close()
+  def _read_meta(self, step):
+    """(meta dict, None), or (None, why) when the save's metadata is unreadable."""
+    try:
+      meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+      why = None if isinstance(meta, dict) else f"metadata is not a record: {meta!r:.100}"
+    except Exception as e:
+      meta, why = None, f"unreadable metadata ({_short(e)})"
+    return _agree_value(meta, why)
+
+  def _check_search(self, meta, step, total_units):
+    saved = meta.get("search") if meta.get("format") == FORMAT else None
+    if saved != self.fingerprint:
+      if saved is None:
+        differs = f"it was written in another format (saved: {meta})"
+      else:
+        keys = sorted(set(saved) | set(self.fingerprint))
+        differs = ", ".join(f"{key} saved {saved.get(key)!r}, now {self.fingerprint.get(key)!r}"
+                            for key in keys if saved.get(key) != self.fingerprint.get(key))
+      raise errors.ResumeError(
+          f"checkpoint_dir {self.directory} holds a search with other data or settings "
+          f"({differs}). Pass a fresh checkpoint_dir, or delete {self.directory} to start "
+          f"this search over.")
+    if step > total_units:
+      raise errors.ResumeError(
+          f"checkpoint_dir {self.directory} claims {step} of {total_units} units done; "
+          f"delete it to start the search over")
+
+  def _read_state(self, step, template, checksum):
+    """(state, None), or (None, why) when the arrays are unreadable or altered."""
+    abstract = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), template)
+    try:
+      state = self._manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract))).state
+      why = None
+    except Exception as e:
+      state, why = None, f"unreadable arrays ({_short(e)})"
+    state, why = _agree_value(state, why)
+    if why is None and [int(v) for v in np.asarray(_checksum(state))] != checksum:
+      state, why = None, "arrays differ from their checksum"
+    return state, why
+
+  def _save_error(self, e: Exception) -> errors.OutputError:
+    text = str(e)
+    full = "No space left" in text or "RESOURCE_EXHAUSTED" in text or (
+        isinstance(e, OSError) and e.errno == 28)
+    hint = "the disk is full: free space or pass a checkpoint_dir on another disk" if full \
+        else "check that the directory exists and is writable"
+    return errors.OutputError(
+        f"saving the k-NN search to checkpoint_dir {self.directory} failed: {hint} "
+        f"({_short(e)}). Rerunning with the same checkpoint_dir resumes from the last "
+        f"complete save.")
+
+
+@jax.jit
+def _checksum(state):
+  """uint32 [2 * leaves]: per array, sum(bits) and sum(bits * (2 * position + 1)) mod 2^32.
+
+  Any single flipped bit changes the second sum (an odd multiple of a power of two
+  below 2^32 is never 0 mod 2^32); missing or zero-filled data changes either.
+  """
+  sums = []
+  for a in jax.tree.leaves(state):
+    bits = jax.lax.bitcast_convert_type(a, jnp.uint32) if a.dtype.itemsize == 4 else \
+        a.astype(jnp.uint32)
+    position = jnp.arange(a.size, dtype=jnp.uint32).reshape(a.shape)
+    sums.append(jnp.sum(bits, dtype=jnp.uint32))
+    sums.append(jnp.sum(bits * (2 * position + 1), dtype=jnp.uint32))
+  return jnp.stack(sums)
+
+
+def _short(e: Exception, limit: int = 300) -> str:
+  text = " ".join(str(e).split())
+  return f"{type(e).__name__}: {text[:limit]}{'...' if len(text) > limit else ''}"
+
+
+def _agree(problem: Exception | None) -> None:
+  """Raises ``problem`` on this process, or the first process's problem on every process.
+
+  Every process calls this at the same point, so all of them fail together (none is
+  left waiting at a later collective).
+  """
+  if jax.process_count() > 1:
+    kind = -1 if problem is None else _ERRORS.index(type(problem))
+    text = np.zeros(2048, np.uint8)
+    encoded = np.frombuffer(str(problem or "").encode()[:2048], np.uint8)
+    text[:encoded.size] = encoded
+    kinds = multihost_utils.process_allgather(np.int32(kind))
+    texts = multihost_utils.process_allgather(text)
+    failed = np.flatnonzero(np.asarray(kinds) >= 0)
+    if failed.size and problem is None:
+      first = int(failed[0])
+      message = bytes(texts[first]).rstrip(b"\0").decode(errors="replace")
+      raise _ERRORS[int(kinds[first])](f"process {first}: {message}")
+  if problem is not None:
+    raise problem
+
+
+def _agree_value(value, why: str | None):
+  """(value, None) if every process succeeded, else (None, the first reason)."""
+  if jax.process_count() > 1:
+    flags = multihost_utils.process_allgather(np.int32(why is not None))
+    if why is None and np.any(flags):
+      why = f"damaged as seen by process {int(np.flatnonzero(flags)[0])}"
+  return (None, why) if why is not None else (value, None)

@@ -80,10 +80,14 @@ def _finish(x_query, x_db, query_ids, shortlists, k, d, search_again):
 def _finish64(x_query, x_db, query_ids, shortlists, k, d, search_again):
   """``_finish`` with float64 scores: (indices int64 [R, k], scores float64, recomputed)."""
   shortlist, tile_scores, thresholds = shortlists
-  limit = x_db.shape[0] - (query_ids is not None)
+  nd = x_db.shape[0]
+  limit = nd - (query_ids is not None)
+  # Database rows each query may list: all but its own row, if it names one.
+  eligible = np.full(len(x_query), nd) if query_ids is None else nd - (query_ids >= 0)
   k_s = shortlist.shape[1]
   indices, scores64 = rescore.top_k_rescored(x_query, x_db, shortlist, tile_scores, k, query_ids)
-  pending = np.flatnonzero(~rescore.certified(scores64[:, -1], thresholds, d))
+  pending = np.flatnonzero(
+      ~rescore.certified(scores64[:, -1], tile_scores, thresholds, eligible, d))
   recomputed = pending.size
   while pending.size:
     k_s = 4 * k_s
@@ -94,7 +98,7 @@ def _finish64(x_query, x_db, query_ids, shortlists, k, d, search_again):
     sl, ts, th = search_again(pending, k_s)
     idx, sc = rescore.top_k_rescored(x_query[pending], x_db, sl, ts, k, q_ids)
     indices[pending], scores64[pending] = idx, sc
-    pending = pending[~rescore.certified(sc[:, -1], th, d)]
+    pending = pending[~rescore.certified(sc[:, -1], ts, th, eligible[pending], d)]
   return indices, scores64, int(recomputed)
 
 
@@ -119,11 +123,14 @@ def exact_knn(x, k: int, *, block_size: int | None = None, mesh=None,
 
   Args:
     x: [N, D] float array (any float dtype; scores are computed from it in float64).
-      Rows need not be normalised; duplicate rows are fine (ties go to the smaller index).
+      Rows need not be normalised and may have any scale (1e-300 .. 1e300: each row is
+      scaled by a power of two before its norm is taken, so the answer equals that of
+      the same rows at scale 1); duplicate rows are fine (ties go to the smaller index).
       In a multi-process run: only this process's rows, ``process_rows(N, mesh)``.
     k: neighbours per row, 1 <= k <= N - 1.
     block_size: rows per tile (default: chosen from N and D). Any value gives the same
-      result; it only trades speed against memory. Single-device fp32 path only.
+      result; it only trades speed against memory. Values above min(N, 8192) (N rounded
+      up to 8) are clamped to it. Single-device fp32 path only.
     mesh: a mesh with a ``data`` axis (``cave_jax.parallel.make_mesh``): rows are
       sharded over it and searched with the ``shard_map`` ring (``knn/ring.py``).
       Indices are identical for every device and process count.
@@ -153,7 +160,7 @@ def exact_knn(x, k: int, *, block_size: int | None = None, mesh=None,
   x = validation.check_features(x, name="x")
   n, d = x.shape
   k = validation.check_k(k, n)
-  block = _check_block(block_size)
+  block = _check_block(block_size, n)
   k_s = _shortlist_length(k, n - 1)
   # Rows go to the tiles in a fixed random order so that no tile holds many of a row's
   # neighbours (sorted or clustered inputs would otherwise fail certificates); the
@@ -239,7 +246,8 @@ def exact_knn_query(queries, database, k: int, *, exclude=None,
     k: neighbours per query; 1 <= k <= Nd (<= Nd - 1 when ``exclude`` names rows).
     exclude: optional int [Nq]: database row exclude[r] is never a neighbour of query r
       (-1: exclude nothing), e.g. a query's own row when the queries are database rows.
-    block_size: rows per tile; any value gives the same result.
+    block_size: rows per tile; any value gives the same result (clamped like
+      ``exact_knn``'s, to min(Nq, 8192)).
 
   Returns:
     KnnResult with indices into ``database``, int32 [Nq, k], and scores float32 [Nq, k].
@@ -274,7 +282,7 @@ def exact_knn_query64(queries, database, k: int, *, exclude=None,
           f"exclude must be {queries.shape[0]} database rows in [-1, {nd}), got shape "
           f"{query_ids.shape}, range [{query_ids.min(initial=0)}, {query_ids.max(initial=0)}]")
   k = validation.check_k(k, nd + (query_ids is None))
-  block = _check_block(block_size)
+  block = _check_block(block_size, queries.shape[0])
   limit = nd - (query_ids is not None)
   k_s = _shortlist_length(k, limit)
   q_unit = rescore.unit_rows_float32(queries)
@@ -288,9 +296,18 @@ def exact_knn_query64(queries, database, k: int, *, exclude=None,
   return _finish64(queries, database, query_ids, shortlists, k, d, search_again)
 
 
-def _check_block(block_size):
+_MAX_BLOCK = 8192  # a float32 tile of 8,192 rows by a panel of >= 8,192 is 256 MiB
+
+
+def _check_block(block_size, rows: int):
+  """block_size as an int clamped to what the data needs (None: automatic).
+
+  A block larger than the query rows (rounded up to 8) only pads, and one above 8,192
+  rows needs more memory than it saves time, so both are clamped; the result never
+  depends on the block.
+  """
   if block_size is None:
     return None
   if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size < 1:
     raise errors.InvalidArgumentError(f"block_size must be a positive integer, got {block_size!r}")
-  return int(block_size)
+  return int(min(block_size, _MAX_BLOCK, -(-rows // 8) * 8))

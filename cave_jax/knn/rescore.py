@@ -1,27 +1,40 @@
 """Float64 rescoring of shortlists and the float32 error certificate.
 
 The float64 score of a pair is computed the same way wherever the pair sat in a tile:
-``sum(a * b) / (|a| |b|)`` with |a| = sqrt(sum(a * a)), products formed in float64 and
-every sum taken along the contiguous feature axis of that one pair. So identical rows
-get bit-identical scores and exact ties are broken by index alone.
+``sum(a' * b') / (|a'| |b'|)`` with |a'| = sqrt(sum(a' * a')), where a' = a 2^-e_a is the
+row scaled by a power of two so that its largest entry lies in [0.5, 1)
+(``validation.row_exponents``); products formed in float64 and every sum taken along
+the contiguous feature axis of that one pair. The scaling is exact, so for rows of
+ordinary scale the score is bit-identical to the unscaled formula, and for rows at
+1e-300 or 1e300 no square overflows or underflows (the score is that of the same rows
+at scale 1). Identical rows get bit-identical scores and exact ties are broken by
+index alone.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from cave_jax import validation
+
 # Rows per rescoring chunk are chosen so one chunk's float64 candidates stay near this.
 _CHUNK_BYTES = 64 << 20
 _U32 = 2.0 ** -24  # unit roundoff of float32
 
 
-def norms64(x: np.ndarray, chunk_rows: int = 16384) -> np.ndarray:
-  """[N] float64 Euclidean norms of the rows of x, each computed the same way."""
-  out = np.empty(x.shape[0], np.float64)
+def norms64(x: np.ndarray, chunk_rows: int = 16384) -> tuple[np.ndarray, np.ndarray]:
+  """(exponents int64 [N], norms float64 [N]) of the rows of x, each computed the same way.
+
+  exponents: ``validation.row_exponents``; norms: Euclidean norms of the scaled rows
+  x_i 2^-e_i (in [0.5, sqrt(D)) for every nonzero row, at any scale of x).
+  """
+  exponents = validation.row_exponents(x, chunk_rows)
+  norms = np.empty(x.shape[0], np.float64)
   for start in range(0, x.shape[0], chunk_rows):
-    part = x[start:start + chunk_rows]
-    out[start:start + chunk_rows] = np.sqrt(np.multiply(part, part, dtype=np.float64).sum(-1))
-  return out
+    part = validation.scaled_rows(x[start:start + chunk_rows],
+                                  exponents[start:start + chunk_rows])
+    norms[start:start + chunk_rows] = np.sqrt((part * part).sum(-1))
+  return exponents, norms
 
 
 def unit_rows_float32(x: np.ndarray, order=None, rows: int | None = None,
@@ -29,7 +42,7 @@ def unit_rows_float32(x: np.ndarray, order=None, rows: int | None = None,
   """x: [N, D] any float dtype -> [rows, D] float32 unit rows x_i / |x_i| (normalised in float64).
 
   Args:
-    x: the rows as given.
+    x: the rows as given (any scale: each is scaled by a power of two first).
     order: optional int [N]: output row r holds input row order[r].
     rows: output rows (>= N); rows past N are zero padding. Default N.
 
@@ -41,7 +54,7 @@ def unit_rows_float32(x: np.ndarray, order=None, rows: int | None = None,
   out = np.zeros((rows or n, x.shape[1]), np.float32)
   for start in range(0, n, chunk_rows):
     part = slice(start, min(n, start + chunk_rows))
-    x64 = np.asarray(x[part] if order is None else x[order[part]], np.float64)
+    x64 = validation.scaled_rows(x[part] if order is None else x[order[part]])
     out[part] = x64 / np.sqrt((x64 * x64).sum(-1))[:, None]
   return out
 
@@ -95,17 +108,31 @@ def error_bound_bf16(d: int) -> float:
   return gamma * (1 + v) ** 2 + 2 * v + v * v + 1e-10
 
 
-def certified(kth_scores64: np.ndarray, thresholds: np.ndarray, d: int,
-              bound: float | None = None) -> np.ndarray:
+def certified(kth_scores64: np.ndarray, tile_scores: np.ndarray, thresholds: np.ndarray,
+              eligible, d: int, bound: float | None = None) -> np.ndarray:
   """bool [R]: row r is exact when its k-th float64 score beats every row left out.
 
-  Every row left out of r's shortlist has a float32 tile score <= thresholds[r] (the
-  shortlist's smallest tile score; -inf when nothing was left out), so its float64
-  score is <= thresholds[r] + bound (default ``error_bound(d)``, the float32 tiles'
-  bound; ``error_bound_bf16(d)`` for bf16 tiles). Strictly greater k-th score: certified.
+  Args:
+    kth_scores64: [R] float64 k-th rescored score of each row.
+    tile_scores: [R, k_s] the shortlist's tile scores (-inf marks an empty slot or an
+      offer that did not count: self, padding).
+    thresholds: [R] bound on the tile score of every row left out of the shortlist.
+    eligible: int, or int [R]: how many database rows row r may list (N - 1 in a
+      self-search).
+    d: feature dimension; bound: tile error bound (default ``error_bound(d)``, the
+      float32 tiles' bound; ``error_bound_bf16(d)`` for bf16 tiles).
+
+  A shortlist holding every eligible row (as many finite tile scores as eligible rows:
+  offers never repeat a row and only eligible rows get finite scores) left nothing out,
+  so its row is exact whatever the scores: ties included. Otherwise every row left out
+  has a tile score <= thresholds[r], so its float64 score is <= thresholds[r] + bound,
+  and a strictly greater k-th score certifies the row. (thresholds[r] is often the
+  shortlist's own smallest tile score, a bound that stays valid but could never
+  certify a full shortlist of tied rows: hence the first rule.)
   """
   bound = error_bound(d) if bound is None else bound
-  return kth_scores64 > thresholds.astype(np.float64) + bound
+  complete = np.isfinite(tile_scores).sum(axis=1) >= np.asarray(eligible)
+  return complete | (kth_scores64 > thresholds.astype(np.float64) + bound)
 
 
 def top_k_rescored(x_query, x_db, shortlist, tile_scores, k: int, query_ids=None,
@@ -150,17 +177,22 @@ def score_block(scores, keep, shortlist, x_query, q_norms, block, block_norms, o
   """Writes float64 cosine scores into ``scores`` for kept entries that fall in a block.
 
   block: [B, D] database rows offset .. offset + B - 1 (the whole database when offset
-  is 0 and B = Nd). Each pair is scored by one formula wherever it is computed, so
-  every host and block size gives bit-identical scores.
+  is 0 and B = Nd). q_norms, block_norms: ``norms64`` of x_query and of block. Each pair
+  is scored by one formula wherever it is computed, so every host and block size gives
+  bit-identical scores.
   """
+  q_exp, q_len = q_norms
+  b_exp, b_len = block_norms
   inside = keep & (shortlist >= offset) & (shortlist < offset + block.shape[0])
   rows, slots = np.nonzero(inside)
   cand = shortlist[rows, slots] - offset
   step = max(1, _CHUNK_BYTES // (8 * block.shape[1]))
   for start in range(0, rows.size, step):
     r, c = rows[start:start + step], cand[start:start + step]
-    dots = np.multiply(x_query[r], block[c], dtype=np.float64).sum(-1)
-    scores[r, slots[start:start + step]] = dots / (q_norms[r] * block_norms[c])
+    a = validation.scaled_rows(x_query[r], q_exp[r])
+    b = validation.scaled_rows(block[c], b_exp[c])
+    a *= b
+    scores[r, slots[start:start + step]] = a.sum(-1) / (q_len[r] * b_len[c])
 
 
 def best_k(shortlist, scores, k):

@@ -178,8 +178,10 @@ def ring_shortlists(x: jax.Array, n: int, k_s: int, mesh, *, b: int,
     b: sub-tile edge.
     precision: "fp32" or "bf16_certified" (bf16 tile inputs, float32 accumulation).
     on_step: optional callback(units done, units in all) after each computed unit.
-    checkpoint: optional ``checkpoint.RingCheckpoint``: state is restored from its
-      latest save (those units are not computed again) and saved after each unit.
+    checkpoint: optional ``checkpoint.RingCheckpoint`` (entered): the running lists are
+      restored from its latest intact save (those units are not computed again) and
+      saved after each unit. The visitor rows are not saved: they are x shifted by the
+      number of moves so far, recomputed on resume.
 
   Returns:
     (shortlist int32, tile_scores float32, thresholds float32) as global arrays
@@ -198,7 +200,11 @@ def ring_shortlists(x: jax.Array, n: int, k_s: int, mesh, *, b: int,
   units = plan(shards, rows // shards // b)
   done = 0
   if checkpoint is not None:
-    done, state = checkpoint.restore(state, len(units))
+    done, lists = checkpoint.restore({"own": state["own"], "vis": state["vis"]}, len(units))
+    state.update(own=list(lists["own"]), vis=list(lists["vis"]))
+    moves = sum(unit[4] for unit in units[:done]) % shards
+    if moves:
+      state["vis_x"] = shift(mesh, moves)(x)
   for index in range(done, len(units)):
     s, cols, lo, hi, move = units[index]
     fn = _step_fn(mesh, n, b, k_s, cols, s == 0, precision, move)
@@ -206,7 +212,7 @@ def ring_shortlists(x: jax.Array, n: int, k_s: int, mesh, *, b: int,
              np.int32(hi))
     state = {"vis_x": out[0], "own": list(out[1:4]), "vis": list(out[4:7])}
     if checkpoint is not None:
-      checkpoint.save(index + 1, state)
+      checkpoint.save(index + 1, {"own": state["own"], "vis": state["vis"]})
     if on_step is not None:
       jax.block_until_ready(state["own"][2])  # report work done, not work queued
       on_step(index + 1, len(units))
@@ -230,4 +236,10 @@ def _full(shape, value, dtype, sharding):
   """A constant global array made on the devices (works across processes)."""
   spec = P(DATA, *([None] * (len(shape) - 1)))
   out = jax.sharding.NamedSharding(sharding.mesh, spec)
-  return jax.jit(lambda: jnp.full(shape, value, dtype), out_shardings=out)()
+  return _full_fn(tuple(shape), float(value), np.dtype(dtype), out)()
+
+
+@functools.lru_cache(maxsize=None)
+def _full_fn(shape, value, dtype, out):
+  """Jitted constant maker, compiled once per shape, value, dtype and sharding."""
+  return jax.jit(lambda: jnp.full(shape, value, dtype), out_shardings=out)

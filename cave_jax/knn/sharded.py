@@ -10,14 +10,16 @@ neighbours back (global indices).
 Stages, all SPMD (every process runs every collective):
   1. ``ring.ring_shortlists``: float32 (or bf16-input) shortlists on the devices.
   2. Float64 rescoring on the hosts. Candidates can live on any process, so the
-     processes' original rows (float32) go round a host ring -- one ``ppermute`` over
+     processes' original rows (their exact values) go round a host ring -- one ``ppermute`` over
      ``data`` by one process's worth of shards per hop -- and each host scores the
      candidates that fall in the block it holds. Same per-pair formula as the
      single-device path, so scores and ties are bit-identical to it.
-  3. Certificate per row (``rescore.certified`` with the float32 or the bf16 bound).
-     Rows that fail, from every process, are gathered and searched again in float32
-     against the sharded database with a 4x longer shortlist, until all are certified
-     (at the latest when the shortlist holds every other row).
+  3. Certificate per row (``rescore.certified`` with the float32 or the bf16 bound;
+     a shortlist that holds every other row is exact as it is). Rows that fail, from
+     every process, are gathered and searched again in float32 against the sharded
+     database with a 4x longer shortlist, until all are certified; once that length
+     would reach N - 1, the remaining rows are scored against every row in float64 on
+     the host ring (the single-device path's last resort too).
 """
 
 from __future__ import annotations
@@ -59,35 +61,49 @@ def sharded_knn(x_local: np.ndarray, k: int, n: int, k_s: int, mesh, precision: 
   start, stop = parallel.process_rows(n, mesh)
   d = x_local.shape[1]
   x_unit = parallel.global_rows(rescore.unit_rows_float32(x_local), n, mesh)
-  saver = None
-  if checkpoint_dir is not None:
-    saver = checkpoint.RingCheckpoint(checkpoint_dir, dict(
-        n=n, d=d, k_s=k_s, shards=mesh.shape[DATA], precision=precision, rows_per_shard=m,
-        data=checkpoint.data_digest(x_local)))
-  try:
-    shortlist, tile_scores, thresholds = (
-        _mine(a, start, stop) for a in ring.ring_shortlists(
-            x_unit, n, k_s, mesh, b=b, precision=precision, on_step=on_step, checkpoint=saver))
-  finally:
-    if saver is not None:
-      saver.close()
-  x_rows = parallel.global_rows(np.asarray(x_local, np.float32), n, mesh)
-  host_ring = _HostRing(x_rows, mesh, n)
+  search = functools.partial(ring.ring_shortlists, x_unit, n, k_s, mesh, b=b,
+                             precision=precision, on_step=on_step)
+  if checkpoint_dir is None:
+    lists = search()
+  else:
+    fingerprint = dict(n=n, d=d, k=k, k_s=k_s, shards=mesh.shape[DATA], precision=precision,
+                       rows_per_shard=m, data=checkpoint.data_digest(x_local))
+    with checkpoint.RingCheckpoint(checkpoint_dir, fingerprint) as saver:
+      lists = search(checkpoint=saver)
+  shortlist, tile_scores, thresholds = (_mine(a, start, stop) for a in lists)
+  host_ring = _HostRing(x_local, mesh, n)
   bound = rescore.error_bound_bf16(d) if precision == ring.BF16 else rescore.error_bound(d)
   ids = np.arange(start, stop)
   indices, scores = host_ring.rescore(x_local, ids, shortlist, tile_scores, k, bound)
-  pending = np.flatnonzero(~rescore.certified(scores[:, -1], thresholds, d, bound))
+  pending = np.flatnonzero(
+      ~rescore.certified(scores[:, -1], tile_scores, thresholds, n - 1, d, bound))
   redone = _global_sum(pending.size)
   while _global_sum(pending.size):
-    k_s = min(4 * k_s, n - 1)
-    sl, ts, th = _search_rows(x_unit, x_local[pending], ids[pending], n, k_s, mesh, b)
-    idx, sc = host_ring.rescore(x_local[pending], ids[pending], sl, ts, k, rescore.error_bound(d))
+    k_s = 4 * k_s
+    if k_s >= n - 1:  # last resort, as on one device: score every pair of these rows
+      indices[pending], scores[pending] = host_ring.all_pairs(x_local[pending], ids[pending], k)
+      break
+    idx, sc, ts, th = _search_rows_again(x_unit, x_local[pending], ids[pending], n, k, k_s,
+                                         mesh, b, host_ring, rescore.error_bound(d))
     indices[pending], scores[pending] = idx, sc
-    still = ~rescore.certified(sc[:, -1], th, d)
-    if k_s == n - 1 and still.any():  # the shortlist held every row: nothing left out
-      raise AssertionError("a full shortlist must certify every row")
-    pending = pending[still]
+    pending = pending[~rescore.certified(sc[:, -1], ts, th, n - 1, d)]
   return indices, scores, redone
+
+
+def _search_rows_again(x_unit, x_rows, row_ids, n, k, k_s, mesh, b, host_ring, bound,
+                       budget: int = 256 << 20):
+  """Float32 shortlists of length k_s for some rows, rescored: (indices, scores64,
+  tile_scores, thresholds). Rows go in groups that keep the replicated shortlists of
+  every device near ``budget`` bytes; every process runs the same number of groups."""
+  per_group = max(8, budget // (12 * k_s * (mesh.shape[DATA] + 1)))
+  groups = -(-_global_max(len(x_rows)) // per_group)
+  parts = []
+  for g in range(groups):
+    rows = slice(g * per_group, (g + 1) * per_group)
+    sl, ts, th = _search_rows(x_unit, x_rows[rows], row_ids[rows], n, k_s, mesh, b)
+    idx, sc = host_ring.rescore(x_rows[rows], row_ids[rows], sl, ts, k, bound)
+    parts.append((idx, sc, ts, th))
+  return tuple(np.concatenate([p[i] for p in parts]) for i in range(4))
 
 
 def _mine(array, start, stop):
@@ -102,24 +118,44 @@ def _global_sum(value: int) -> int:
   return int(np.sum(multihost_utils.process_allgather(np.int64(value))))
 
 
-class _HostRing:
-  """The processes' original rows, passed round the processes one hop at a time."""
+def _global_max(value: int) -> int:
+  if jax.process_count() == 1:
+    return int(value)
+  return int(np.max(multihost_utils.process_allgather(np.int64(value))))
 
-  def __init__(self, x_rows: jax.Array, mesh, n: int):
-    self._x = x_rows
+
+def _host_dtype(x: np.ndarray):
+  """The float dtype that holds x's values exactly: float32 for floats of <= 32 bits."""
+  small = np.issubdtype(x.dtype, np.floating) and x.dtype.itemsize <= 4
+  return np.dtype(np.float32 if small else np.float64)
+
+
+class _HostRing:
+  """The processes' original rows, passed round the processes one hop at a time.
+
+  Rows travel as their exact values (float32, or float64 for wider input, sent as
+  uint32 words so no device ever rounds them): every host scores a pair from the same
+  bits as the single-device path.
+  """
+
+  def __init__(self, x_local: np.ndarray, mesh, n: int):
+    self._dtype = _host_dtype(x_local)
+    words = np.ascontiguousarray(x_local, self._dtype).view(np.uint32)
+    self._x = parallel.global_rows(words, n, mesh, dtype=np.uint32)
     self._mesh = mesh
     self._n = n
     self._hop = len(parallel._local_data_positions(mesh))  # shards per process
     self._hops = mesh.shape[DATA] // self._hop
 
   def blocks(self):
-    """Yields (first global row, [rows, D] float32) for every process's block, own first."""
+    """Yields (first global row, [rows, D] exact rows) for every process's block, own first."""
     x = self._x
     own_first, _ = parallel.local_rows(x)
     per_process = x.shape[0] // self._hops
     for hop in range(self._hops):
       _, rows = parallel.local_rows(x)  # after `hop` shifts: process (me + hop)'s block
-      yield (own_first + hop * per_process) % x.shape[0], rows
+      yield (own_first + hop * per_process) % x.shape[0], np.ascontiguousarray(rows).view(
+          self._dtype)
       if hop + 1 < self._hops:
         x = ring.shift(self._mesh, self._hop)(x)
 
@@ -134,6 +170,20 @@ class _HostRing:
       rescore.score_block(scores, keep, shortlist, x_query, q_norms, real,
                           rescore.norms64(real), first)
     return rescore.best_k(shortlist, scores, k)
+
+  def all_pairs(self, x_query, query_ids, k, max_pairs: int = 1 << 22):
+    """Float64 top-k of the given rows against every row (exact by construction), in
+    groups of max_pairs scores; every process runs the same number of groups."""
+    step = max(1, max_pairs // self._n)
+    groups = -(-_global_max(len(x_query)) // step)
+    parts = [(np.zeros((0, k), np.int64), np.zeros((0, k)))]
+    for g in range(groups):
+      rows = slice(g * step, (g + 1) * step)
+      count = len(x_query[rows])
+      everything = np.broadcast_to(np.arange(self._n), (count, self._n))
+      parts.append(self.rescore(x_query[rows], query_ids[rows], everything,
+                                np.zeros((count, self._n), np.float32), k, 0.0))
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def _search_rows(x_unit, x_rows, row_ids, n, k_s, mesh, b):
