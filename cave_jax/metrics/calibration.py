@@ -288,6 +288,17 @@ class LayerCalibration:
     agg = self.aggregates["max"]
     return _scalar(float(agg.scores), agg.null, self.alpha, self.s_max)
 
+  def summary(self) -> dict:
+    """JSON-ready row for a results table: the best layer pair against the null of the
+    maximum -- {"metric", "n", "k", "best", "score", "null_mean", "null_std", "tau",
+    "p_value", "null_subtracted", "calibrated", "significant", "n_perm", "alpha", "s_max"}."""
+    best = self.best_layer
+    return {"metric": self.metric, "n": self.n, "k": self.k, "best": list(self.best),
+            "score": best.score, "null_mean": best.null_mean, "null_std": best.null_std,
+            "tau": best.tau, "p_value": best.p_value, "null_subtracted": best.null_subtracted,
+            "calibrated": best.calibrated, "significant": best.significant,
+            "n_perm": self.n_perm, "alpha": self.alpha, "s_max": self.s_max}
+
   def to_dict(self) -> dict:
     """JSON-ready: {"metric", "n", "k", "n_perm", "alpha", "s_max", "seed", "best",
     "cells": ArrayCalibration.to_dict(), "aggregates": {name: ArrayCalibration.to_dict()}}."""

@@ -18,6 +18,12 @@ population value: measured 86% at N = 64 on the synthetic world). The interval i
 for scores away from the null; whether two models are aligned at all is the permutation
 p-value's question (near zero CKA's sampling law is not normal).
 
+CKNNA and SVCCA get no interval here. CKNNA's neighbour sets depend on every row, so a
+replicate without row i is not the metric on N - 1 rows unless its lists are searched
+again. For SVCCA the delete-1 jackknife is not calibrated: measured on the synthetic
+world (N = 64, cca_dim = 4, 300 pools) its 95% interval covers 99.3% with a width of 0.35
+(eigenvector-based statistics are not smooth enough for the jackknife variance).
+
 All N replicates come in closed form from per-row quantities of the two kernels
 (removing row i changes every trace by row-i terms), never by N recomputations: O(N D_a
 D_b) for the linear kernel from centred features (no N x N matrix), O(N^2) for rbf.

@@ -26,7 +26,7 @@ from cave_jax.metrics import stats
 
 LIST_METRICS = ("mutual_knn", "cycle_knn", "lcs_knn", "edit_distance_knn")
 _STACK_BUDGET = 1 << 22  # index entries of B's relabelled lists scored in one numpy call
-DENSE_MAX_N = 2048  # EdgeIndex keeps an N x N int32 table (16 MiB) up to this N
+DENSE_MAX_N = 1024  # EdgeIndex keeps an N x N int32 table (4 MiB) up to this N
 
 
 def check_lists(lists, *, name: str, n: int | None = None) -> list[np.ndarray]:
@@ -116,12 +116,15 @@ class ListLayerScores:
     self.n, self.k = self.lists_a[0].shape
     self.shape = (len(self.lists_a), len(self.lists_b))
     self._lcs_scale = 1.0 if prh_compat else 1.0 / self.k
-    self._index_a = [EdgeIndex(nn) for nn in self.lists_a]
     self._member_a = None  # bool [L_a, N * N]: all of A's layers at once (small N)
-    if metric in ("mutual_knn", "cycle_knn") and self.shape[0] * self.n ** 2 <= _STACK_BUDGET:
-      self._member_a = np.zeros((self.shape[0], self.n * self.n), bool)
-      for i, nn in enumerate(self.lists_a):
-        self._member_a[i, edge_keys(nn)] = True
+    self._index_a = None  # per-layer EdgeIndex otherwise (mutual and cycle only)
+    if metric in ("mutual_knn", "cycle_knn"):
+      if self.shape[0] * self.n ** 2 <= _STACK_BUDGET:
+        self._member_a = np.zeros((self.shape[0], self.n * self.n), bool)
+        for i, nn in enumerate(self.lists_a):
+          self._member_a[i, edge_keys(nn)] = True
+      else:
+        self._index_a = [EdgeIndex(nn) for nn in self.lists_a]
 
   def matrix(self, perm: np.ndarray | None = None) -> np.ndarray:
     """float64 [L_a, L_b] scores under the pairing "A row i <-> B row perm[i]".

@@ -1,5 +1,6 @@
 """Calibrated layer search (metrics.layer_calibration): permuted scores, shared nulls, cost."""
 
+import json
 import math
 
 import numpy as np
@@ -9,6 +10,7 @@ import cave_jax.knn
 from cave_jax import errors
 from cave_jax import metrics
 from cave_jax.metrics import layer_calibration as lc
+from cave_jax.metrics import permuted_lists
 
 from . import metrics_naive as naive
 
@@ -97,6 +99,23 @@ def test_rbf_and_feature_path_cka_equal_dense_references(unbiased):
   assert not features.uses_gram
   want = naive.cka_dense(naive.linear_kernel(a), naive.linear_kernel(b[perm]), unbiased)
   assert features.matrix(perm)[0, 0] == pytest.approx(want, rel=1e-9)
+
+
+@pytest.mark.parametrize("metric", ["mutual_knn", "cycle_knn", "lcs_knn", "cknna"])
+def test_large_n_paths_give_the_small_n_scores(monkeypatch, metric):
+  """Binary search instead of dense tables, one B layer per numpy call: same numbers."""
+  rng = np.random.default_rng(8)
+  feats_a, feats_b = rng.normal(size=(30, 3, 5)), rng.normal(size=(30, 2, 5))
+  feats_b[:, 1] += feats_a[:, 0]
+  perm = rng.permutation(30)
+  small = lc.layer_scores(metric, feats_a, feats_b, k=4)
+  want = small.matrix(None), small.matrix(perm)
+  monkeypatch.setattr(permuted_lists, "DENSE_MAX_N", 0)
+  monkeypatch.setattr(permuted_lists, "_STACK_BUDGET", 1)
+  large = lc.layer_scores(metric, feats_a, feats_b, k=4)
+  assert getattr(large, "_member_a", None) is None
+  np.testing.assert_allclose(large.matrix(None), want[0], rtol=1e-12)
+  np.testing.assert_allclose(large.matrix(perm), want[1], rtol=1e-12)
 
 
 @pytest.fixture
@@ -227,6 +246,18 @@ def test_pair_calibration_is_the_one_cell_layer_calibration():
   given = lc.calibrate_pair("mutual_knn", knn_a=fast_knn(a, 5), knn_b=fast_knn(b, 5), k=5,
                             n_perm=40, seed=3)
   assert given.p_value == pair.p_value and given.calibrated == pair.calibrated
+
+
+def test_summary_is_the_best_layer_against_the_null_of_the_maximum():
+  rng = np.random.default_rng(9)
+  feats_a, feats_b = correlated_model(rng, 40, layers=2), correlated_model(rng, 40, layers=2)
+  cal = lc.calibrate_layers("cka", feats_a, feats_b, n_perm=30)
+  row = cal.summary()
+  agg = cal.aggregates["max"]
+  assert row["score"] == float(agg.scores) == cal.scores.max()
+  assert row["p_value"] == float(agg.p_value) and row["tau"] == float(agg.tau)
+  assert row["best"] == list(cal.best) and row["n_perm"] == 30
+  json.dumps(row)
 
 
 def test_unnormalised_lcs_is_calibrated_against_k():
