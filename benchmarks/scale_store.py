@@ -6,8 +6,9 @@ Builds a store holding the synthetic world's two sides (``--n`` rows, ``--d`` fe
 each, written block by block with ``store.import_arrays`` from memory-mapped .npy files,
 so building it needs little memory either), then runs
 
-  python -m experiments.scale --config=configs/scale.py:store --config.store=... \
-      --config.dataset=bench --config.model_a=vision --config.model_b=language
+  python -m experiments.scale --config=configs/scale.py:store \
+      --config.features_a=STORE::bench/vision/layer_0/mean \
+      --config.features_b=STORE::bench/language/layer_0/mean
 
 in a child process (which reports its own peak RSS): galleries up to the store's size, the paired queries at every size,
 all rows up to ``--full-max-n``. Reports the child's wall time, peak RSS (VmHWM), the
@@ -79,8 +80,9 @@ def main(argv=None):
              "  peak = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')]\n"
              f"  open({peak_file!r}, 'w').write(peak[0])\n")
   command = [sys.executable, "-c", wrapper, "--config=configs/scale.py:store",
-             f"--config.store={store}", "--config.dataset=bench", "--config.model_a=vision",
-             "--config.model_b=language", f"--config.queries={args.queries}",
+             f"--config.features_a={store}::bench/vision/layer_0/mean",
+             f"--config.features_b={store}::bench/language/layer_0/mean",
+             f"--config.queries={args.queries}",
              f"--config.full_max_n={args.full_max_n}", f"--config.n_draws={args.draws}",
              f"--workdir={os.path.join(args.workdir, 'sweep')}"]
   tic = time.perf_counter()

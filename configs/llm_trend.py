@@ -11,11 +11,13 @@ each model's feature file. The default reads configs/data/llm_capabilities_examp
 which holds INVENTED example numbers, and simulates each model's features from the
 synthetic world (`sim`: quality rises with capability for models before `split_date`,
 is flat for newer ones). A line is fitted on the models released before `split_date`
-and its R^2 reported on both sets (out of sample on the newer).
+and its R^2 reported on both sets (out of sample on the newer), for every k of `ks`.
+Keys shared with the other experiments: configs/common.py.
 
 Variants (the `:arg` string, comma-separated):
   smoke      N = 512, 50 resamples, 10 permutations
-  features   real features: vision_features + the CSV's features column (layer: -1 = last)
+  features   real features: vision_features + the CSV's features column, each a feature
+             file or STORE_DIR::NAME (layer: -1 = last of an [N, L, D] file)
   n=INT      samples of the synthetic world
 """
 
@@ -49,11 +51,7 @@ def get_config(arg=None):
         quality_high=0.9,  # ... and the strongest older model
         newer_quality=0.5,  # every newer model, whatever its scores
         jitter=0.05))  # sd of per-model noise on the quality
-  config.k = 10
-  config.n_boot = 50 if arg.smoke else 1000
-  config.n_perm = 10 if arg.smoke else 100
-  config.confidence = 0.95
-  config.seed = 0
-  config.figure = True
+  common.add_statistics(config, ks=(10,), n_draws=None, n_boot=50 if arg.smoke else 1000,
+                        n_perm=10 if arg.smoke else 100)
   config.lock()
   return config

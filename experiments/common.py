@@ -2,6 +2,9 @@
 
 Every entry point is flags + ``app.run(main, flags_parser=common.parse_flags)`` + one
 call, ``common.run_and_report(runs.NAME.run, runs.NAME.summary, _CONFIG, _WORKDIR, argv)``.
+
+The terminal shows the progress bar, warnings and the result table; the runs' absl INFO
+log (per-step details, library messages such as faiss's) appears with --verbosity=0.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import re
 import sys
 
 from absl import flags
+from absl import logging as absl_logging
 import ml_collections
 
 import jax
@@ -21,6 +25,7 @@ import jax
 from cave_jax import errors
 from cave_jax import parallel
 from cave_jax.runs import config_checks
+from cave_jax.runs import outputs
 
 # jax logs at INFO that it found no TPU on every start; that is not news to a CPU/GPU user.
 logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
@@ -42,7 +47,10 @@ def parse_flags(argv: list[str]) -> list[str]:
   did-you-mean hint and the list of the config's keys.
   """
   try:
-    return flags.FLAGS(argv)
+    rest = flags.FLAGS(argv)
+    if not flags.FLAGS["verbosity"].present:  # INFO with --verbosity=0
+      absl_logging.set_verbosity(absl_logging.WARNING)
+    return rest
   except flags.Error as e:
     _fail(f"FATAL Flags parsing error: {_without_traceback(str(e))}\n"
           f"Pass --helpshort or --helpfull to see help on flags.")
@@ -58,7 +66,8 @@ def run_and_report(run, summary, config_flag, workdir_flag, argv) -> dict:
   """Writes config.json, calls ``run(config, workdir)``, prints ``summary(result)``.
 
   A bad input (any cave_jax.errors.CaveError: a missing or corrupt feature file, a
-  config value out of range) ends the program with that one message and exit code 1.
+  config value out of range or not finite, a workdir that is a file or not writable)
+  ends the program with that one message and exit code 1.
   """
   if len(argv) > 1:
     _fail(f"FATAL unexpected positional arguments: {' '.join(argv[1:])}")
@@ -76,11 +85,12 @@ def run_and_report(run, summary, config_flag, workdir_flag, argv) -> dict:
   except errors.CaveError as e:
     _fail(f"{type(e).__name__}: {e}")
   lead = jax.process_index() == 0  # one process writes config.json and prints
-  if lead:
-    os.makedirs(workdir, exist_ok=True)
-    config_checks.write_json(os.path.join(workdir, "config.json"),
-                             json.loads(config.to_json_best_effort()))
   try:
+    config_checks.check_finite(config)
+    outputs.prepare_workdir(workdir)
+    if lead:
+      outputs.write_json(os.path.join(workdir, "config.json"),
+                         json.loads(config.to_json_best_effort()))
     result = run(config, workdir)
   except errors.CaveError as e:
     _fail(f"{type(e).__name__}: {e}")

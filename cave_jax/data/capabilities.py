@@ -20,6 +20,8 @@ import datetime
 import math
 import os
 
+import numpy as np
+
 from cave_jax import errors
 
 
@@ -80,3 +82,12 @@ def read_capabilities(path: str, benchmarks: tuple[str, ...], *,
   if len(rows) < 2:
     raise errors.FeatureFileError(f"{path}: needs at least 2 models, found {len(rows)}")
   return rows
+
+
+def capability(row: dict, bench: str) -> float:
+  """A model's score on ``bench`` (a row of ``read_capabilities``), or for "mean" the
+  mean over its benchmarks."""
+  scores = row["scores"]
+  if bench == "mean":
+    return float(np.mean(list(scores.values())))
+  return float(scores[bench])

@@ -1,18 +1,21 @@
 """Alignment of two bring-your-own feature files (the `experiments.align` run).
 
-``run(config, workdir)`` reads two paired feature files, scores the requested metrics and
-writes one JSON file:
+``run(config, workdir)`` reads two paired feature files or store arrays (``runs.pool``:
+.npy/.npz/.pt, or STORE_DIR::NAME; a NAME with ``*`` stacks several layers), scores the
+requested metrics and writes one JSON file:
 
-  {"n": N, "k": k, "prh_compat": bool,
+  {"experiment": "align", "n": N, "ks": [k, ...], "prh_compat": bool,
    "features_a": {"path", "shape"}, "features_b": {"path", "shape"},
-   "metrics": {name: {"score", "chance", "ci"}},        # the best layer pair's Score
-   "best_layers": {name: [layer_a, layer_b]} | null,     # null when both inputs are [N, D]
-   "layer_scores": {name: [[float] * L_b] * L_a} | null}
+   "rows": [{"metric", "k", "score", "chance", "ci_low", "ci_high",
+             "best_layer_a", "best_layer_b"}],
+   "layer_scores": [{"metric", "k", "scores": [[float] * L_b] * L_a}] | null}
 
-With [N, L, D] inputs every layer pair is scored (``metrics.layer_search``; an [N, D] input
-counts as one layer) and each metric reports its best pair, as platonic-rep does; a
-heatmap of each metric's layer-pair matrix is written to ``<workdir>/layers_<metric>.png``
-(and .pdf).
+Metrics that use neighbours (the k-NN metrics and cknna) get a row per k of ``ks``; the
+others (cka, unbiased_cka, svcca) one row with k null. With [N, L, D] inputs every layer
+pair is scored (``metrics.layer_search``; an [N, D] input counts as one layer) and each
+row reports its best pair, as platonic-rep does (best layers null when both inputs are
+[N, D]); with ``figure`` a heatmap of each layer-pair matrix is written to
+``<workdir>/layers_<metric>[_k<k>].png`` (and .pdf).
 """
 
 from __future__ import annotations
@@ -22,21 +25,24 @@ import os
 from absl import logging
 
 from cave_jax import data
-from cave_jax import errors
 from cave_jax import metrics
 from cave_jax import validation
+from cave_jax.metrics import layers as layer_metrics
 from cave_jax.runs import config_checks
-from cave_jax.runs import figures
+from cave_jax.runs import outputs
+from cave_jax.runs import pool as pools
+from cave_jax.runs.figures import layers as figures
 
 DEFAULT_OUTPUT = "alignment.json"
+KEYS = ("features_a", "features_b", "key_a", "key_b", "ks", "metrics", "prh_compat", "ci",
+        "seed", "figure", "output")
 
 
 def run(config, workdir: str) -> dict:
   """Scores the alignment of ``config.features_a`` and ``config.features_b``.
 
   Args:
-    config: see configs/align.py (features_a, features_b, key_a, key_b, k, metrics,
-      prh_compat, ci, seed, output).
+    config: see configs/align.py.
     workdir: directory for the JSON (unless config.output names another path) and the
       layer heatmaps.
 
@@ -46,70 +52,76 @@ def run(config, workdir: str) -> dict:
   Raises:
     ConfigError: a missing path, an unknown metric, k out of range.
     FeatureFileError, InvalidFeaturesError, ShapeMismatchError: unusable feature files.
+    OutputError: config.output is a directory or cannot be written.
   """
-  path_a = config_checks.required_path(config, "features_a")
-  path_b = config_checks.required_path(config, "features_b")
-  key_a = config_checks.get(config, "key_a", str) or None
-  key_b = config_checks.get(config, "key_b", str) or None
-  k = config_checks.get(config, "k", int, low=1)
-  names = parse_metrics(config_checks.get(config, "metrics", str))
-  prh_compat = config_checks.get(config, "prh_compat", bool)
-  ci = config_checks.get(config, "ci", bool)
-  seed = config_checks.get(config, "seed", int, low=0)
-  output = config_checks.get(config, "output", str) or os.path.join(workdir, DEFAULT_OUTPUT)
-
-  feats_a = data.load_features(path_a, key=key_a)
-  feats_b = data.load_features(path_b, key=key_b)
-  validation.check_paired(feats_a, feats_b, names=(path_a, path_b))
-  n = feats_a.shape[0]
-  if k >= n:
-    raise errors.ConfigError(
-        f"config.k={k} must be smaller than the number of paired samples N={n}")
-  logging.info("scoring %s: A %s %s, B %s %s, k=%d", ",".join(names), path_a,
-               feats_a.shape, path_b, feats_b.shape, k)
-
-  searched = metrics.layer_search(feats_a, feats_b, metrics=names, k=k,
-                                  prh_compat=prh_compat, ci=ci, seed=seed)
-  layered = feats_a.ndim == 3 or feats_b.ndim == 3
+  settings = config_checks.read(config, KEYS)
+  names = parse_metrics(settings.metrics)
+  output = settings.output or os.path.join(workdir, DEFAULT_OUTPUT)
+  feats, described = [], {}
+  for side in pools.SIDES:
+    path = config_checks.required_path(settings, f"features_{side}")
+    resolved = pools.resolve_store_path(path, f"features_{side}")
+    if resolved is not None:
+      path = f"{resolved[0].path}::{resolved[1]}"
+    x = data.load_features(path, key=getattr(settings, f"key_{side}") or None)
+    feats.append(x)
+    described[f"features_{side}"] = {"path": path, "shape": list(x.shape)}
+  validation.check_paired(feats[0], feats[1], names=(described["features_a"]["path"],
+                                                    described["features_b"]["path"]))
+  n = feats[0].shape[0]
+  config_checks.check_ks(settings.ks, n, "the number of paired samples")
+  logging.info("scoring %s: A %s, B %s, ks=%s", ",".join(names), feats[0].shape,
+               feats[1].shape, settings.ks)
+  searches = []  # (k or None, {metric: LayerSearchResult})
+  with_k = [m for m in names if m in layer_metrics.NEEDS_NEIGHBOURS]
+  without_k = [m for m in names if m not in layer_metrics.NEEDS_NEIGHBOURS]
+  search = lambda chosen, k: metrics.layer_search(
+      feats[0], feats[1], metrics=chosen, k=k, prh_compat=settings.prh_compat,
+      ci=settings.ci, seed=settings.seed)
+  if with_k:
+    searches.extend((k, search(with_k, k)) for k in settings.ks)
+  if without_k:
+    searches.append((None, search(without_k, min(settings.ks))))
+  found = {(name, k): result for k, results in searches for name, result in results.items()}
+  order = [(name, k) for name in names
+           for k in (settings.ks if name in with_k else (None,))]
+  layered = feats[0].ndim == 3 or feats[1].ndim == 3
   result = {
+      "experiment": "align",
       "n": n,
-      "k": k,
-      "prh_compat": prh_compat,
-      "features_a": {"path": path_a, "shape": list(feats_a.shape)},
-      "features_b": {"path": path_b, "shape": list(feats_b.shape)},
-      "metrics": {name: score_dict(found.best_score) for name, found in searched.items()},
-      "best_layers": ({name: list(found.best) for name, found in searched.items()}
-                      if layered else None),
-      "layer_scores": ({name: found.scores.tolist() for name, found in searched.items()}
-                       if layered else None),
+      "ks": list(settings.ks),
+      "prh_compat": settings.prh_compat,
+      **described,
+      "rows": [_row(name, k, found[(name, k)], layered) for name, k in order],
+      "layer_scores": ([{"metric": name, "k": k, "scores": found[(name, k)].scores.tolist()}
+                        for name, k in order] if layered else None),
   }
-  config_checks.write_json(output, result)
-  if layered:
-    for name, found in searched.items():
-      figures.plot_layer_scores(found.scores, found.best, name=name, n=n, k=k,
-                                path_stem=os.path.join(workdir, f"layers_{name}"))
+  outputs.write_json(output, result)
+  if layered and settings.figure:
+    for name, k in order:
+      stem = os.path.join(workdir, f"layers_{name}" + ("" if k is None else f"_k{k}"))
+      figures.plot_layer_scores(found[(name, k)].scores, found[(name, k)].best, name=name,
+                                n=n, k=k, path_stem=stem)
   return dict(result, output=output)
 
 
-def parse_metrics(text: str) -> tuple[str, ...]:
-  """"mutual_knn,cka" -> ("mutual_knn", "cka"); "all" -> every metric; raises ConfigError."""
-  names = tuple(part.strip() for part in text.split(",") if part.strip())
+def _row(name: str, k, found, layered: bool) -> dict:
+  score = found.best_score
+  return {"metric": name, "k": k, "score": float(score.score),
+          "chance": None if score.chance is None else float(score.chance),
+          "ci_low": None if score.ci is None else float(score.ci[0]),
+          "ci_high": None if score.ci is None else float(score.ci[1]),
+          "best_layer_a": int(found.best[0]) if layered else None,
+          "best_layer_b": int(found.best[1]) if layered else None}
+
+
+def parse_metrics(names: tuple[str, ...]) -> tuple[str, ...]:
+  """The metric names of config.metrics ("all": every metric); raises ConfigError."""
   if names == ("all",):
     return tuple(metrics.METRICS)
-  if not names:
-    raise errors.ConfigError("config.metrics must name at least one metric")
-  unknown = [name for name in names if name not in metrics.METRICS]
-  if unknown:
-    raise errors.ConfigError(f"config.metrics: unknown metric(s) {', '.join(unknown)}; "
-                             f"choose from {', '.join(metrics.METRICS)} or 'all'")
-  return tuple(dict.fromkeys(names))  # drops repeats, keeps the order
-
-
-def score_dict(score) -> dict:
-  """The JSON form of a metrics.Score: {"score", "chance", "ci"} (ci: [low, high] or null)."""
-  return {"score": float(score.score),
-          "chance": None if score.chance is None else float(score.chance),
-          "ci": None if score.ci is None else [float(v) for v in score.ci]}
+  config_checks.check("metrics", ",".join(names),
+                      config_checks.Field("names", choices=tuple(metrics.METRICS)))
+  return names
 
 
 def summary(result: dict) -> str:
@@ -117,12 +129,17 @@ def summary(result: dict) -> str:
   a, b = result["features_a"], result["features_b"]
   lines = [f"A: {a['path']} {tuple(a['shape'])}",
            f"B: {b['path']} {tuple(b['shape'])}",
-           f"N={result['n']}  k={result['k']}  prh_compat={result['prh_compat']}",
-           f"{'metric':<18} {'score':>10} {'chance':>10}  {'95% CI':<22} best layers (A, B)"]
-  for name, score in result["metrics"].items():
-    chance = "n/a" if score["chance"] is None else f"{score['chance']:.4g}"
-    ci = "" if score["ci"] is None else f"[{score['ci'][0]:.4g}, {score['ci'][1]:.4g}]"
-    best = "" if result["best_layers"] is None else str(tuple(result["best_layers"][name]))
-    lines.append(f"{name:<18} {score['score']:>10.4g} {chance:>10}  {ci:<22} {best}")
+           f"N={result['n']}  k={', '.join(str(k) for k in result['ks'])}  "
+           f"prh_compat={result['prh_compat']}",
+           f"{'metric':<18} {'k':>3} {'score':>10} {'chance':>10}  {'95% CI':<22} "
+           f"best layers (A, B)"]
+  for row in result["rows"]:
+    chance = "n/a" if row["chance"] is None else f"{row['chance']:.4g}"
+    ci = "" if row["ci_low"] is None else f"[{row['ci_low']:.4g}, {row['ci_high']:.4g}]"
+    best = ("" if row["best_layer_a"] is None
+            else f"({row['best_layer_a']}, {row['best_layer_b']})")
+    k = "-" if row["k"] is None else str(row["k"])
+    lines.append(f"{row['metric']:<18} {k:>3} {row['score']:>10.4g} {chance:>10}  {ci:<22} "
+                 f"{best}")
   lines.append(f"written to {result['output']}")
   return "\n".join(lines)

@@ -10,9 +10,9 @@ draws of the mean over queries of |A's k-NN & B's k-NN| / k: an unbiased estimat
 all-rows mutual k-NN of size N (the queries are a uniform sample of the gallery), measured
 on the same queries at every N, so differences between sizes are paired.
 
-Statistics: ``stats.paired_bootstrap_ci`` (draws and queries resampled, one query
-resample for all sizes) gives each size's interval and the interval of its change from
-the smallest size. Chance is k/(N-1) as for all rows.
+Statistics: ``statistics.paired_rows`` (draws and queries resampled, one query resample
+for all sizes) gives each size's interval and the interval of its change from the
+smallest size. Chance is k/(N-1) as for all rows.
 
 With several JAX processes every process holds the pool (as for the all-rows search);
 process p searches blocks p, p + P, ... and the partial lists are merged exactly
@@ -21,18 +21,19 @@ process p searches blocks p, p + P, ... and the partial lists are merged exactly
 
 from __future__ import annotations
 
+import jax
+from jax.experimental import multihost_utils
 import numpy as np
 
 from cave_jax.knn import nested
-from cave_jax.metrics import stats
-from cave_jax.runs import scale_pool
+from cave_jax.runs import sweep
 
 
 class PairedQueries:
   """Nested-gallery searches of both sides for every draw (module docstring).
 
   Args:
-    pool: a ``scale_pool`` pool (``gather`` reads the query rows).
+    pool: a ``runs.pool`` pool (``gather`` reads the query rows).
     orders: per draw, a permutation of the pool's rows (the draw order).
     sizes: increasing gallery sizes, the smallest >= queries.
     queries: Q, the number of query rows per draw.
@@ -45,7 +46,7 @@ class PairedQueries:
     a, b = pool.gather(np.concatenate(self.query_rows))
     self.searches = []
     for d, order in enumerate(orders):
-      ranks = scale_pool.ranks_of(order)
+      ranks = sweep.ranks_of(order)
       mine = slice(d * queries, (d + 1) * queries)
       self.searches.append(tuple(
           nested.NestedQueries(side[mine], self.query_rows[d], ranks, self.sizes, k)
@@ -59,7 +60,6 @@ class PairedQueries:
 
   def finish(self) -> None:
     """Merges the partial searches of all processes (no-op with one process)."""
-    import jax  # pylint: disable=g-import-not-at-top
     if jax.process_count() == 1:
       return
     for pair in self.searches:
@@ -82,35 +82,9 @@ class PairedQueries:
   def rows_recomputed(self) -> int:
     return sum(s.rows_recomputed for pair in self.searches for s in pair)
 
-  def summary(self, ks, *, n_boot: int, confidence: float, seed: int) -> dict:
-    """{(n, k): {"queries", "paired_score", "paired_ci_low", "paired_ci_high",
-    "paired_change", "paired_change_ci_low", "paired_change_ci_high",
-    "paired_draw_scores"}}; change = score(n) - score(smallest size), paired."""
-    out = {}
-    for k in ks:
-      values = self.overlaps(k)
-      draw_means = np.stack([v.mean(axis=1) for v in values])  # [D, S]
-      score = draw_means.mean(axis=0)
-      ci = stats.paired_bootstrap_ci(values, n_boot=n_boot, confidence=confidence,
-                                     seed=seed + 7919 * k)
-      for s, n in enumerate(self.sizes):
-        out[(n, k)] = {
-            "queries": self.queries,
-            "paired_score": float(score[s]),
-            "paired_ci_low": float(ci["low"][s]),
-            "paired_ci_high": float(ci["high"][s]),
-            "paired_change": float(score[s] - score[0]),
-            "paired_change_ci_low": float(ci["change_low"][s]),
-            "paired_change_ci_high": float(ci["change_high"][s]),
-            "paired_draw_scores": [float(v) for v in draw_means[:, s]],
-        }
-    return out
-
 
 def _merge_across_processes(search: nested.NestedQueries) -> None:
   """Replaces ``search``'s partial lists by the merge of every process's lists."""
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-  import jax  # pylint: disable=g-import-not-at-top
   me = jax.process_index()
   # int64 / float64 travel as uint32 pairs: JAX without x64 would narrow them.
   packed = np.concatenate(

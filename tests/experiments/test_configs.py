@@ -1,14 +1,22 @@
 """Configs are data: variants via the `:arg` string, locked keys, defaults in sync."""
 
 import dataclasses
+import importlib
 
 import pytest
 
 from cave_jax import errors
 from cave_jax.data import synthetic
+from cave_jax.runs import config_checks
 from configs import align as align_config
 from configs import common
 from configs import scale as scale_config
+
+EXPERIMENTS = ("align", "scale", "many_to_many", "imagenet_decomposition", "llm_trend",
+               "exact_vs_approx")
+VARIANTS = {"scale": ("", "smoke", "features", "store"), "many_to_many": ("", "store"),
+            "imagenet_decomposition": ("", "features"), "llm_trend": ("", "features"),
+            "exact_vs_approx": ("", "features"), "align": ("",)}
 
 
 def test_parse_arg_types_values_like_their_defaults():
@@ -58,18 +66,37 @@ def test_scale_variants():
   assert "world" not in features and "features_a" in features
   assert "features_a" not in default
   assert default.queries == 1024 and default.full_max_n == 0
-  for name, dataset in (("wit", "wit"), ("laion", "laion400m")):
-    store = scale_config.get_config(f"{name},queries=4096")
-    assert store.source == "store" and store.dataset == dataset and store.queries == 4096
-    assert store.max_n == 0 and store.full_max_n == 65_536  # galleries up to the store's size
-    assert "world" not in store and "model_a" in store and "features_a" not in store
-  with pytest.raises(errors.ConfigError, match="choose one of the variants features, wit"):
-    scale_config.get_config("wit,features")
-  assert scale_config.get_config("store").dataset == ""
+  store = scale_config.get_config("store,queries=4096")
+  assert store.source == "features" and store.queries == 4096 and "features_a" in store
+  assert store.max_n == 0 and store.full_max_n == 65_536  # galleries up to the store's size
+  assert scale_config.get_config("store,max_n=0").max_n == 0
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_key_of_every_config_is_in_the_one_schema(name):
+  """One vocabulary: each experiment's keys (every variant) are keys of the shared schema
+  (ks, not k; STORE_DIR::NAME paths, not store/dataset/model keys)."""
+  module = importlib.import_module(f"configs.{name}")
+  for variant in VARIANTS[name]:
+    config = module.get_config(variant or None)
+    keys = [k for k in config.keys() if k not in ("world", "sim")]
+    keys += [f"sim.{k}" for k in config.get("sim", {}).keys()]
+    assert set(keys) <= set(config_checks.FIELDS), (variant, set(keys) - set(
+        config_checks.FIELDS))
+    assert "ks" in config and isinstance(config.ks, tuple)
+    for old in ("k", "store", "images", "captions", "dataset", "model_a", "pooling_a"):
+      assert old not in config, (variant, old)
+
+
+def test_max_n_zero_is_the_whole_pool_in_every_sweep_config():
+  from configs import exact_vs_approx  # pylint: disable=g-import-not-at-top
+  for module in (scale_config, exact_vs_approx):
+    assert module.get_config("features,max_n=0").max_n == 0
+    assert module.get_config("features").max_n > 0
 
 
 def test_align_variants():
   default = align_config.get_config()
-  assert default.metrics == "mutual_knn" and default.k == 10 and not default.prh_compat
+  assert default.metrics == "mutual_knn" and default.ks == (10,) and not default.prh_compat
   prh = align_config.get_config("prh,all,ci")
   assert prh.prh_compat and prh.metrics == "all" and prh.ci

@@ -2,10 +2,12 @@
 
 import json
 import os
+import re
 
 from tests.experiments.helpers import run_module
 
 NOISE = ("Traceback", "xla_bridge", "libtpu", "absl::InitializeLog")
+ABSL_INFO = re.compile(r"I\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+\.py:\d+\]")
 
 
 def _no_noise(text):
@@ -17,12 +19,12 @@ def test_align_end_to_end(paired_files, tmp_path):
   workdir = str(tmp_path / "work")
   proc = run_module("experiments.align", "--config=configs/align.py",
                     f"--config.features_a={path_a}", f"--config.features_b={copy_a}",
-                    "--config.k=5", "--config.metrics=mutual_knn,cka", f"--workdir={workdir}")
+                    "--config.ks=5", "--config.metrics=mutual_knn,cka", f"--workdir={workdir}")
   assert proc.returncode == 0, proc.stderr
   assert "mutual_knn" in proc.stdout and "N=120  k=5" in proc.stdout
   with open(os.path.join(workdir, "alignment.json")) as f:
     result = json.load(f)
-  assert result["metrics"]["mutual_knn"]["score"] == 1.0 and result["k"] == 5
+  assert result["rows"][0]["score"] == 1.0 and result["rows"][0]["k"] == 5
   with open(os.path.join(workdir, "config.json")) as f:
     assert json.load(f)["metrics"] == "mutual_knn,cka"
   assert _no_noise(proc.stderr), proc.stderr
@@ -96,4 +98,6 @@ def test_scale_smoke_end_to_end(tmp_path):
   by_n = {r["n"]: r["score"] for r in result["rows"] if r["k"] == 10}
   assert by_n[1024] > by_n[2048] > 10 * 10 / 2047  # falls with N, far above chance
   assert "1024  10" in proc.stdout and "scale sweep" in proc.stderr  # table; tqdm progress
+  assert result["experiment"] == "scale"
   assert _no_noise(proc.stderr), proc.stderr
+  assert not ABSL_INFO.search(proc.stderr)  # absl INFO lines only with --verbosity=0

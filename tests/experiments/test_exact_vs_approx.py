@@ -34,9 +34,12 @@ def test_rows_criterion_and_files(small_run):
     else:
       assert r["trustworthy"] == (abs(r["delta"]) <= r["half_width"])
       assert r["delta_ci_low"] <= r["delta"] <= r["delta_ci_high"]
-  for method, first in result["first_untrustworthy_n"].items():
-    bad = [r["n"] for r in result["rows"] if r["method"] == method and not r["trustworthy"]]
-    assert first == (min(bad) if bad else None)
+  assert len(result["first_untrustworthy_n"]) == 4
+  for first in result["first_untrustworthy_n"]:
+    bad = [r["n"] for r in result["rows"] if (r["method"], r["k"]) == (first["method"],
+                                                                      first["k"])
+           and not r["trustworthy"]]
+    assert first["n"] == (min(bad) if bad else None)
   assert sorted(os.listdir(workdir)) == [
       f"exact_vs_approx.{e}" for e in ("csv", "json", "pdf", "png")]
 
@@ -62,3 +65,35 @@ def test_identical_sides_score_one(tmp_path):
 def test_bad_methods(tmp_path, methods):
   with pytest.raises(errors.ConfigError, match="config.methods"):
     exact_vs_approx.run(_config(methods=methods), str(tmp_path))
+
+
+def test_every_k_is_scored_and_exact_rows_match_brute_force(tmp_path):
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from cave_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+  from cave_jax.runs import pool  # pylint: disable=g-import-not-at-top
+  config = _config(ks=(1, 4), methods="bf16", min_n=128, max_n=256, n_draws=1, n_perm=0,
+                   figure=False)
+  result = exact_vs_approx.run(config, str(tmp_path))
+  assert [(r["n"], r["k"], r["method"]) for r in result["rows"]] == [
+      (n, k, m) for n in (128, 256) for k in (1, 4) for m in ("exact", "bf16")]
+  world = synthetic.generate(pool.world_spec(config.world.to_dict()), 256)
+  rows = np.sort(np.random.default_rng([0, 0]).permutation(256)[:128])
+
+  def lists(x, k):  # float64 brute force, ties by smaller index
+    x = x.astype(np.float64)
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    sims = unit @ unit.T
+    np.fill_diagonal(sims, -np.inf)
+    return [set(np.lexsort((np.arange(len(x)), -row))[:k]) for row in sims]
+  for k in (1, 4):
+    nn_a, nn_b = lists(world.a[rows], k), lists(world.b[rows], k)
+    naive = np.mean([len(a & b) / k for a, b in zip(nn_a, nn_b)])
+    exact = next(r for r in result["rows"] if (r["n"], r["k"], r["method"]) == (128, k, "exact"))
+    assert exact["score"] == pytest.approx(naive)
+
+
+def test_faiss_messages_stay_out_of_the_terminal(tmp_path, capfd):
+  exact_vs_approx.run(_config(methods="ivf:1", min_n=256, max_n=512, n_draws=1, n_perm=0,
+                              figure=False), str(tmp_path))
+  err = capfd.readouterr().err
+  assert "WARNING clustering" not in err and "please provide at least" not in err

@@ -20,14 +20,19 @@ def small_run(tmp_path_factory):
   return llm_trend.run(config, workdir), workdir
 
 
+def _fit(result, k, bench):
+  return next(f for f in result["fits"] if (f["k"], f["benchmark"]) == (k, bench))
+
+
 def test_every_model_is_scored_and_the_fit_reported(small_run):
   result, workdir = small_run
-  assert len(result["models"]) == 36
+  assert len(result["models"]) == 36 and len(result["rows"]) == 36
   assert {m["set"] for m in result["models"]} == {"older", "newer"}
-  assert set(result["fits"]) == {"gsm8k", "arc", "mmlu", "logiqa2", "mean"}
-  for m in result["models"]:
+  assert {f["benchmark"] for f in result["fits"]} == {"gsm8k", "arc", "mmlu", "logiqa2",
+                                                      "mean"}
+  for m in result["rows"]:
     assert m["chance"] == pytest.approx(10 / 399) and m["ci_low"] <= m["score"] <= m["ci_high"]
-  fit = result["fits"]["mean"]
+  fit = _fit(result, 10, "mean")
   # simulated: quality follows capability for older models, is flat for newer ones
   assert fit["slope"] > 0 and fit["r2_older"] > 0.5 and fit["r2_newer"] < fit["r2_older"]
   assert fit["bias_newer"] < 0
@@ -56,7 +61,7 @@ def _feature_table(tmp_path):
 
 def test_feature_files_identical_and_independent_models(tmp_path):
   result = llm_trend.run(_feature_table(tmp_path), str(tmp_path / "out"))
-  by = {m["model"]: m for m in result["models"]}
+  by = {m["model"]: m for m in result["rows"]}
   assert by["copy"]["score"] == 1.0 and by["copy"]["p_value"] == pytest.approx(1 / 21)
   assert by["copy"]["set"] == "older" and by["random"]["set"] == "newer"
   random = by["random"]
@@ -77,3 +82,27 @@ def test_bad_tables_are_named(tmp_path):
   config.split_date = "2030-01-01"
   with pytest.raises(errors.ConfigError, match="0 newer"):
     llm_trend.run(config, str(tmp_path / "out"))
+
+
+def test_every_k_is_scored_and_fitted_against_brute_force(tmp_path):
+  config = _feature_table(tmp_path)
+  config.update(dict(ks=(1, 4), n_perm=0, figure=False))
+  result = llm_trend.run(config, str(tmp_path / "out"))
+  vision = np.load(tmp_path / "vision.npy").astype(np.float64)
+
+  def lists(x, k):  # float64 brute force, ties by smaller index
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    sims = unit @ unit.T
+    np.fill_diagonal(sims, -np.inf)
+    return [set(np.lexsort((np.arange(len(x)), -row))[:k]) for row in sims]
+  for k in (1, 4):
+    nn_v = lists(vision, k)
+    for name in ("close", "random"):
+      nn_l = lists(np.load(tmp_path / f"{name}.npy").astype(np.float64), k)
+      naive = np.mean([len(a & b) / k for a, b in zip(nn_v, nn_l)])
+      row = next(r for r in result["rows"] if (r["model"], r["k"]) == (name, k))
+      assert row["score"] == pytest.approx(naive)
+    older = [r for r in result["rows"] if r["k"] == k and r["set"] == "older"]
+    x = [90, 70]  # gsm8k of copy and close, the older models
+    slope = (older[1]["score"] - older[0]["score"]) / (x[1] - x[0])
+    assert _fit(result, k, "gsm8k")["slope"] == pytest.approx(slope)

@@ -10,6 +10,7 @@ from cave_jax import errors
 from cave_jax.data import scenes
 from cave_jax.data import synthetic
 from cave_jax.metrics import group_metrics
+from cave_jax.metrics import hits as hit_definitions
 from cave_jax.runs import many_to_many
 from configs import many_to_many as config_module
 
@@ -19,8 +20,8 @@ from .paper_helpers import shrink
 def _config(**overrides):
   config = config_module.get_config("smoke")
   return shrink(config, **{**dict(rows=240, images_per_caption=(1, 3), captions_per_image=(1, 2),
-                                  hits=",".join(many_to_many.HITS), n_draws=2, n_boot=100,
-                                  n_perm=10, k=5), **overrides})
+                                  hits=",".join(hit_definitions.HITS), n_draws=2,
+                                  n_boot=100, n_perm=10, ks=(5,)), **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def _by(result, axis, per):
 
 def test_rows_cover_every_setting_and_hit(small_run):
   result, _ = small_run
-  assert len(result["rows"]) == 4 * len(many_to_many.HITS)
+  assert len(result["rows"]) == 4 * len(hit_definitions.HITS)
   for row in result["rows"]:
     assert row["ci_low"] <= row["score"] <= row["ci_high"] and 0 <= row["score"] <= 1
     assert row["draws"] == 2 and 0 < row["p_value"] <= 1
@@ -87,8 +88,33 @@ def test_grouped_pairs_layout():
 @pytest.mark.parametrize("overrides, match", [
     (dict(hits="flat,nope"), r"config.hits.*nope"),
     (dict(rows=20, images_per_caption=(12,)), r"config.rows=20"),
-    (dict(k=0), r"config.k must be >= 1"),
+    (dict(ks=(0,)), r"config.ks must be >= 1"),
 ])
 def test_bad_config(tmp_path, overrides, match):
   with pytest.raises(errors.ConfigError, match=match):
     many_to_many.run(_config(**overrides), str(tmp_path))
+
+
+def _naive_lists(x, k):
+  """float64 brute force: each row's k most cosine-similar other rows, ties by index."""
+  unit = x.astype(np.float64) / np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
+  sims = unit @ unit.T
+  np.fill_diagonal(sims, -np.inf)
+  return np.array([np.lexsort((np.arange(len(x)), -row))[:k] for row in sims])
+
+
+def test_every_k_is_scored_and_matches_brute_force(tmp_path):
+  result = many_to_many.run(_config(ks=(1, 5), hits="flat", images_per_caption=(1,),
+                                    captions_per_image=(1,), rows=120, n_perm=0,
+                                    figure=False), str(tmp_path))
+  spec = synthetic.WorldSpec(**{**_config().world.to_dict()})
+  rows = {(r["axis"], r["k"]): r for r in result["rows"]}
+  assert sorted(rows) == [(axis, k) for axis in ("captions_per_image", "images_per_caption")
+                          for k in (1, 5)]
+  for k in (1, 5):
+    for draw in range(2):
+      pairs = scenes.grouped_pairs(spec, 120, 1, 1, stream=draw)
+      nn_a, nn_b = _naive_lists(pairs.a, k), _naive_lists(pairs.b, k)
+      naive = np.mean([len(set(nn_a[i]) & set(nn_b[i])) / k for i in range(120)])
+      assert rows[("images_per_caption", k)]["draw_scores"][draw] == pytest.approx(naive)
+    assert rows[("images_per_caption", k)]["chance"] == pytest.approx(k / 119)

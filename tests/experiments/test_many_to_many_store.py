@@ -11,9 +11,10 @@ import pytest
 from cave_jax import errors
 from cave_jax.data import records
 from cave_jax.data import toy_source
+from cave_jax.metrics import hits as hit_definitions
 from cave_jax.runs import extract
 from cave_jax.runs import many_to_many
-from cave_jax.runs import many_to_many_store
+from cave_jax.runs import store_pairs
 from cave_jax.store import EmbeddingStore
 from configs import extract as extract_config
 from configs import many_to_many as config_module
@@ -43,9 +44,9 @@ def usable():
 
 def _config(store, images=IMAGES, captions=CAPTIONS, **overrides):
   config = config_module.get_config("store,smoke")
-  config.update(dict(store=store, images=images, captions=captions, rows=200, k=5,
-                     n_draws=2, n_boot=50, n_perm=10, figure=False,
-                     hits=",".join(many_to_many.HITS)))
+  config.update(dict(features_a=f"{store}::{images}", features_b=f"{store}::{captions}",
+                     rows=200, ks=(5,), n_draws=2, n_boot=50, n_perm=10, figure=False,
+                     hits=",".join(hit_definitions.HITS)))
   config.update(overrides)
   return config
 
@@ -56,7 +57,7 @@ def _by_hit(result):
 
 def test_pairs_are_each_caption_with_its_own_image(store, usable):
   opened = EmbeddingStore.open(store)
-  pairs = many_to_many_store.StorePairs(opened, IMAGES, CAPTIONS)
+  pairs = store_pairs.StorePairs([(opened, IMAGES), (opened, CAPTIONS)])
   np.testing.assert_array_equal(pairs.counts, [len(r.captions) for r in usable])
   items = pairs.draw(200, np.random.default_rng(3))
   a, b, groups = pairs.pairs(items)
@@ -83,11 +84,11 @@ def test_store_run_reports_every_hit_and_the_caption_distribution(store, usable,
     assert sum(per.values()) == draw["items"]
     assert sum(int(c) * m for c, m in per.items()) == draw["pairs"] <= 200
   hits = _by_hit(result)
-  assert list(hits) == list(many_to_many.HITS)
+  assert list(hits) == list(hit_definitions.HITS)
   stat_fields = {"score", "chance", "ci_low", "ci_high", "null_mean", "null_std", "p_value",
                  "calibrated", "draws", "draw_scores"}
   for row in result["rows"]:
-    assert set(row) == {"hit", "n", "items", "k"} | stat_fields
+    assert set(row) == {"hit", "n", "items", "k"} | stat_fields and row["k"] == 5
     assert row["ci_low"] <= row["score"] <= row["ci_high"] and row["draws"] == 2
   assert hits["flat"]["score"] <= hits["fraction"]["score"] <= hits["any"]["score"]
   pairs = [d["pairs"] for d in result["draws"]]
@@ -110,18 +111,20 @@ def test_the_same_array_on_both_sides_agrees_perfectly(store, tmp_path, side):
   assert _by_hit(result)["flat"]["null_mean"] < 0.5
 
 
-def test_array_names_may_be_endings_or_store_paths(store, tmp_path):
-  config = _config("", images=f"{store}::{IMAGES}", captions="tiny_lm/layer_2/mean",
-                   n_draws=1, n_perm=0, hits="flat")
+def test_array_names_are_store_paths_with_whole_names_or_endings(store, tmp_path):
+  config = _config(store, captions="tiny_lm/layer_2/mean", n_draws=1, n_perm=0, hits="flat")
   result = many_to_many.run(config, str(tmp_path))
-  assert (result["images"], result["captions"]) == (IMAGES, CAPTIONS)
-  with pytest.raises(errors.ConfigError, match=r"config.captions='layer_2/mean' matches "
+  assert (result["features_a"]["path"], result["features_b"]["path"]) == (
+      f"{store}::{IMAGES}", f"{store}::{CAPTIONS}")
+  with pytest.raises(errors.ConfigError, match=r"config.features_b=.*'cls' matches "
                                                r"several arrays"):
-    many_to_many.run(_config(store, captions="layer_2/mean"), str(tmp_path))
-  with pytest.raises(errors.ConfigError, match=r"config.images='nope' names no finished"):
+    many_to_many.run(_config(store, captions="cls"), str(tmp_path))
+  with pytest.raises(errors.ConfigError, match=r"config.features_a=.*'nope' names no finished"):
     many_to_many.run(_config(store, images="nope"), str(tmp_path))
-  with pytest.raises(errors.ConfigError, match="config.store is required"):
-    many_to_many.run(_config(""), str(tmp_path))
+  files = _config(store)
+  files.features_a = str(tmp_path / "a.npy")
+  with pytest.raises(errors.ConfigError, match="must name an embedding store array"):
+    many_to_many.run(files, str(tmp_path))
   with pytest.raises(errors.ConfigError, match=r"config.rows=8 gives .* too few for k=5"):
     many_to_many.run(_config(store, rows=8), str(tmp_path))
   with pytest.raises(errors.ConfigError, match="feature arrays"):
@@ -130,8 +133,8 @@ def test_array_names_may_be_endings_or_store_paths(store, tmp_path):
 
 def test_store_variant_from_the_command_line(store, tmp_path):
   proc = run_module("experiments.many_to_many", "--config=configs/many_to_many.py:store,smoke",
-                    f"--config.store={store}", f"--config.images={IMAGES}",
-                    f"--config.captions={CAPTIONS}", "--config.n_boot=50",
+                    f"--config.features_a={store}::{IMAGES}",
+                    f"--config.features_b={store}::{CAPTIONS}", "--config.n_boot=50",
                     "--config.n_perm=5", f"--workdir={tmp_path}")
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert sorted(os.listdir(tmp_path)) == ["config.json"] + [
@@ -166,5 +169,6 @@ def test_arrays_of_other_samples_are_refused(tmp_path, ids, match):
   path = str(tmp_path / "store")
   caption_store.write(path)
   name = _image_job(path, ids)
+  opened = EmbeddingStore.open(path)
   with pytest.raises(errors.ShapeMismatchError, match=match):
-    many_to_many_store.StorePairs(EmbeddingStore.open(path), name, caption_store.NAME)
+    store_pairs.StorePairs([(opened, name), (opened, caption_store.NAME)])

@@ -10,7 +10,9 @@ import pytest
 from cave_jax import errors
 from cave_jax import knn
 from cave_jax.data import synthetic
+from cave_jax.runs import pool
 from cave_jax.runs import scale
+from cave_jax.runs import sweep
 from configs import scale as scale_config
 
 
@@ -48,7 +50,7 @@ def test_rows_cover_every_size_and_k(small_run):
 
 def test_scores_match_a_direct_computation_on_the_draws(small_run):
   result, _ = small_run
-  world = synthetic.generate(scale.world_spec(_small()), 512)
+  world = synthetic.generate(pool.world_spec(_small().world.to_dict()), 512)
   for draw in range(2):
     order = np.random.default_rng([0, draw]).permutation(512)
     rows = np.sort(order[:256])
@@ -88,7 +90,7 @@ def _naive_query_lists(x, queries, gallery, k):
 
 def test_paired_scores_match_a_direct_computation(small_run):
   result, _ = small_run
-  world = synthetic.generate(scale.world_spec(_small()), 512)
+  world = synthetic.generate(pool.world_spec(_small().world.to_dict()), 512)
   for draw in range(2):
     order = np.random.default_rng([0, draw]).permutation(512)
     queries = order[:64]
@@ -150,14 +152,15 @@ def test_feature_files_source(tmp_path):
 
 
 def test_subset_sizes():
-  assert scale.subset_sizes(1024, 262_144, 4, 10**9) == [1024, 4096, 16384, 65536, 262144]
-  assert scale.subset_sizes(1024, 262_144, 4, 100_000) == [1024, 4096, 16384, 65536]
-  assert scale.subset_sizes(1000, 1000, 2, 1000) == [1000]
-  assert scale.subset_sizes(1024, 10**9, 4, 100_000, whole_pool=True) == [
-      1024, 4096, 16384, 65536, 100_000]
-  assert scale.subset_sizes(1024, 10**9, 4, 65536, whole_pool=True) == [1024, 4096, 16384, 65536]
+  assert sweep.subset_sizes(1024, 262_144, 4, 10**9) == [1024, 4096, 16384, 65536, 262144]
+  assert sweep.subset_sizes(1024, 262_144, 4, 100_000) == [1024, 4096, 16384, 65536]
+  assert sweep.subset_sizes(1024, 10**9, 4, 100_000) == [1024, 4096, 16384, 65536]
+  assert sweep.subset_sizes(1000, 1000, 2, 1000) == [1000]
+  # max_n = 0: the whole pool, ending with the pool's own size
+  assert sweep.subset_sizes(1024, 0, 4, 100_000) == [1024, 4096, 16384, 65536, 100_000]
+  assert sweep.subset_sizes(1024, 0, 4, 65536) == [1024, 4096, 16384, 65536]
   with pytest.raises(errors.ConfigError, match="config.min_n=1024 exceeds the 900"):
-    scale.subset_sizes(1024, 4096, 2, 900)
+    sweep.subset_sizes(1024, 4096, 2, 900)
 
 
 @pytest.mark.parametrize("overrides, match", [
@@ -166,7 +169,8 @@ def test_subset_sizes():
     (dict(max_n=64), r"config.max_n=64 is smaller than config.min_n=128"),
     (dict(growth=1), r"config.growth must be >= 2"),
     (dict(confidence=1.5), r"config.confidence must be in \[0.5, 0.999\]"),
-    (dict(source="laion"), r"config.source='laion' is not one of synthetic, features, store"),
+    (dict(source="laion"), r"config.source='laion' is not one of synthetic, features"),
+    (dict(confidence=float("nan")), r"config.confidence must be a finite number, got nan"),
     (dict(queries=129), r"config.queries=129 exceeds the smallest subset N=128"),
     (dict(max_n=0), r"config.max_n=0 \(the whole pool\) needs a finite pool"),
     (dict(world=dict(shared_fine=2.0)), r"config.world: shared_fine must be in"),

@@ -10,6 +10,7 @@ from cave_jax import knn
 from cave_jax.data import synthetic
 from cave_jax.metrics import knn_metrics
 from cave_jax.metrics import stats
+from cave_jax.runs import pool
 from cave_jax.runs import scale
 from configs import scale as scale_config
 
@@ -24,7 +25,7 @@ def _small(**world):
 
 def test_null_fields_match_a_direct_computation(tmp_path):
   result = scale.run(_small(), str(tmp_path))
-  world = synthetic.generate(scale.world_spec(_small()), 256)
+  world = synthetic.generate(pool.world_spec(_small().world.to_dict()), 256)
   row = next(r for r in result["rows"] if (r["n"], r["k"]) == (128, 10))
   nulls = []
   for draw in range(2):

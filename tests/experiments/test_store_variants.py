@@ -1,15 +1,18 @@
-"""Experiments reading a real embedding store: scale (wit/laion: streamed), exact_vs_approx
-and imagenet_decomposition (store variants), against the same arrays read as files."""
+"""Experiments reading embedding store arrays (STORE_DIR::NAME): scale (streamed),
+exact_vs_approx and imagenet_decomposition, against the same arrays saved as .npy files."""
 
 import numpy as np
 import pytest
 
 from cave_jax import errors
+from cave_jax import store as store_lib
 from cave_jax.runs import extract as extract_run
+from cave_jax.runs import pool
 from cave_jax.runs import scale
-from cave_jax.runs import scale_pool
 from configs import extract as extract_config
 from configs import scale as scale_config
+
+VISION, LM = "toy/tiny_vision/layer_2/cls", "toy/tiny_lm/layer_2/mean"
 
 
 @pytest.fixture(scope="module")
@@ -22,22 +25,34 @@ def store_dir(tmp_path_factory):
   return str(workdir / "store")
 
 
+@pytest.fixture(scope="module")
+def npy_files(store_dir, tmp_path_factory):
+  """The two store arrays read sample-aligned and saved as .npy files (paths A, B)."""
+  root = tmp_path_factory.mktemp("npy")
+  opened = store_lib.EmbeddingStore.open(store_dir)
+  paths = []
+  for name, file in ((VISION, "a.npy"), (LM, "b.npy")):
+    np.save(root / file, np.asarray(opened.read_samples(name), np.float32))
+    paths.append(str(root / file))
+  return paths
+
+
 def _store_config(store_dir, **overrides):
-  config = scale_config.get_config("wit")
-  config.update(dict(store=store_dir, dataset="toy", model_a="tiny_vision", model_b="tiny_lm",
-                     pooling_a="cls", pooling_b="mean", min_n=128, growth=2, n_draws=2, n_boot=50, n_perm=5, queries=64,
+  config = scale_config.get_config("store")
+  config.update(dict(features_a=f"{store_dir}::{VISION}", features_b=f"{store_dir}::{LM}",
+                     min_n=128, growth=2, n_draws=2, n_boot=50, n_perm=5, queries=64,
                      block_rows=97, figure=False, **overrides))
   return config
 
 
-def test_streamed_store_equals_the_same_arrays_in_memory(store_dir, tmp_path):
+def test_streamed_store_equals_the_same_arrays_in_memory(store_dir, npy_files, tmp_path):
   streamed = scale.run(_store_config(store_dir, full_max_n=256), str(tmp_path / "store"))
-  names = streamed["features_a"]["path"], streamed["features_b"]["path"]
   assert streamed["pool"] == 588 and streamed["sizes"] == [128, 256, 512, 588]  # the store
   assert streamed["full_sizes"] == [128, 256]
   in_memory = scale_config.get_config("features")
-  in_memory.update(dict(features_a=names[0], features_b=names[1], min_n=128, growth=2, max_n=0,
-                        n_draws=2, n_boot=50, n_perm=5, queries=64, figure=False))
+  in_memory.update(dict(features_a=npy_files[0], features_b=npy_files[1], min_n=128,
+                        growth=2, max_n=0, n_draws=2, n_boot=50, n_perm=5, queries=64,
+                        figure=False))
   direct = scale.run(in_memory, str(tmp_path / "memory"))
   for got, want in zip(streamed["rows"], direct["rows"]):
     assert got["paired_draw_scores"] == want["paired_draw_scores"]
@@ -48,66 +63,54 @@ def test_streamed_store_equals_the_same_arrays_in_memory(store_dir, tmp_path):
       assert got["score"] is None
 
 
-def test_arrays_are_resolved_from_model_layer_and_pooling(store_dir):
-  from cave_jax import store as store_lib
-  names = store_lib.EmbeddingStore.open(store_dir).names()
-  vision = sorted(n for n in names if n.startswith("toy/tiny_vision/layer_"))
-  layers = sorted({int(n.split("/")[2][len("layer_"):]) for n in vision})
-  poolings = sorted({n.split("/")[3] for n in vision})
-  chosen = scale_pool.resolve_array(names, "toy", "tiny_vision", -1, poolings[0], "a")
-  assert chosen == f"toy/tiny_vision/layer_{layers[-1]}/{poolings[0]}"
-  assert scale_pool.resolve_array(names, "toy", chosen, 0, "", "a") == chosen  # a whole name
-  with pytest.raises(errors.ConfigError, match="models of dataset 'toy': tiny_lm, tiny_vision"):
-    scale_pool.resolve_array(names, "toy", "dinov2_base", -1, "", "a")
-  with pytest.raises(errors.ConfigError, match=r"config.layer_b=99: tiny_vision has"):
-    scale_pool.resolve_array(names, "toy", "tiny_vision", 99, poolings[0], "b")
-  assert poolings == ["cls", "mean"]
-  with pytest.raises(errors.ConfigError, match="config.pooling_a is required: tiny_vision is "
-                                               "stored with poolings cls, mean"):
-    scale_pool.resolve_array(names, "toy", "tiny_vision", -1, "", "a")
+def test_store_arrays_are_named_by_whole_names_or_unique_endings(store_dir):
+  opened, name = pool.resolve_store_path(f"{store_dir}::{VISION}", "features_a")
+  assert name == VISION and opened.path == store_dir
+  assert pool.resolve_store_path(f"{store_dir}::tiny_vision/layer_2/cls", "x")[1] == VISION
+  assert pool.resolve_store_path(f"{store_dir}::/{VISION}/", "x")[1] == VISION
+  with pytest.raises(errors.ConfigError, match=r"config.features_b=.*'cls' matches several"):
+    pool.resolve_store_path(f"{store_dir}::cls", "features_b")
+  with pytest.raises(errors.ConfigError, match=r"config.features_a=.*names no finished "
+                                               r"array.*toy/tiny_lm/layer_0/last"):
+    pool.resolve_store_path(f"{store_dir}::dinov2_base/layer_2/cls", "features_a")
+  assert pool.resolve_store_path("/some/file.npy", "features_a") is None
 
 
-def test_store_variant_needs_a_store(tmp_path):
-  with pytest.raises(errors.ConfigError, match="config.store is required"):
-    scale.run(scale_config.get_config("laion"), str(tmp_path))
-  config = scale_config.get_config("laion")
-  config.store = str(tmp_path)
-  with pytest.raises(errors.ConfigError, match="not an embedding store"):
+def test_store_variant_needs_its_paths(tmp_path):
+  with pytest.raises(errors.ConfigError, match="config.features_a is required"):
+    scale.run(scale_config.get_config("store"), str(tmp_path))
+  config = scale_config.get_config("store")
+  config.update(dict(features_a=f"{tmp_path}::x", features_b=f"{tmp_path}::y"))
+  with pytest.raises(errors.ConfigError, match="is not an embedding store"):
     scale.run(config, str(tmp_path))
 
 
-def test_exact_vs_approx_reads_the_store_like_feature_paths(store_dir, tmp_path):
+def test_exact_vs_approx_reads_the_store_like_the_same_files(store_dir, npy_files, tmp_path):
   from cave_jax.runs import exact_vs_approx
   from configs import exact_vs_approx as eva_config
   results = []
-  for variant in ("store", "features"):
-    config = eva_config.get_config(f"smoke,{variant}")
+  for paths in ((f"{store_dir}::{VISION}", f"{store_dir}::{LM}"), npy_files):
+    config = eva_config.get_config("smoke,features")
     config.update(dict(min_n=128, max_n=256, methods="bf16", n_boot=20, n_perm=3,
-                       figure=False))
-    if variant == "store":
-      config.update(dict(store=store_dir, dataset="toy", model_a="tiny_vision",
-                         model_b="tiny_lm", pooling_a="cls", pooling_b="mean"))
-    else:
-      config.update(dict(features_a=results[0]["features_a"]["path"],
-                         features_b=results[0]["features_b"]["path"]))
-    results.append(exact_vs_approx.run(config, str(tmp_path / variant)))
-  assert results[0]["source"] == "store" and results[0]["pool"] == 588
+                       figure=False, features_a=paths[0], features_b=paths[1]))
+    results.append(exact_vs_approx.run(config, str(tmp_path / str(len(results)))))
+  assert results[0]["source"] == "features" and results[0]["pool"] == 588
   assert "tiny_vision" in exact_vs_approx.summary(results[0])
   for got, want in zip(results[0]["rows"], results[1]["rows"]):
     assert (got["n"], got["method"]) == (want["n"], want["method"])
     assert got["draw_scores"] == want["draw_scores"]
 
 
-def test_imagenet_decomposition_on_store_labels(store_dir, tmp_path):
+def test_imagenet_decomposition_on_store_labels(store_dir, npy_files, tmp_path):
   from cave_jax import store as store_lib
   from cave_jax.runs import imagenet_decomposition
   from configs import imagenet_decomposition as dec_config
-  config = dec_config.get_config("smoke,store")
-  config.update(dict(store=store_dir, dataset="toy", model_a="tiny_vision", model_b="tiny_lm",
-                     pooling_a="cls", pooling_b="mean", n_classes=4, images_per_class=(2, 5),
-                     ks=(1, 3), n_boot=20, n_perm=5, figure=False))
+  config = dec_config.get_config("smoke,features")
+  config.update(dict(features_a=f"{store_dir}::{VISION}", features_b=f"{store_dir}::{LM}",
+                     n_classes=4, images_per_class=(2, 5), ks=(1, 3), n_boot=20, n_perm=5,
+                     figure=False))
   result = imagenet_decomposition.run(config, str(tmp_path / "store"))
-  assert result["source"] == "store" and result["labelled"] == 588
+  assert result["source"] == "features" and result["labelled"] == 588
   # Independent check of the class-hit rate of side A at m = 5, k = 3 for the one draw:
   # the same classes and rows as the run (seeded), neighbours by float64 brute force.
   store = store_lib.EmbeddingStore.open(store_dir)
@@ -127,10 +130,11 @@ def test_imagenet_decomposition_on_store_labels(store_dir, tmp_path):
   row = next(r for r in result["rows"]
              if (r["m"], r["k"], r["measure"]) == (5, 3, "class_hit_a"))
   assert row["score"] == pytest.approx(np.mean(hits))
-  # The same arrays as STORE::NAME feature paths (labels from that store) give the same rows.
+  # The same arrays as .npy files with the store's labels in a file give the same rows.
+  np.save(tmp_path / "labels.npy", labels[pool.first_rows(store, name_a)])
   files = dec_config.get_config("smoke,features")
-  files.update(dict(features_a=result["features_a"]["path"],
-                    features_b=result["features_b"]["path"], n_classes=4,
+  files.update(dict(features_a=npy_files[0], features_b=npy_files[1],
+                    labels=str(tmp_path / "labels.npy"), n_classes=4,
                     images_per_class=(2, 5), ks=(1, 3), n_boot=20, n_perm=5, figure=False))
   again = imagenet_decomposition.run(files, str(tmp_path / "files"))
   assert [r["draw_scores"] for r in again["rows"]] == [r["draw_scores"] for r in result["rows"]]
@@ -139,9 +143,9 @@ def test_imagenet_decomposition_on_store_labels(store_dir, tmp_path):
 def test_imagenet_decomposition_needs_enough_classes_and_labels(store_dir, tmp_path):
   from cave_jax.runs import imagenet_decomposition
   from configs import imagenet_decomposition as dec_config
-  config = dec_config.get_config("smoke,store")
-  config.update(dict(store=store_dir, dataset="toy", model_a="tiny_vision", model_b="tiny_lm",
-                     pooling_a="cls", pooling_b="mean", n_classes=500, figure=False))
+  config = dec_config.get_config("smoke,features")
+  config.update(dict(features_a=f"{store_dir}::{VISION}", features_b=f"{store_dir}::{LM}",
+                     n_classes=500, figure=False))
   with pytest.raises(errors.ConfigError, match=r"config.n_classes=500: only \d+ classes have"):
     imagenet_decomposition.run(config, str(tmp_path))
   rng = np.random.default_rng(0)

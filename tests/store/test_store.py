@@ -184,10 +184,10 @@ def test_align_run_accepts_store_arrays_as_feature_inputs(two_host_store, tmp_pa
   config = align_config.get_config()
   config.features_a = f"{two_host_store}::{NAME}"
   config.features_b = f"{two_host_store}::toyset/m/layer_*/mean"
-  config.k = 3
+  config.ks = (3,)
   result = align.run(config, str(tmp_path))
   assert result["n"] == 15 and result["features_b"]["shape"] == [15, 1, 3]
-  assert result["metrics"]["mutual_knn"]["score"] == 1.0  # the same rows on both sides
+  assert result["rows"][0]["score"] == 1.0  # the same rows on both sides
 
 
 # --- caption-level arrays (one row per caption) ----------------------------------------

@@ -1,0 +1,108 @@
+"""Nested random draws of a pool and the sweep over subset sizes they give.
+
+A sweep draws ``n_draws`` random orders of a pool of P rows (``draw_orders``: draw d is
+``default_rng([seed, d]).permutation(P)``) and, for every size N of ``subset_sizes``,
+uses the first N rows of each order, so the subsets of one draw are nested. A subset as
+large as the pool is the same set in every draw, so it is worked on once
+(``nested_work``). ``NestedSubsets`` hands out the subsets, from memory or collected
+while a streamed pool is read once in blocks.
+
+Config keys (``KEYS``): min_n, max_n (0: the whole pool), growth.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cave_jax import errors
+
+KEYS = ("min_n", "max_n", "growth")
+
+
+def subset_sizes(min_n: int, max_n: int, growth: int, pool: int) -> list[int]:
+  """[min_n, min_n * growth, ...] up to min(max_n, pool); max_n = 0 means the whole pool:
+  the steps up to it, ending with the pool's size itself (a 15M-row store gets a 15M
+  subset, not only 1,024 * 4^7 = 4.2M). Raises ConfigError when min_n is too large."""
+  stop = pool if max_n == 0 else min(max_n, pool)
+  if min_n > stop:
+    raise errors.ConfigError(
+        f"config.min_n={min_n} exceeds the {pool} available paired samples "
+        f"(or config.max_n={max_n}); lower --config.min_n")
+  sizes = [min_n]
+  while sizes[-1] * growth <= stop:
+    sizes.append(sizes[-1] * growth)
+  if max_n == 0 and sizes[-1] < pool:
+    sizes.append(pool)
+  return sizes
+
+
+def check_max_n(settings) -> None:
+  """ConfigError for max_n below min_n, or max_n = 0 (the whole pool) with a synthetic
+  pool, which has no end: its size is max_n."""
+  if settings.max_n == 0 and settings.source == "synthetic":
+    raise errors.ConfigError("config.max_n=0 (the whole pool) needs a finite pool: give "
+                             "the synthetic world's size as config.max_n")
+  if 0 < settings.max_n < settings.min_n:
+    raise errors.ConfigError(f"config.max_n={settings.max_n} is smaller than "
+                             f"config.min_n={settings.min_n}")
+
+
+def draw_orders(pool: int, n_draws: int, seed: int) -> list[np.ndarray]:
+  """The draws' random orders of the pool's rows: int64 [P] each."""
+  return [np.random.default_rng([seed, draw]).permutation(pool) for draw in range(n_draws)]
+
+
+def nested_work(sizes: list[int], n_draws: int, pool: int) -> list[tuple[int, int]]:
+  """[(N, draw)] for every size and draw; a size equal to the pool only for draw 0."""
+  return [(n, draw) for n in sizes for draw in range(1 if n == pool else n_draws)]
+
+
+def ranks_of(order: np.ndarray) -> np.ndarray:
+  """int64 [P]: the position of every pool row in the draw order ``order`` (its inverse)."""
+  ranks = np.empty(order.size, np.int64)
+  ranks[order] = np.arange(order.size)
+  return ranks
+
+
+class NestedSubsets:
+  """The subsets "first n rows of draw d's order" (n <= limit) of a pool.
+
+  A pool in memory gathers them on demand. A streamed pool (``pool.StorePool``) keeps,
+  for every draw, its first ``limit`` rows by rank while the pool is read once in
+  blocks: call ``collect`` for every block that ``wants`` (``fill`` does the whole
+  pass), then ``take``. Memory: draws * limit * (Da + Db) float32.
+  """
+
+  def __init__(self, pool, orders, limit: int):
+    self.pool, self.orders, self.limit = pool, orders, limit
+    self.streamed = not pool.in_memory
+    self.ranks = [ranks_of(order) for order in orders] if self.streamed else []
+    self.rows = [None] * len(orders)
+
+  def wants(self, start: int, stop: int) -> bool:
+    return any(np.any(r[start:stop] < self.limit) for r in self.ranks)
+
+  def collect(self, start: int, block_a, block_b) -> None:
+    for d, ranks in enumerate(self.ranks):
+      if self.rows[d] is None:
+        self.rows[d] = tuple(np.empty((self.limit, b.shape[1]), np.float32)
+                             for b in (block_a, block_b))
+      local = np.flatnonzero(ranks[start:start + block_a.shape[0]] < self.limit)
+      for kept, block in zip(self.rows[d], (block_a, block_b)):
+        kept[ranks[start + local]] = block[local]
+
+  def fill(self, block_rows: int = 65536) -> None:
+    """Reads the blocks a streamed pool's subsets need (no-op for a pool in memory)."""
+    for start in range(0, self.pool.size if self.streamed else 0, block_rows):
+      stop = min(start + block_rows, self.pool.size)
+      if self.wants(start, stop):
+        self.collect(start, *self.pool.block(start, stop))
+
+  def take(self, draw: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Both sides' rows of the first n of draw ``draw``'s order, by increasing pool row."""
+    if n > self.limit:
+      raise errors.InvalidArgumentError(f"subset of {n} rows above the kept {self.limit}")
+    if not self.streamed:
+      return self.pool.gather(np.sort(self.orders[draw][:n]))
+    by_row = np.argsort(self.orders[draw][:n])
+    return tuple(kept[:n][by_row] for kept in self.rows[draw])
