@@ -28,9 +28,9 @@ killed run is recovered by the next one. Each process of a multi-process run hol
 own host's lock: hosts write disjoint files, and the lockstep keeps them together.
 
 A failure on any host (a reader error, a full disk, a lock held elsewhere, a changed
-source) is announced at that host's next lockstep point: every host stops, the failing
-one with its own error and the others with HostFailedError quoting it, instead of
-waiting forever for a host that is gone.
+source) is announced at that host's next lockstep point (``lockstep.py``): every host
+stops, the failing one with its own error and the others with HostFailedError quoting
+it, instead of waiting forever for a host that is gone.
 
 Chunk metadata (the manifest entry, ``store/manifest.py``): per row "ids", "labels" and
 "n_captions" (the sample's caption count); caption-level chunks add per row
@@ -55,6 +55,7 @@ import numpy as np
 
 from cave_jax import errors
 from cave_jax.data import records as records_lib
+from cave_jax.extract import lockstep
 from cave_jax.store import names as names_lib
 from cave_jax.store import writer as writer_lib
 
@@ -166,11 +167,11 @@ def extract(source, encoder, store_path: str, *, dataset: str, model: str,
     StoreError: a store made with other settings, a damaged store, a source that
       changed, a full disk (rerun the same call once there is space: it resumes).
     LockedError: another writer holds this host's part of the job.
-    HostFailedError: another process of a multi-process run failed (its message
+    lockstep.HostFailedError: another process of a multi-process run failed (its message
       included); every process raises.
   """
   start_time = time.perf_counter()
-  steps = _Lockstep(encoder, batch_size)
+  steps = lockstep.Lockstep(encoder, batch_size)
   writer = None
   try:
     if chunk_rows < 1 or batch_size < 1:
@@ -308,8 +309,8 @@ def _events(source, process_index, process_count, start, stop, first_chunk, chun
 def _encoded_chunks(events, encoder, names, stats, progress, steps, halt=()):
   """Yields (chunk, meta, {array name: rows}) per chunk, and (chunk, None, tail) at each
   end of a reader's stream. Stops early once ``halt`` is non-empty; with several
-  processes it then serves the other hosts' remaining steps (``steps``, a _Lockstep)
-  before returning."""
+  processes it then serves the other hosts' remaining steps (``steps``, a
+  lockstep.Lockstep) before returning."""
   pieces = {key: [] for key in names}
   for event in _prefetch(events):
     if halt:
@@ -334,79 +335,6 @@ def _encoded_chunks(events, encoder, names, stats, progress, steps, halt=()):
       stats["skipped"] += len(payload[0]["skipped"])
       yield chunk, None, payload[0]
   steps.drain()
-
-
-class HostFailedError(errors.CaveError):
-  """Another host of a multi-process extraction failed; its message is in this one's."""
-
-
-class _Lockstep:
-  """With several JAX processes: every host makes the same number of encoder calls, and
-  every host stops when one fails.
-
-  Before each real batch a host announces 1; when its stream ends it announces 0 and,
-  while any other host still announces 1, runs an all-padding batch with them. A host
-  that fails announces -1 at the point where it would have announced next (``fail``),
-  then every host exchanges a message and the others raise HostFailedError naming the
-  failed host and its error -- so no host waits forever for one that is gone. With one
-  process this does nothing.
-  """
-
-  MESSAGE_BYTES = 2048
-
-  def __init__(self, encoder, batch_size: int):
-    import jax  # pylint: disable=g-import-not-at-top
-    self.encoder, self.batch_size = encoder, batch_size
-    self.active = jax.process_count() > 1
-    self.over = False  # after a failure was exchanged, or after the job's last collective
-
-  @staticmethod
-  def _gather(value: np.ndarray) -> np.ndarray:
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-    return np.asarray(multihost_utils.process_allgather(value))
-
-  def _announce(self, mine: int) -> bool:
-    """Exchanges states; True while any host is busy. Raises if another host failed."""
-    states = self._gather(np.asarray(mine, np.int32)).reshape(-1)
-    if np.any(states < 0):
-      self.over = True
-      messages = self._messages("")
-      host = int(np.flatnonzero(states < 0)[0])
-      raise HostFailedError(f"host {host} of {states.size} failed, so this host stops too. "
-                            f"Its error: {messages[host]}")
-    return bool(np.any(states > 0))
-
-  def _messages(self, mine: str) -> list[str]:
-    data = mine.encode("utf-8", "replace")[:self.MESSAGE_BYTES]
-    buffer = np.zeros(self.MESSAGE_BYTES, np.uint8)
-    buffer[:len(data)] = np.frombuffer(data, np.uint8)
-    gathered = self._gather(buffer).reshape(-1, self.MESSAGE_BYTES)
-    return [bytes(row).rstrip(b"\0").decode("utf-8", "replace") for row in gathered]
-
-  def step(self) -> None:
-    if self.active:
-      self._announce(1)
-
-  def drain(self) -> None:
-    if not self.active:
-      return
-    padding = None
-    while self._announce(0):
-      if padding is None:
-        padding = self.encoder.prepare([], self.batch_size)
-      self.encoder(padding)
-
-  def close(self) -> None:
-    """No collective follows: a failure from here on is this host's alone."""
-    self.over = True
-
-  def fail(self, error: BaseException) -> None:
-    """Tells the other hosts that this one failed with ``error`` (then the caller raises)."""
-    if not self.active or self.over:
-      return
-    self.over = True
-    self._gather(np.asarray(-1, np.int32))
-    self._messages(f"{type(error).__name__}: {error}")
 
 
 def _prefetch(iterator, depth: int = 2):
