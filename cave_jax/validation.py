@@ -1,4 +1,10 @@
-"""Checks at the boundary: every public entry point validates here, the jitted cores don't."""
+"""Checks at the boundary: every public entry point validates here, the jitted cores don't.
+
+Also the one safe way to normalise rows at any float64 scale (``row_exponents``,
+``scaled_rows``, ``unit_rows``): each vector is scaled by a power of two before its norm
+is taken, which is exact, so no square overflows (1e200) or underflows (1e-200) and
+rows of ordinary scale keep their bits.
+"""
 
 from __future__ import annotations
 

@@ -146,8 +146,8 @@ def _faiss():
 
 
 def _unit(x) -> np.ndarray:
-  x = np.asarray(x, np.float64)
-  return np.ascontiguousarray(x / np.linalg.norm(x, axis=1, keepdims=True), np.float32)
+  """float32 unit rows, normalised safely at any float64 scale (``validation.unit_rows``)."""
+  return np.ascontiguousarray(validation.unit_rows(x), np.float32)
 
 
 def _prepare(x, k):

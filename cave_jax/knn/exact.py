@@ -140,9 +140,12 @@ def exact_knn(x, k: int, *, block_size: int | None = None, mesh=None,
       ``certified_fraction`` reports how many rows the first pass settled.
     total_rows: N over all processes; required in a multi-process run.
     on_step: optional callback(done, total) after each unit of ring work (progress).
-    checkpoint_dir: optional directory (shared storage across hosts): the ring search
-      is saved there after each unit of work with orbax, and a rerun with the same
-      data and settings resumes from the latest save instead of starting over.
+    checkpoint_dir: optional directory (shared storage across hosts; created if its
+      parent exists): the ring search is saved there after each unit of work with
+      orbax, and a rerun with the same data and settings resumes from the latest intact
+      save instead of starting over (a damaged latest save is passed over for the one
+      before). One search at a time: it holds ``<checkpoint_dir>/LOCK``
+      (``cave_jax.locks``) until it returns. See ``knn/checkpoint.py``.
 
   Returns:
     KnnResult with indices int32 [N, k] (row i never contains i) and scores float32 [N, k]
@@ -152,6 +155,11 @@ def exact_knn(x, k: int, *, block_size: int | None = None, mesh=None,
     InvalidFeaturesError: x is not 2-D, has fewer than 2 rows, NaN/Inf or all-zero rows.
     InvalidArgumentError: k is not an integer in [1, N - 1], block_size < 1, an unknown
       precision, or a multi-process run without total_rows.
+    OutputError: checkpoint_dir is a file, lacks its parent, cannot be written, or a
+      save failed (e.g. a full disk; rerunning resumes from the last complete save).
+    LockedError: another search holds checkpoint_dir (the message names it).
+    ResumeError: checkpoint_dir holds a search with other data or settings (k, D, N,
+      mesh, precision), or no intact save.
   """
   precision = sharded.check_precision(precision)
   if (mesh is not None or precision != "fp32" or checkpoint_dir is not None

@@ -173,13 +173,19 @@ def rescore_targets(shortlist, tile_scores, k, d, query_ids=None, bound=None) ->
   return keep
 
 
+_SAFE_EXPONENT = 480  # rows with max |x| in [2^-480, 2^480): products cannot overflow
+
+
 def score_block(scores, keep, shortlist, x_query, q_norms, block, block_norms, offset):
   """Writes float64 cosine scores into ``scores`` for kept entries that fall in a block.
 
   block: [B, D] database rows offset .. offset + B - 1 (the whole database when offset
   is 0 and B = Nd). q_norms, block_norms: ``norms64`` of x_query and of block. Each pair
   is scored by one formula wherever it is computed, so every host and block size gives
-  bit-identical scores.
+  bit-identical scores: sum(a * b) 2^-(e_a + e_b) / (|a'| |b'|) from the rows as given
+  when both rows' exponents lie within +-480 (no product or sum can overflow; the power
+  of two cancels exactly, so this equals the formula on the scaled rows), and from the
+  scaled rows a', b' otherwise.
   """
   q_exp, q_len = q_norms
   b_exp, b_len = block_norms
@@ -189,10 +195,19 @@ def score_block(scores, keep, shortlist, x_query, q_norms, block, block_norms, o
   step = max(1, _CHUNK_BYTES // (8 * block.shape[1]))
   for start in range(0, rows.size, step):
     r, c = rows[start:start + step], cand[start:start + step]
-    a = validation.scaled_rows(x_query[r], q_exp[r])
-    b = validation.scaled_rows(block[c], b_exp[c])
-    a *= b
-    scores[r, slots[start:start + step]] = a.sum(-1) / (q_len[r] * b_len[c])
+    qe, be = q_exp[r], b_exp[c]
+    wild = (np.abs(qe) > _SAFE_EXPONENT) | (np.abs(be) > _SAFE_EXPONENT)
+    if wild.any():
+      tame = np.flatnonzero(~wild)
+      dots = np.empty(r.size)
+      dots[tame] = np.ldexp(np.multiply(x_query[r[tame]], block[c[tame]],
+                                        dtype=np.float64).sum(-1), -(qe[tame] + be[tame]))
+      a = validation.scaled_rows(x_query[r[wild]], qe[wild])
+      a *= validation.scaled_rows(block[c[wild]], be[wild])
+      dots[wild] = a.sum(-1)
+    else:
+      dots = np.ldexp(np.multiply(x_query[r], block[c], dtype=np.float64).sum(-1), -(qe + be))
+    scores[r, slots[start:start + step]] = dots / (q_len[r] * b_len[c])
 
 
 def best_k(shortlist, scores, k):

@@ -91,7 +91,6 @@ def _worker(directory, log, delay):
   return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-@pytest.mark.slow
 def test_a_second_writer_is_refused_and_a_killed_writers_lock_is_taken_over(x, want, tmp_path):
   log = tmp_path / "units.log"
   holder = _worker(tmp_path, log, delay=120)  # pauses 120 s after each unit
@@ -228,3 +227,33 @@ def test_a_full_disk_is_an_output_error_and_the_rerun_resumes(x, want, tmp_path,
   np.testing.assert_array_equal(_search(x, directory, units=units).indices, want)
   assert units == [2, 3]  # from the one complete save
   assert not os.path.exists(directory / "LOCK")
+
+
+def test_every_process_of_a_multi_process_search_fails_on_a_held_lock(tmp_path):
+  (tmp_path / "ckpt").mkdir()
+  holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+      import time
+      from cave_jax import locks
+      with locks.hold({str(tmp_path / "ckpt")!r}, "extraction"):
+        print("held", flush=True)
+        time.sleep(300)
+      """)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == "held"
+    with socket.socket() as s:
+      s.bind(("localhost", 0))
+      port = s.getsockname()[1]
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "tests.knn.sharded_worker", str(tmp_path / f"p{i}.npz"),
+         "--devices", "2", "--processes", "2", "--process-id", str(i), "--port", str(port),
+         "--n", "301", "--checkpoint", str(tmp_path / "ckpt")],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for i in range(2)]
+    outputs = [proc.communicate(timeout=300)[0] for proc in procs]  # no process waits
+  finally:
+    holder.kill()
+    holder.wait()
+  for i, (proc, out) in enumerate(zip(procs, outputs)):
+    assert proc.returncode != 0, out[-2000:]
+    assert "LockedError" in out and f"pid {holder.pid}" in out, out[-2000:]
+    assert ("process 0: " in out) == (i == 1)  # process 1 reports process 0's finding

@@ -11,6 +11,7 @@ from cave_jax import errors
 from cave_jax import parallel
 from cave_jax import validation
 from cave_jax.knn import exact_knn, exact_knn_query
+from cave_jax.knn import approx
 from cave_jax.knn import nested
 from tests.knn.test_exact import brute_force, clustered_data
 
@@ -117,3 +118,12 @@ def test_nan_and_inf_are_named_with_their_row_and_value():
   x[3, 2] = -np.inf
   with pytest.raises(errors.InvalidFeaturesError, match=r"row 3 \(index \(3, 2\), value -inf\)"):
     validation.check_features(x, name="a.npy")
+
+
+@pytest.mark.parametrize("scale", ["1e200", "1e-200", "mixed"])
+def test_approximate_baselines_normalise_safely_too(base, scale):
+  x = _scaled(base, scale)
+  for search in (approx.bf16_knn, approx.approx_max_k_knn):
+    got, want = search(x, 5), search(base, 5)
+    assert np.isfinite(got.scores).all(), search.__name__
+    np.testing.assert_array_equal(got.indices, want.indices, err_msg=search.__name__)
