@@ -90,6 +90,8 @@ def run(config, workdir: str) -> dict:
             if queries else None)
   subsets = sweep.NestedSubsets(pool, orders, max(full_sizes)) if full_sizes else None
   costs = _Costs(pool, settings, sizes, work)
+  if work:
+    sweep.warm_up(work[0][0], pool.dims, max(ks))
   values, nulls, by_n = {}, {}, {}  # (n, k) -> lists over draws
   seconds = {"knn": 0.0, "paired": 0.0}
   with reporting.Progress(costs.total, "scale sweep") as bar:

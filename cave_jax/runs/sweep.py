@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from cave_jax import errors
+from cave_jax import knn
 
 KEYS = ("min_n", "max_n", "growth")
 
@@ -55,6 +56,15 @@ def draw_orders(pool: int, n_draws: int, seed: int) -> list[np.ndarray]:
 def nested_work(sizes: list[int], n_draws: int, pool: int) -> list[tuple[int, int]]:
   """[(N, draw)] for every size and draw; a size equal to the pool only for draw 0."""
   return [(n, draw) for n in sizes for draw in range(1 if n == pool else n_draws)]
+
+
+def warm_up(n: int, dims, k: int) -> None:
+  """One throwaway exact search of n random rows for each width in ``dims``, so that the
+  search is compiled before a progress clock starts: the first ETA then measures steady
+  work, not compilation (every process of a multi-process run must call it)."""
+  rng = np.random.default_rng(0)
+  for d in sorted(set(dims)):
+    knn.exact_knn_everywhere(rng.standard_normal((n, d), dtype=np.float32), k)
 
 
 def ranks_of(order: np.ndarray) -> np.ndarray:
