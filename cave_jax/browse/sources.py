@@ -24,8 +24,12 @@ from typing import Callable
 import numpy as np
 
 from cave_jax import errors
+from cave_jax import models
 from cave_jax.browse import pools
 from cave_jax.browse import rows as rows_lib
+from cave_jax.data import records
+from cave_jax.data import synthetic as synthetic_lib
+from cave_jax.data import toy_source
 
 PAIRINGS = ("all", "first")
 
@@ -53,7 +57,6 @@ def check_pairing(pairing: str) -> str:
 
 def synthetic(spec, n: int) -> Source:
   """The first n scenes of the synthetic world ``spec`` (a data.WorldSpec)."""
-  from cave_jax.data import synthetic as synthetic_lib  # pylint: disable=g-import-not-at-top
   world = synthetic_lib.generate(spec, n)
 
   def describe(rows):
@@ -98,9 +101,6 @@ def features(a, b, *, table: str = "", names=("A", "B")) -> Source:
 
 def toy(n: int, *, pairing: str = "all", seed: int = 0, batch_size: int = 64) -> Source:
   """The toy dataset's first n samples embedded by two tiny random encoders (docstring)."""
-  from cave_jax import models  # pylint: disable=g-import-not-at-top
-  from cave_jax.data import records  # pylint: disable=g-import-not-at-top
-  from cave_jax.data import toy_source  # pylint: disable=g-import-not-at-top
   pairing = check_pairing(pairing)
   samples = [item for item in toy_source.ToySource(n=n).read()
              if isinstance(item, records.Record)]

@@ -34,6 +34,7 @@ import warnings
 import numpy as np
 
 from cave_jax import errors
+from cave_jax import store
 from cave_jax import validation
 
 SUFFIXES = (".npy", ".npz", ".pt")
@@ -193,7 +194,6 @@ def store_target(path: str, key: str | None = None) -> tuple[str, str] | None:
   Raises:
     FeatureFileError: two different splits both name a store (ambiguous).
   """
-  from cave_jax import store  # pylint: disable=g-import-not-at-top  # a later stage: lazy
   path = os.fspath(path)
   if os.path.isfile(path):
     return None
@@ -216,7 +216,6 @@ def store_target(path: str, key: str | None = None) -> tuple[str, str] | None:
 def _read_store(path: str, target: tuple[str, str], caption: int | str) -> np.ndarray:
   """The array ``name`` of store ``directory`` (``target``), sample-aligned (caption number
   ``caption``) or, with caption="all", its own rows."""
-  from cave_jax import store  # pylint: disable=g-import-not-at-top
   directory, name = target
   opened = store.EmbeddingStore.open(directory)
   if not name:

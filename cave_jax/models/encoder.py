@@ -28,6 +28,9 @@ import numpy as np
 from flax import nnx
 
 from cave_jax.errors import InvalidArgumentError
+from cave_jax.models import families
+from cave_jax.models import images
+from cave_jax.models import lm_score
 from cave_jax.models import pooling as pooling_lib
 from cave_jax.models import sharding, text_inputs
 
@@ -140,11 +143,8 @@ class Encoder:
   @classmethod
   def from_pretrained(cls, path: str, dtype=jnp.float32, max_length: int | None = None):
     """Model, tokenizer (AutoTokenizer) or preprocessor from one checkpoint directory."""
-    from cave_jax import models
-
-    model = models.load_model(path, dtype)
+    model = families.load_model(path, dtype)
     if hasattr(model, "num_prefix_tokens"):
-      from cave_jax.models import images
       return cls(model, preprocessor=images.preprocessor_from_checkpoint(path), source=path)
     from transformers import AutoTokenizer
     tokenizer = AutoTokenizer.from_pretrained(path)
@@ -162,11 +162,8 @@ class Encoder:
     over the config's vocabulary; image models a plain resize-and-normalise
     preprocessor at the config's image size.
     """
-    from cave_jax import models
-
-    model = models.random_model(config, dtype, seed)
+    model = families.random_model(config, dtype, seed)
     if hasattr(model, "num_prefix_tokens"):
-      from cave_jax.models import images
       vision = config.get("vision_config") or config
       size = vision.get("image_size", 224)
       size = size[0] if isinstance(size, (list, tuple)) else size
@@ -296,13 +293,11 @@ class Encoder:
 
   def token_nll(self, texts: Sequence[str], batch_size: int = 8) -> list[np.ndarray]:
     """Per text, the negative log-likelihood (nats) of each token given its prefix."""
-    from cave_jax.models import lm_score
     self._require("text", "token_nll")
     return lm_score.token_nll(self, texts, batch_size)
 
   def bits_per_byte(self, texts: Sequence[str], batch_size: int = 8) -> float:
     """Total NLL in bits over total UTF-8 bytes of ``texts`` (see lm_score)."""
-    from cave_jax.models import lm_score
     self._require("text", "bits_per_byte")
     return lm_score.bits_per_byte(self, texts, batch_size)
 

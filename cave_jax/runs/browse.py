@@ -15,9 +15,16 @@ import time
 import tqdm
 
 from cave_jax import browse
+from cave_jax import data
 from cave_jax import errors
+from cave_jax import store as store_lib
 from cave_jax.browse import sources
+from cave_jax.browse import store_source
 from cave_jax.browse import thumbs
+from cave_jax.data import shard_sources
+from cave_jax.data import synthetic
+from cave_jax.data import tfds_sources
+from cave_jax.data import toy_source
 from cave_jax.runs import config_checks
 
 get = config_checks.get
@@ -79,7 +86,6 @@ def run(config, workdir: str) -> dict:
 def build_source(config, kind: str) -> sources.Source:
   """The ``sources.Source`` of config.source (synthetic, toy, store or features)."""
   if kind == "synthetic":
-    from cave_jax.data import synthetic  # pylint: disable=g-import-not-at-top
     try:
       spec = synthetic.WorldSpec(**config.world.to_dict())
     except errors.CaveError as e:
@@ -95,7 +101,6 @@ def build_source(config, kind: str) -> sources.Source:
 
 
 def _features(config) -> sources.Source:
-  from cave_jax import data  # pylint: disable=g-import-not-at-top
   sides = []
   for side in ("a", "b"):
     path = config_checks.required_path(config, f"features_{side}")
@@ -109,8 +114,6 @@ def _features(config) -> sources.Source:
 
 
 def _store(config) -> sources.Source:
-  from cave_jax import store as store_lib  # pylint: disable=g-import-not-at-top
-  from cave_jax.browse import store_source  # pylint: disable=g-import-not-at-top
   path = get(config, "store", str)
   if not path:
     raise errors.ConfigError("config.store is required: pass --config.store=DIR (a store "
@@ -166,9 +169,6 @@ def resolve_array(names, dataset: str, model: str, layer: int, pooling: str, sid
 
 def _reader(config, info: dict):
   """The dataset reader the store's source description names (None for imported arrays)."""
-  from cave_jax.data import shard_sources  # pylint: disable=g-import-not-at-top
-  from cave_jax.data import tfds_sources  # pylint: disable=g-import-not-at-top
-  from cave_jax.data import toy_source  # pylint: disable=g-import-not-at-top
   described = info.get("source") or {}
   name = described.get("name")
   if name is None:
