@@ -31,8 +31,11 @@ setup(
     extras_require={
         "test": [
             "pytest>=8",
+            # lint-imports: the layering contracts of .importlinter (docs/architecture.md).
+            "import-linter>=2.0",
             "faiss-cpu>=1.8",
-            # 2.13.0 is the CPU wheel on these machines; a looser pin pulls a CUDA build.
+            # transformers' PyTorch models are the parity references of the Flax ports;
+            # the tests run them on CPU only (install torch's CPU build to avoid a CUDA one).
             "torch==2.13.0",
             "tensorflow-cpu>=2.16",
             "psutil>=5.9",
