@@ -30,7 +30,6 @@ import time
 
 from absl import logging
 import jax
-import numpy as np
 
 from cave_jax import errors
 from cave_jax import knn

@@ -8,6 +8,7 @@ from cave_jax import errors
 from cave_jax.runs import exact_vs_approx
 from configs import exact_vs_approx as config_module
 
+from .helpers import naive_mutual_knn
 from .paper_helpers import shrink
 
 
@@ -78,16 +79,8 @@ def test_every_k_is_scored_and_exact_rows_match_brute_force(tmp_path):
       (n, k, m) for n in (128, 256) for k in (1, 4) for m in ("exact", "bf16")]
   world = synthetic.generate(pool.world_spec(config.world.to_dict()), 256)
   rows = np.sort(np.random.default_rng([0, 0]).permutation(256)[:128])
-
-  def lists(x, k):  # float64 brute force, ties by smaller index
-    x = x.astype(np.float64)
-    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
-    sims = unit @ unit.T
-    np.fill_diagonal(sims, -np.inf)
-    return [set(np.lexsort((np.arange(len(x)), -row))[:k]) for row in sims]
   for k in (1, 4):
-    nn_a, nn_b = lists(world.a[rows], k), lists(world.b[rows], k)
-    naive = np.mean([len(a & b) / k for a, b in zip(nn_a, nn_b)])
+    naive = naive_mutual_knn(world.a[rows], world.b[rows], k)
     exact = next(r for r in result["rows"] if (r["n"], r["k"], r["method"]) == (128, k, "exact"))
     assert exact["score"] == pytest.approx(naive)
 

@@ -10,6 +10,8 @@ from cave_jax.data import capabilities
 from cave_jax.runs import llm_trend
 from configs import llm_trend as config_module
 
+from .helpers import naive_mutual_knn
+
 
 
 @pytest.fixture(scope="module")
@@ -88,18 +90,10 @@ def test_every_k_is_scored_and_fitted_against_brute_force(tmp_path):
   config = _feature_table(tmp_path)
   config.update(dict(ks=(1, 4), n_perm=0, figure=False))
   result = llm_trend.run(config, str(tmp_path / "out"))
-  vision = np.load(tmp_path / "vision.npy").astype(np.float64)
-
-  def lists(x, k):  # float64 brute force, ties by smaller index
-    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
-    sims = unit @ unit.T
-    np.fill_diagonal(sims, -np.inf)
-    return [set(np.lexsort((np.arange(len(x)), -row))[:k]) for row in sims]
+  vision = np.load(tmp_path / "vision.npy")
   for k in (1, 4):
-    nn_v = lists(vision, k)
     for name in ("close", "random"):
-      nn_l = lists(np.load(tmp_path / f"{name}.npy").astype(np.float64), k)
-      naive = np.mean([len(a & b) / k for a, b in zip(nn_v, nn_l)])
+      naive = naive_mutual_knn(vision, np.load(tmp_path / f"{name}.npy"), k)
       row = next(r for r in result["rows"] if (r["model"], r["k"]) == (name, k))
       assert row["score"] == pytest.approx(naive)
     older = [r for r in result["rows"] if r["k"] == k and r["set"] == "older"]

@@ -14,6 +14,7 @@ from cave_jax.metrics import hits as hit_definitions
 from cave_jax.runs import many_to_many
 from configs import many_to_many as config_module
 
+from .helpers import naive_mutual_knn
 from .paper_helpers import shrink
 
 
@@ -95,14 +96,6 @@ def test_bad_config(tmp_path, overrides, match):
     many_to_many.run(_config(**overrides), str(tmp_path))
 
 
-def _naive_lists(x, k):
-  """float64 brute force: each row's k most cosine-similar other rows, ties by index."""
-  unit = x.astype(np.float64) / np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
-  sims = unit @ unit.T
-  np.fill_diagonal(sims, -np.inf)
-  return np.array([np.lexsort((np.arange(len(x)), -row))[:k] for row in sims])
-
-
 def test_every_k_is_scored_and_matches_brute_force(tmp_path):
   result = many_to_many.run(_config(ks=(1, 5), hits="flat", images_per_caption=(1,),
                                     captions_per_image=(1,), rows=120, n_perm=0,
@@ -114,7 +107,6 @@ def test_every_k_is_scored_and_matches_brute_force(tmp_path):
   for k in (1, 5):
     for draw in range(2):
       pairs = scenes.grouped_pairs(spec, 120, 1, 1, stream=draw)
-      nn_a, nn_b = _naive_lists(pairs.a, k), _naive_lists(pairs.b, k)
-      naive = np.mean([len(set(nn_a[i]) & set(nn_b[i])) / k for i in range(120)])
+      naive = naive_mutual_knn(pairs.a, pairs.b, k)
       assert rows[("images_per_caption", k)]["draw_scores"][draw] == pytest.approx(naive)
     assert rows[("images_per_caption", k)]["chance"] == pytest.approx(k / 119)

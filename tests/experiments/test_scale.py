@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 
 from cave_jax import errors
-from cave_jax import knn
 from cave_jax.data import synthetic
 from cave_jax.runs import pool
 from cave_jax.runs import scale
 from cave_jax.runs import sweep
 from configs import scale as scale_config
+
+from .helpers import naive_mutual_knn
 
 
 def _small(**overrides):
@@ -54,11 +55,8 @@ def test_scores_match_a_direct_computation_on_the_draws(small_run):
   for draw in range(2):
     order = np.random.default_rng([0, draw]).permutation(512)
     rows = np.sort(order[:256])
-    nn_a = knn.exact_knn(world.a[rows], 10).indices
-    nn_b = knn.exact_knn(world.b[rows], 10).indices
     for k in (1, 10):
-      # naive mutual k-NN: shared neighbours per row / k, averaged
-      naive = np.mean([len(set(nn_a[i, :k]) & set(nn_b[i, :k])) / k for i in range(256)])
+      naive = naive_mutual_knn(world.a[rows], world.b[rows], k)
       row = next(r for r in result["rows"] if (r["n"], r["k"]) == (256, k))
       assert row["draw_scores"][draw] == pytest.approx(naive)
 
