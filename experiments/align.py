@@ -1,11 +1,15 @@
-r"""Alignment of two feature files: mutual k-NN and friends, over all layer pairs.
+r"""Alignment of two models' features over all layer pairs, calibrated by permutation.
 
   python -m experiments.align --config=configs/align.py \
-      --config.features_a=A.pt --config.features_b=B.npy [--config.k=10 \
-      --config.metrics=mutual_knn,cka --config.prh_compat=True --config.output=out.json]
+      --config.features_a=A.pt --config.features_b=B.npy [--config.ks=10 \
+      --config.metrics=mutual_knn,cka --config.prh_compat=True --config.n_perm=100 \
+      --config.output=out.json]
+  python -m experiments.align --config=configs/align.py:layers   # the embedded example
 
-Writes config.json and alignment.json (or --config.output) under --workdir and prints a
-table. The work is `cave_jax.runs.align.run`; configs/align.py documents every key.
+Writes config.json, alignment.json (or --config.output) and the layer heatmaps under
+--workdir and prints a table: each metric's best layer pair with its chance level,
+permutation null (of the best of all pairs), threshold, p-value and calibrated score. The
+work is `cave_jax.runs.align.run`; configs/align.py documents every key.
 """
 
 from absl import app

@@ -18,7 +18,7 @@ it for users):
   max_n       largest subset of a nested sweep; 0 = the whole pool
   features_X  a feature file (.npy/.npz/.pt) or an embedding store array STORE_DIR::NAME,
               NAME a whole array name or a unique ending of one (``pool.resolve_store_path``)
-  n_draws, n_boot, n_perm, confidence, seed, figure   statistics and outputs
+  n_draws, n_boot, n_perm, alpha, confidence, seed, figure   statistics and outputs
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ FIELDS = {
     "n_draws": Field(int, low=1),
     "n_boot": Field(int, low=1),
     "n_perm": Field(int, low=0),
+    "alpha": Field(float, low=0.0001, high=0.5),
     "confidence": Field(float, low=0.5, high=0.999),
     "seed": Field(int, low=0),
     "figure": Field(bool),
@@ -103,6 +104,8 @@ FIELDS = {
     "prh_compat": Field(bool),
     "ci": Field(bool),
     "output": Field(str),
+    "n_layers": Field(int, low=1),
+    "independent": Field(bool),
 }
 
 
