@@ -9,7 +9,8 @@ entry point prints):
   imagenet_decomposition  class vs item agreement as classes fill up
   llm_trend               alignment vs LLM capability, older fit tested on newer models
   exact_vs_approx         approximate search on the scale sweep's subsets
-  align                   every metric over all layer pairs of two feature files
+  align                   every metric over all layer pairs of two feature files,
+                          calibrated by permutation (+ align_example: layered example models)
   extract                 feature extraction into an embedding store
 
 The shared layer every experiment uses; no experiment imports another:

@@ -13,6 +13,7 @@ import cave_jax.knn
 from cave_jax import errors
 from cave_jax.runs import align
 from cave_jax.runs import align_example
+from cave_jax.runs.figures import layers as figures
 from configs import align as align_config
 from tests.metrics import metrics_naive as naive
 from tests.metrics import prh_reference as prh_ref
@@ -171,6 +172,30 @@ def test_heatmaps_are_written_with_and_without_a_null(tmp_path):
   row = _row(result, "cka", None)
   assert row["interval"]["method"].startswith("delete-1 jackknife")
   assert row["ci_low"] <= row["score"] <= row["ci_high"]
+
+
+def test_calibrated_heatmap_clips_nothing_and_ticks_whole_layers():
+  rng = np.random.default_rng(0)
+  scores = rng.random((25, 33))
+  fig = figures.draw_layer_scores(scores, (3, 7), name="edit_distance_knn", n=1024, k=10,
+                                  calibrated=np.maximum(0, scores - 0.8),
+                                  significant=scores > 0.8, n_perm=100, alpha=0.05)
+  fig.canvas.draw()
+  renderer = fig.canvas.get_renderer()
+  for ax in fig.axes:
+    box = ax.get_tightbbox(renderer)
+    assert (box.x0 >= fig.bbox.x0 - 1 and box.x1 <= fig.bbox.x1 + 1
+            and box.y0 >= fig.bbox.y0 - 1 and box.y1 <= fig.bbox.y1 + 1), ax.get_label()
+  heatmaps = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+  assert len(heatmaps) == 2
+  for ax in heatmaps:
+    for ticks, count in ((ax.get_xticks(), 33), (ax.get_yticks(), 25)):
+      assert len(ticks) >= 3 and np.all(ticks == np.round(ticks))
+      assert ticks.min() >= 0 and ticks.max() < count
+    assert all(t.get_text().isdigit() for t in ax.get_xticklabels())
+  crosses = heatmaps[1].collections[0].get_offsets()  # (column, row) of each cross
+  assert sorted(map(tuple, np.asarray(crosses, int))) == sorted(
+      (c, r) for r, c in zip(*np.nonzero(scores <= 0.8)))
 
 
 def test_no_null_reports_raw_scores_only(tmp_path):

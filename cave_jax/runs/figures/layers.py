@@ -55,7 +55,7 @@ def draw_layer_scores(scores, best: tuple[int, int], *, name: str, n: int, k: in
   if calibrated is not None:
     calibrated = np.asarray(calibrated, float)
     significant = np.asarray(significant, bool)
-    top = max(float(calibrated.max()), 1e-3)
+    top = float(calibrated.max()) if calibrated.max() > 0 else 1.0  # all 0: the full scale
     image = axes[1].imshow(calibrated, origin="lower", aspect="auto", cmap="magma",
                            vmin=0.0, vmax=top)
     fig.colorbar(image, ax=axes[1], label=f"{name} calibrated")
