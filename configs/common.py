@@ -9,6 +9,7 @@ each key against one schema, so a key means the same in every experiment):
   n_draws     independent random draws (subsets, worlds, samples) behind each number
   n_boot      bootstrap resamples of each interval; confidence: its coverage (0.5-0.999)
   n_perm      shuffled pairings of the permutation null (0: no null)
+  alpha       level of the permutation test (threshold tau, significance), 0.0001-0.5
   seed        seed of the draws, the bootstrap and the shuffles
   figure      write the experiment's figure (PNG + PDF) next to its JSON and CSV
   source      "synthetic" (the synthetic world, knobs under `world`) or "features"
