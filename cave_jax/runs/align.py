@@ -307,9 +307,10 @@ def summary(result: dict) -> str:
            f"prh_compat={result['prh_compat']}"]
   pairs = result["rows"][0]["layer_pairs"]
   if result["n_perm"]:
+    search = (f"; the best pair against the null of the best of {pairs} layer pairs"
+              if pairs > 1 else "")
     lines.append(f"permutation null: {result['n_perm']} shuffled pairings, alpha="
-                 f"{result['alpha']}; the best pair against the null of the best of "
-                 f"{pairs} layer pair(s)")
+                 f"{result['alpha']}{search}")
   else:
     lines.append("no permutation null (n_perm=0): the scores are not calibrated")
   fmt = reporting.fmt

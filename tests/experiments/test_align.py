@@ -280,7 +280,7 @@ def test_embedded_example_aligned_and_independent(tmp_path):
   assert not null_row["significant"] and null_row["calibrated"] == 0.0
   assert os.path.exists(tmp_path / "aligned" / "layers_mutual_knn_k10.png")
   text = align.summary(independent)
-  assert "other scenes than A" in text and "the best of 9 layer pair(s)" in text
+  assert "other scenes than A" in text and "the best of 9 layer pairs" in text
 
 
 def test_example_layers_follow_their_definition():
