@@ -98,6 +98,22 @@ def decomposition_chance(labels, k: int) -> dict[str, float | None]:
           "label_agreement": None}
 
 
+def within_class_permutation(labels, rng: np.random.Generator) -> np.ndarray:
+  """A pairing shuffle that keeps every row's class: int64 [N] permutation of the rows.
+
+  Row i is re-paired with a uniformly random row of its own class (a uniform permutation
+  inside each class, independently across classes); with ``stats.relabel_neighbours`` it
+  gives the within-class permutation null: what two representations that share only the
+  class structure of the pairing score. A class with one row keeps its pairing.
+  """
+  labels = check_labels(labels, None)
+  by_class = np.argsort(labels, kind="stable")
+  shuffled = np.lexsort((rng.random(labels.size), labels))  # by class, random within
+  perm = np.empty(labels.size, np.int64)
+  perm[by_class] = shuffled
+  return perm
+
+
 def check_labels(labels, n: int | None) -> np.ndarray:
   """Validates labels: int [N] >= 0 (N = n when given); returns int64."""
   labels = np.asarray(labels)

@@ -113,6 +113,42 @@ def group_permutation(groups, rng: np.random.Generator) -> np.ndarray:
   return perm
 
 
+def group_means(x, groups) -> np.ndarray:
+  """One point per group: the mean of the group's L2-normalised rows, float64 [G, D].
+
+  Args:
+    x: float [R, D] row features (no zero rows).
+    groups: int [R] group of every row, labels 0..G-1 (``pair_groups``), every label used.
+
+  The mean of a group's unit rows points where the rows' summed cosine similarity is
+  largest, so it is the group's best single representative for cosine neighbours; a
+  group of exact duplicates (an image repeated on each of its caption rows) collapses
+  to that row's direction exactly. The result is not normalised (the k-NN search
+  normalises).
+
+  Raises:
+    InvalidArgumentError: x is not [R, D] with R = groups.size, a row has norm 0, or a
+      label in 0..G-1 is unused.
+  """
+  groups = _check_ids(groups, "groups")
+  x = np.asarray(x, np.float64)
+  if x.ndim != 2 or x.shape[0] != groups.size:
+    raise errors.InvalidArgumentError(
+        f"x must be [R, D] with R = {groups.size} rows (one per group label), got {x.shape}")
+  norms = np.linalg.norm(x, axis=1, keepdims=True)
+  if np.any(norms == 0) or not np.all(np.isfinite(norms)):
+    r = int(np.flatnonzero((norms[:, 0] == 0) | ~np.isfinite(norms[:, 0]))[0])
+    raise errors.InvalidArgumentError(f"x row {r} has norm {float(norms[r, 0])}: it has no "
+                                      f"direction to average")
+  sizes = np.bincount(groups)
+  if np.any(sizes == 0):
+    raise errors.InvalidArgumentError(f"group {int(np.argmin(sizes))} has no rows: labels "
+                                      f"must be 0..G-1, each used")
+  sums = np.zeros((sizes.size, x.shape[1]), np.float64)
+  np.add.at(sums, groups, x / norms)
+  return sums / sizes[:, None]
+
+
 def drop_own_group(nn, groups, k: int) -> np.ndarray:
   """Removes each row's own-group rows from its list and keeps the first k: int64 [R, k].
 

@@ -15,30 +15,83 @@ one edit here:
   paired_rows   the scale sweep's paired curve: fixed queries scored at every size, a
                 paired bootstrap over draws and queries for each size and its change.
 
+Ceiling and normalised score (``stat_row(..., ceiling=Ceiling(...))``): the *ceiling*
+is the same protocol (same draws, rows, pairing, duplicates, k) with identical features
+on both sides, i.e. what perfect alignment scores under this pairing and sampling; its
+*null* is the same permutation null (the same shuffles) on those identical features.
+The normalised score is
+
+  normalised = (score - null) / (ceiling - ceiling null)
+
+the null-subtracted score as a share of what identical features gain over their own
+shuffles: 1 for identical features, about 0 for independent ones. Where the null does
+not depend on the features (one-to-one pairing: both are about k/(N-1)) it is (score -
+null) / (ceiling - null). Without a permutation null the closed-form chance level
+stands in for both nulls. Its interval: the nested bootstrap over draws and rows
+(``CI_METHOD``) with the four per-row quantities (value, its mean under the shuffles,
+ceiling value, its mean under the shuffles) resampled together and the ratio taken per
+resample (``NORMALISED_CI_METHOD``). The normalised score is None, with the reason in
+``normalised_note``, where the ceiling's headroom ceiling - ceiling null is below
+``MIN_HEADROOM`` (the protocol cannot tell perfect alignment from a shuffle: the score no
+longer depends on the pairing); its interval is None where a resample's headroom is not
+positive. Never NaN or inf.
+
+``null_contrast`` compares a score with a second null (e.g. the pairing shuffled only
+within classes): that null's mean and p-value and the difference score - null with its
+nested-bootstrap interval.
+
 ``settings`` is a ``config_checks.Settings`` with n_boot, n_perm, confidence and seed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import numpy as np
 
+from cave_jax import errors
 from cave_jax.metrics import knn_metrics
 from cave_jax.metrics import stats
 
 STAT_COLUMNS = ["score", "chance", "ci_low", "ci_high", "null_mean", "p_value",
                 "calibrated", "draws"]
+CEILING_COLUMNS = ["ceiling", "ceiling_null", "normalised", "normalised_ci_low",
+                   "normalised_ci_high", "normalised_note"]
 CI_METHOD = "nested bootstrap over draws and rows"
+NORMALISED_CI_METHOD = (
+    "nested bootstrap over draws and rows; value, its mean under the shuffles, ceiling "
+    "value and its mean under the shuffles resampled together, ratio (score - null) / "
+    "(ceiling - ceiling null) per resample, percentile interval")
+MIN_HEADROOM = 0.01  # ceiling - ceiling null below this: the normalised score is undefined
+NO_CEILING = "no ceiling computed for this number"
 ENVELOPE_CI_METHOD = ("envelope of the draws' row-bootstrap intervals (lowest low, highest "
                       "high)")
 PAIRED_CI_METHOD = ("nested bootstrap over draws and queries, one query resample for all "
                     "sizes (paired)")
 
 
+@dataclasses.dataclass(frozen=True)
+class Ceiling:
+  """The same protocol with identical features on both sides (module docstring).
+
+  Attributes:
+    values: D arrays [N_d] of per-row values, the rows of the score's draws (same draws,
+      same rows, same k), with one feature matrix standing for both sides.
+    null_rows: rng -> D arrays [N_d], the per-row values under one shuffle of the
+      pairing (the score's null applied to the identical features), or None where the
+      score has no permutation null.
+    features: what the identical features are, for the results' description.
+  """
+  values: list
+  null_rows: Callable[[np.random.Generator], list] | None
+  features: str = ""
+
+
 def stat_row(per_draw_values: list[np.ndarray], chance: float | None,
              null_statistic: Callable[[np.random.Generator], float] | None,
-             settings) -> dict:
+             settings, *, null_rows: Callable[[np.random.Generator], list] | None = None,
+             ceiling: Ceiling | None = None, no_ceiling: str = NO_CEILING) -> dict:
   """Statistics of one reported number.
 
   Args:
@@ -47,11 +100,26 @@ def stat_row(per_draw_values: list[np.ndarray], chance: float | None,
     null_statistic: rng -> the same score under shuffled pairings (every draw shuffled),
       or None for a number that has no pairing to shuffle. n_perm = 0 skips the null.
     settings: n_boot, n_perm, confidence, seed.
+    null_rows: instead of ``null_statistic``: rng -> D arrays [N_d], the per-row values
+      under one shuffle (the null statistic is the mean of their means, drawn with the
+      same generator). Needed for the normalised score's interval to resample the null
+      with the rows; with ``null_statistic`` the null is held fixed in the resamples.
+    ceiling: the ceiling protocol (``Ceiling``), or None.
+    no_ceiling: why there is no ceiling (``normalised_note`` when ``ceiling`` is None).
 
   Returns:
     {"score", "chance", "ci_low", "ci_high", "null_mean", "null_std", "p_value",
-     "calibrated", "draws", "draw_scores"} (null fields None without a null).
+     "calibrated", "draws", "draw_scores", "ceiling", "ceiling_null", "normalised",
+     "normalised_ci_low", "normalised_ci_high", "normalised_note"} (null fields None
+    without a null; ceiling fields None without a ceiling, normalised fields None where
+    it is undefined, the reason in normalised_note).
+
+  Raises:
+    InvalidArgumentError: both null_statistic and null_rows, or ceiling values whose
+      draws or rows differ from the score's.
   """
+  if null_statistic is not None and null_rows is not None:
+    raise errors.InvalidArgumentError("stat_row takes null_statistic or null_rows, not both")
   draw_scores = [float(np.mean(v)) for v in per_draw_values]
   score = float(np.mean(draw_scores))
   low, high = stats.nested_bootstrap_ci(per_draw_values, n_boot=settings.n_boot,
@@ -60,12 +128,135 @@ def stat_row(per_draw_values: list[np.ndarray], chance: float | None,
          "ci_low": low, "ci_high": high, "null_mean": None, "null_std": None,
          "p_value": None, "calibrated": None, "draws": len(draw_scores),
          "draw_scores": draw_scores}
-  if null_statistic is not None and settings.n_perm > 0:
+  null_means = None  # D arrays [N_d]: each row's mean value under the shuffles
+  if settings.n_perm > 0 and null_rows is not None:
+    cal, null_means = _row_null(score, null_rows, settings.n_perm, settings.seed + 1)
+  elif settings.n_perm > 0 and null_statistic is not None:
     cal = stats.permutation_test(score, null_statistic, n_perm=settings.n_perm,
                                  seed=settings.seed + 1)
+    null_means = [np.full(np.shape(v), cal.null_mean) for v in per_draw_values]
+  else:
+    cal = None
+  if cal is not None:
     row.update(null_mean=cal.null_mean, null_std=cal.null_std, p_value=cal.p_value,
                calibrated=cal.calibrated)
+  row.update(_normalised(per_draw_values, null_means, chance, ceiling, no_ceiling, settings))
   return row
+
+
+def null_contrast(per_draw_values: list[np.ndarray],
+                  null_rows: Callable[[np.random.Generator], list], settings, *,
+                  seed: int) -> dict:
+  """The score against a second permutation null (e.g. shuffles within classes).
+
+  Args:
+    per_draw_values: D arrays [N_d] of per-row values (the score's).
+    null_rows: rng -> D arrays [N_d], the per-row values under one such shuffle.
+    settings: n_boot, n_perm (> 0), confidence.
+    seed: seed of the shuffles (the bootstrap uses seed + 1).
+
+  Returns:
+    {"null_mean", "null_std", "p_value", "difference", "ci_low", "ci_high"}: the null's
+    mean and spread over n_perm shuffles, the one-sided p-value of the score against it,
+    difference = score - null mean, and its interval (nested bootstrap over draws and
+    rows of the per-row value minus the row's mean under the shuffles).
+  """
+  score = float(np.mean([np.mean(v) for v in per_draw_values]))
+  cal, null_means = _row_null(score, null_rows, settings.n_perm, seed)
+  diff = [np.asarray(v, np.float64) - m for v, m in zip(per_draw_values, null_means)]
+  low, high = stats.nested_bootstrap_ci(diff, n_boot=settings.n_boot,
+                                        confidence=settings.confidence, seed=seed + 1)
+  return {"null_mean": cal.null_mean, "null_std": cal.null_std, "p_value": cal.p_value,
+          "difference": cal.calibrated, "ci_low": low, "ci_high": high}
+
+
+def joint_replicates(per_draw_columns: list[np.ndarray], n_boot: int,
+                     seed) -> np.ndarray:
+  """Nested bootstrap replicates of several per-row quantities resampled together.
+
+  Args:
+    per_draw_columns: D arrays [N_d, Q]: Q per-row quantities of draw d's rows.
+    n_boot: replicates; seed: anything ``np.random.default_rng`` takes.
+
+  Returns:
+    float64 [n_boot, Q]: per replicate, D draws drawn with replacement and in each its
+    N_d rows with replacement (one row resample for all Q columns); the mean over the
+    chosen draws of each draw's column means (the score's aggregate).
+  """
+  rng = np.random.default_rng(seed)
+  cols = [np.asarray(c, np.float64) for c in per_draw_columns]
+  means = np.empty((len(cols), n_boot, cols[0].shape[1]), np.float64)
+  for d, c in enumerate(cols):
+    n = c.shape[0]
+    step = max(1, 2 ** 22 // max(n, 1))  # bounded memory: step resamples at a time
+    for start in range(0, n_boot, step):
+      stop = min(n_boot, start + step)
+      counts = rng.multinomial(n, np.full(n, 1.0 / n), size=stop - start)  # [b, N_d]
+      means[d, start:stop] = counts @ c / n
+  chosen = rng.integers(0, len(cols), size=(n_boot, len(cols)))  # [B, D]
+  return means[chosen, np.arange(n_boot)[:, None]].mean(axis=1)
+
+
+def _row_null(score: float, null_rows, n_perm: int, seed):
+  """(Calibration over n_perm shuffles, D arrays [N_d] of each row's mean under them)."""
+  rng = np.random.default_rng(seed)
+  sums, scores = None, []
+  for _ in range(n_perm):
+    values = [np.asarray(v, np.float64) for v in null_rows(rng)]
+    scores.append(float(np.mean([v.mean() for v in values])))
+    sums = values if sums is None else [s + v for s, v in zip(sums, values)]
+  return stats.calibrate(score, scores), [s / n_perm for s in sums]
+
+
+def _normalised(per_draw_values, null_means, chance, ceiling: Ceiling | None,
+                no_ceiling: str, settings) -> dict:
+  """The ceiling fields of a row (module docstring)."""
+  out = {"ceiling": None, "ceiling_null": None, "normalised": None,
+         "normalised_ci_low": None, "normalised_ci_high": None, "normalised_note": no_ceiling}
+  if ceiling is None:
+    return out
+  values = [np.asarray(v, np.float64) for v in per_draw_values]
+  tops = [np.asarray(v, np.float64) for v in ceiling.values]
+  if [v.shape for v in tops] != [v.shape for v in values]:
+    raise errors.InvalidArgumentError(
+        f"ceiling values have draws x rows {[v.shape for v in tops]}, the score "
+        f"{[v.shape for v in values]}: the ceiling must score the same rows")
+  top = float(np.mean([v.mean() for v in tops]))
+  out["ceiling"] = top
+  if null_means is not None and ceiling.null_rows is not None:
+    cal, top_null_means = _row_null(top, ceiling.null_rows, settings.n_perm, settings.seed + 1)
+    out["ceiling_null"] = cal.null_mean
+  elif chance is not None:  # no permutation null: the closed-form chance of both
+    null_means = [np.full(v.shape, float(chance)) for v in values]
+    top_null_means = null_means
+    out["ceiling_null"] = float(chance)
+  else:
+    out["normalised_note"] = ("undefined: no permutation null and no chance level to "
+                              "normalise against")
+    return out
+  headroom = top - out["ceiling_null"]
+  if not headroom >= MIN_HEADROOM:
+    out["normalised_note"] = (
+        f"undefined: ceiling {top:.4f} - its null {out['ceiling_null']:.4f} = "
+        f"{headroom:.4f} < {MIN_HEADROOM}: identical features score no higher than "
+        f"shuffled pairings, so this score does not depend on the pairing")
+    return out
+  null = float(np.mean([m.mean() for m in null_means]))
+  score = float(np.mean([v.mean() for v in values]))
+  out["normalised"] = (score - null) / headroom
+  columns = [np.stack([v, m, t, tm], axis=1)
+             for v, m, t, tm in zip(values, null_means, tops, top_null_means)]
+  reps = joint_replicates(columns, settings.n_boot, settings.seed + 3)
+  gaps = reps[:, 2] - reps[:, 3]
+  if np.any(gaps <= 0):
+    out["normalised_note"] = (f"interval undefined: the headroom ceiling - ceiling null is "
+                              f"<= 0 in {int(np.sum(gaps <= 0))} of {gaps.size} resamples")
+    return out
+  alpha = (1.0 - settings.confidence) / 2.0
+  low, high = np.quantile((reps[:, 0] - reps[:, 1]) / gaps, [alpha, 1.0 - alpha])
+  out.update(normalised_ci_low=float(low), normalised_ci_high=float(high),
+             normalised_note=None)
+  return out
 
 
 def mutual_knn_nulls(nn_a, nn_b, n_perm: int, seed) -> np.ndarray:

@@ -51,8 +51,8 @@ def _config(store, images=IMAGES, captions=CAPTIONS, **overrides):
   return config
 
 
-def _by_hit(result):
-  return {row["hit"]: row for row in result["rows"]}
+def _by_hit(result, evaluation="rows"):
+  return {row["hit"]: row for row in result["rows"] if row["evaluation"] == evaluation}
 
 
 def test_pairs_are_each_caption_with_its_own_image(store, usable):
@@ -86,17 +86,27 @@ def test_store_run_reports_every_hit_and_the_caption_distribution(store, usable,
   hits = _by_hit(result)
   assert list(hits) == list(hit_definitions.HITS)
   stat_fields = {"score", "chance", "ci_low", "ci_high", "null_mean", "null_std", "p_value",
-                 "calibrated", "draws", "draw_scores"}
+                 "calibrated", "draws", "draw_scores", "ceiling", "ceiling_null", "normalised",
+                 "normalised_ci_low", "normalised_ci_high", "normalised_note"}
+  assert [r["evaluation"] for r in result["rows"]] == ["rows"] * len(hits) + [
+      "items", "one_to_one"]
   for row in result["rows"]:
-    assert set(row) == {"hit", "n", "items", "k"} | stat_fields and row["k"] == 5
-    assert row["ci_low"] <= row["score"] <= row["ci_high"] and row["draws"] == 2
+    assert set(row) == {"evaluation", "hit", "n", "items", "k"} | stat_fields
+    assert row["k"] == 5 and row["draws"] == 2
+    assert row["ci_low"] <= row["score"] <= row["ci_high"]
+    assert row["ceiling"] is not None
+  items = [d["items"] for d in result["draws"]]
+  for row in result["rows"][len(hits):]:  # one point per sample: item level and matched
+    assert row["n"] == round(np.mean(items)) and row["hit"] == "flat"
+    assert row["chance"] == pytest.approx(np.mean([5 / (i - 1) for i in items]))
   assert hits["flat"]["score"] <= hits["fraction"]["score"] <= hits["any"]["score"]
   pairs = [d["pairs"] for d in result["draws"]]
   assert hits["flat"]["chance"] == pytest.approx(np.mean([5 / (p - 1) for p in pairs]))
   assert hits["any"]["chance"] is None
   with open(tmp_path / "many_to_many.csv") as f:
     header = next(csv.reader(f))
-  assert header[:4] == ["n", "items", "k", "hit"]
+  assert header[:5] == ["evaluation", "n", "items", "k", "hit"]
+  assert "normalised" in header and "ceiling_null" in header
   with open(tmp_path / "many_to_many.json") as f:
     assert json.load(f)["rows"] == result["rows"]
   assert "captions per image" in many_to_many.summary(result)
@@ -109,6 +119,14 @@ def test_the_same_array_on_both_sides_agrees_perfectly(store, tmp_path, side):
   for name, row in _by_hit(result).items():
     assert row["score"] == 1.0, name
   assert _by_hit(result)["flat"]["null_mean"] < 0.5
+  for row in result["rows"]:  # identical features: the items and the baseline agree too
+    assert row["score"] == 1.0 and row["ceiling"] == 1.0
+  if side == IMAGES:  # one vector per sample already: the ceiling's own features
+    for row in result["rows"]:
+      assert row["ceiling_null"] == pytest.approx(row["null_mean"])
+      if row["normalised"] is not None:
+        assert row["normalised"] == pytest.approx(1.0)
+        assert row["normalised_ci_low"] == pytest.approx(1.0)
 
 
 def test_array_names_are_store_paths_with_whole_names_or_endings(store, tmp_path):

@@ -1,59 +1,138 @@
-"""The many-to-many experiment's figures: synthetic settings, and a store's hits."""
+"""The many-to-many experiment's figures: synthetic settings, and a store's hits.
+
+Every series is one evaluation (``runs.many_to_many_scores``): a hit definition over the
+rows, the item-level score, or the one-to-one baseline with the same items. A row
+without an "evaluation" counts as "rows"; one without ceiling fields is drawn without
+them.
+"""
 
 from __future__ import annotations
 
 import numpy as np
+from matplotlib import lines as mlines
+from matplotlib import transforms
 
 from cave_jax.runs.figures import common
 
-_STYLES = ["-", ":", "-.", "--"]
+_MARKERS = ["o", "s", "^", "D", "v"]
+_NAMES = {"items": "item-level (mean per item)", "one_to_one": "one-to-one, same items"}
+_UNDEFINED = "x"
+
+
+def series_name(row: dict) -> str:
+  """The legend name of a row's series: its hit, or the item-level / matched baseline."""
+  return _NAMES.get(row.get("evaluation", "rows"), row["hit"])
 
 
 def draw_many_to_many(rows: list[dict], *, title: str = ""):
-  """Columns: images per caption, captions per image; one line per hit definition (and
-  line style per k when there are several).
+  """Columns: images per caption, captions per image; one colour per series, one marker
+  per k.
 
-  Top row: the scores with CI bands and closed-form chance (dashed). Bottom row: the
-  null-subtracted scores (score - permutation-null mean); hollow markers: p > 0.05,
-  i.e. the score is no more than what the duplicate structure alone gives.
+  Top: the scores with CI bands and their permutation-null means (dotted). Middle: the
+  ceiling (identical features on both sides, same pairing) and its null (dotted): where
+  they meet, the protocol cannot see the pairing. Bottom: the normalised score (score -
+  null) / (ceiling - ceiling null) with its interval; where it is undefined an x in a
+  grey band below every value marks the setting (it is not a value).
   """
-  fig, flat = common.new_figure(12, 7.6, panels=2, rows=2)
-  axes = [flat[:2], flat[2:]]
-  hits = list(dict.fromkeys(r["hit"] for r in rows))
+  fig, flat = common.new_figure(12, 10.5, panels=2, rows=3)
+  names = list(dict.fromkeys(series_name(r) for r in rows))
   ks = sorted({r["k"] for r in rows})
   for col, (axis, label) in enumerate(zip(("images_per_caption", "captions_per_image"),
                                           ("images per caption", "captions per image"))):
-    top, bottom = axes[0][col], axes[1][col]
-    for color, hit in zip(common.COLORS, hits):
-      for style, k in zip(_STYLES * len(ks), ks):
-        sel = sorted((r for r in rows if r["axis"] == axis and r["hit"] == hit
+    score_ax, ceiling_ax, norm_ax = flat[col], flat[2 + col], flat[4 + col]
+    undefined = []  # (x, series index, colour) of settings without a normalised score
+    for s, (color, name) in enumerate(zip(common.COLORS, names)):
+      for marker, k in zip(_MARKERS * len(ks), ks):
+        sel = sorted((r for r in rows if r["axis"] == axis and series_name(r) == name
                       and r["k"] == k), key=lambda r: r["per"])
         if not sel:
           continue
-        name = hit if len(ks) == 1 else f"{hit}, k={k}"
         x = [r["per"] for r in sel]
-        common.band_line(top, x, sel, color, name, marker="o" + style)
-        if all(r["calibrated"] is not None for r in sel):
-          bottom.plot(x, [r["calibrated"] for r in sel], style, color=color, label=name)
-          for r in sel:
-            bottom.plot(r["per"], r["calibrated"], "o", color=color, markersize=5,
-                        markerfacecolor=color if r["p_value"] <= 0.05 else "white")
+        _score_lines(score_ax, x, sel, color, marker)
+        if all(r.get("ceiling") is not None for r in sel):
+          ceiling_ax.plot(x, [r["ceiling"] for r in sel], "-" + marker, color=color,
+                          markersize=4)
+          if all(r.get("ceiling_null") is not None for r in sel):
+            ceiling_ax.plot(x, [r["ceiling_null"] for r in sel], ":" + marker, color=color,
+                            markersize=3)
+        defined = [r for r in sel if r.get("normalised") is not None]
+        if defined:
+          nx = [r["per"] for r in defined]
+          norm_ax.plot(nx, [r["normalised"] for r in defined], "-" + marker, color=color,
+                       markersize=4)
+          with_ci = [r for r in defined if r.get("normalised_ci_low") is not None]
+          if with_ci:
+            norm_ax.errorbar([r["per"] for r in with_ci], [r["normalised"] for r in with_ci],
+                             yerr=_errors(with_ci, "normalised"), fmt="none", ecolor=color,
+                             capsize=2, alpha=0.7)
+        undefined += [(r["per"], s, color) for r in sel if r.get("ceiling") is not None
+                      and r.get("normalised") is None]
+    norm_ax.axhline(0, color="k", linewidth=0.8)
+    _mark_undefined(norm_ax, undefined, len(names))
     pers = sorted({r["per"] for r in rows if r["axis"] == axis})
-    for ax in (top, bottom):
+    for ax in (score_ax, ceiling_ax, norm_ax):
       ax.set_xticks(pers)
       ax.grid(True, alpha=0.3)
-    top.set_ylim(0, None)
-    top.set_ylabel("alignment (k-NN hit rate)")
-    bottom.axhline(0, color="k", linewidth=0.8)
-    bottom.set_xlabel(label)
-    bottom.set_ylabel("score − permutation null")
-  common.legend_outside(axes[0][1], fontsize=8, title="hit definition\n(dashed: chance)",
-                        title_fontsize=8)
-  common.legend_outside(axes[1][1], fontsize=8, title="hollow: p > 0.05", title_fontsize=8)
+    score_ax.set_ylim(0, None)
+    score_ax.set_ylabel("score (dotted: permutation null)")
+    ceiling_ax.set_ylim(0, None)
+    ceiling_ax.set_ylabel("ceiling (dotted: its null)")
+    norm_ax.set_ylabel("(score − null) / (ceiling − ceiling null)")
+    norm_ax.set_xlabel(label)
+  _legends(flat, names, ks)
   n = rows[0]["n"]
-  fig.suptitle(common.wrap(f"many-to-many pairing: {title}, N ≈ {n:,} rows", 12),
-               fontsize=10)
+  fig.suptitle(common.wrap(
+      f"many-to-many pairing: {title}, N ≈ {n:,} rows per setting; CI bands and bars: "
+      f"95% intervals; x in the grey band: normalised score undefined (ceiling ≈ its null)",
+      12), fontsize=10)
   return fig
+
+
+def _mark_undefined(ax, points, count: int) -> None:
+  """Below every value of ``ax``, a shaded band holding an x per undefined (x, series):
+  one height per series, so they neither cover a value nor read as one."""
+  if not points:
+    return
+  low, high = ax.get_ylim()
+  ticks = [t for t in ax.get_yticks() if low <= t <= high]  # none in the band
+  band = min(0.3, 0.035 * (count + 1)) * (high - low)
+  ax.set_ylim(low - band, high)
+  ax.set_yticks(ticks)
+  ax.axhspan(low - band, low, color="0.9", linewidth=0)
+  for x, series, color in points:
+    ax.plot(x, low - band * (series + 1) / (count + 1), _UNDEFINED, color=color,
+            markersize=6)
+
+
+def _score_lines(ax, x, rows, color, marker):
+  """Score with CI band, and its permutation-null mean dotted (where it has one)."""
+  ax.plot(x, [r["score"] for r in rows], "-" + marker, color=color, markersize=4)
+  ax.fill_between(x, [r["ci_low"] for r in rows], [r["ci_high"] for r in rows], color=color,
+                  alpha=0.15, linewidth=0)
+  if all(r.get("null_mean") is not None for r in rows):
+    ax.plot(x, [r["null_mean"] for r in rows], ":", color=color, linewidth=1)
+
+
+def _errors(rows, field):
+  return np.array([[r[field] - r[f"{field}_ci_low"] for r in rows],
+                   [r[f"{field}_ci_high"] - r[field] for r in rows]])
+
+
+def _legends(flat, names, ks):
+  """Series colours beside the top right panel, k markers and line styles beside the
+  middle one, the undefined mark beside the bottom one."""
+  series = [mlines.Line2D([], [], color=c, label=n) for c, n in zip(common.COLORS, names)]
+  flat[1].legend(handles=series, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                 borderaxespad=0.0, fontsize=8, title="series", title_fontsize=8)
+  styles = [mlines.Line2D([], [], color="k", marker=m, linestyle="-", markersize=4,
+                          label=f"k={k}") for m, k in zip(_MARKERS * len(ks), ks)]
+  styles += [mlines.Line2D([], [], color="k", linestyle=":", label="null")]
+  flat[3].legend(handles=styles, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                 borderaxespad=0.0, fontsize=8)
+  mark = [mlines.Line2D([], [], color="k", marker=_UNDEFINED, linestyle="none",
+                        label="in the grey band:\nundefined (ceiling\n− its null < 0.01)")]
+  flat[5].legend(handles=mark, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                 borderaxespad=0.0, fontsize=8)
 
 
 def plot_many_to_many(rows: list[dict], path_stem: str, *, title: str = "") -> list[str]:
@@ -62,27 +141,47 @@ def plot_many_to_many(rows: list[dict], path_stem: str, *, title: str = "") -> l
 
 
 def draw_many_to_many_store(result: dict):
-  """Left: every hit definition's score with its CI, chance (dash) and permutation-null
-  mean (x); right: the store's captions-per-image distribution."""
-  fig, (left, right) = common.new_figure(12, 4.4, 2)
+  """Left: every series' score with its CI, chance (dash), permutation-null mean (x),
+  ceiling (diamond) and ceiling null (+); middle: the normalised score with its interval
+  ("n/a" where undefined); right: the store's captions-per-image distribution."""
+  fig, (left, middle, right) = common.new_figure(15, 4.6, 3)
   rows = result["rows"]
   several = len({r["k"] for r in rows}) > 1
   x = np.arange(len(rows))
-  err = np.array([[r["score"] - r["ci_low"] for r in rows],
-                  [r["ci_high"] - r["score"] for r in rows]])
-  left.errorbar(x, [r["score"] for r in rows], yerr=err, fmt="o", color="C0", capsize=3,
-                label="score (CI)")
-  chance = [np.nan if r["chance"] is None else r["chance"] for r in rows]
-  left.plot(x, chance, "_", color="k", markersize=14, label="chance")
-  null = [np.nan if r["null_mean"] is None else r["null_mean"] for r in rows]
-  left.plot(x, null, "x", color="C3", label="permutation null")
-  left.set_xticks(x, [r["hit"] + (f"\nk={r['k']}" if several else "") for r in rows],
-                  fontsize=8, rotation=20 if len(rows) > 4 else 0)
+  left.errorbar(x, [r["score"] for r in rows], yerr=_score_errors(rows), fmt="o",
+                color="C0", capsize=3, label="score (CI)")
+  for field, marker, color, name in (("chance", "_", "k", "chance"),
+                                     ("null_mean", "x", "C3", "permutation null"),
+                                     ("ceiling", "D", "C2", "ceiling"),
+                                     ("ceiling_null", "+", "C1", "ceiling null")):
+    values = [np.nan if r.get(field) is None else r[field] for r in rows]
+    if any(v == v for v in values):
+      left.plot(x, values, marker, color=color, markersize=14 if marker == "_" else 6,
+                label=name, linestyle="none")
+  ticks = [series_name(r) + (f"\nk={r['k']}" if several else "") for r in rows]
+  for ax in (left, middle):
+    ax.set_xticks(x, ticks, fontsize=7, rotation=30, ha="right")
+    ax.grid(True, alpha=0.3)
   left.set_ylim(0, None)
   ks = ", ".join(str(k) for k in result["ks"])
   left.set_ylabel(f"alignment (k={ks})")
-  left.grid(True, alpha=0.3)
   common.legend_outside(left)
+  defined = [i for i, r in enumerate(rows) if r.get("normalised") is not None]
+  if defined:
+    sel = [rows[i] for i in defined]
+    err = np.array([[0.0 if r.get("normalised_ci_low") is None else
+                     r["normalised"] - r["normalised_ci_low"] for r in sel],
+                    [0.0 if r.get("normalised_ci_high") is None else
+                     r["normalised_ci_high"] - r["normalised"] for r in sel]])
+    middle.errorbar(defined, [r["normalised"] for r in sel], yerr=err, fmt="o", color="C0",
+                    capsize=3)
+  bottom = transforms.blended_transform_factory(middle.transData, middle.transAxes)
+  for i, r in enumerate(rows):
+    if r.get("ceiling") is not None and r.get("normalised") is None:
+      middle.text(i, 0.03, "n/a", transform=bottom, ha="center", fontsize=8, color="C3")
+  middle.axhline(0, color="k", linewidth=0.8)
+  middle.set_ylabel("(score − null) / (ceiling − ceiling null)")
+  middle.set_title("normalised; n/a: ceiling ≈ its null", fontsize=9)
   counts = sorted(result["captions_per_image"].items(), key=lambda kv: int(kv[0]))
   right.bar([int(c) for c, _ in counts], [m for _, m in counts], color="C2")
   right.set_xticks([int(c) for c, _ in counts])
@@ -94,8 +193,13 @@ def draw_many_to_many_store(result: dict):
            result[f"features_{s}"]["path"] for s in "ab"]
   fig.suptitle(common.wrap(
       f"many-to-many on {names[0]} x {names[1]}: N ≈ {rows[0]['n']:,} pairs per draw, "
-      f"{result['n_draws']} draw(s)", 12), fontsize=10)
+      f"{result['n_draws']} draw(s)", 15), fontsize=10)
   return fig
+
+
+def _score_errors(rows):
+  return np.array([[r["score"] - r["ci_low"] for r in rows],
+                   [r["ci_high"] - r["score"] for r in rows]])
 
 
 def plot_many_to_many_store(result: dict, path_stem: str) -> list[str]:
