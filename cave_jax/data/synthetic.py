@@ -136,6 +136,16 @@ def iter_blocks(spec: WorldSpec, n: int) -> Iterator[tuple[int, PairedWorld]]:
     yield start, _block(spec, class_emb, class_cdf, view_a, view_b, index, rows)
 
 
+def block(spec: WorldSpec, index: int, params=None) -> PairedWorld:
+  """Block ``index`` of the world: its rows [index * BLOCK_ROWS, (index + 1) * BLOCK_ROWS),
+  a pure function of (spec, index) (the rows ``iter_blocks`` yields there).
+
+  params: ``world_params(spec)``, computed here if None (pass it when making many blocks).
+  """
+  _check_int("index", index, low=0)
+  return _block(spec, *(params or _world_params(spec)), index, BLOCK_ROWS)
+
+
 def world_params(spec: WorldSpec):
   """(class_emb [n_classes, class_dim], class_cdf [n_classes], view_a, view_b) of ``spec``.
 

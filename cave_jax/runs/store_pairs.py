@@ -48,7 +48,7 @@ class StorePairs:
     for (store, name), per_caption in zip(self.sides, self.by_caption):
       ids = store.ids(name)
       if per_caption:
-        ids = [ids[r] for r in np.flatnonzero(store.caption_numbers(name) == 0)]
+        ids = ids.take(np.flatnonzero(store.caption_numbers(name) == 0))  # lazy, on disk
       sample_ids.append(ids)
     if sample_ids[0] != sample_ids[1]:
       first = next(i for i, (a, b) in enumerate(zip(*sample_ids)) if a != b)

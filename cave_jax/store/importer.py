@@ -118,10 +118,10 @@ def import_arrays(store_path: str, *, dataset: str, model: str, arrays: Mapping[
   try:
     plan = writer.plan(verify_all=verify_all)
     rewrite = {entry["chunk"] for entry in plan.rewrite}
-    entries = writer.manifest.entries(0, job=writer.job)
     for chunk in range(plan.next_chunk):  # the same job id must hold the same content
       values, meta = chunk_of(chunk)
-      _check_same(writer, entries[(0, chunk)], values, meta, damaged=chunk in rewrite)
+      _check_same(writer, writer.manifest.entry(0, chunk, job=writer.job), values, meta,
+                  damaged=chunk in rewrite)
     for chunk in sorted(rewrite) + list(range(plan.next_chunk, n_chunks)):
       values, meta = chunk_of(chunk)
       new = chunk >= plan.next_chunk

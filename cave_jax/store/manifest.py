@@ -15,6 +15,8 @@ Directory ``<store>/jobs/<job>/`` (job = "<dataset>/<model>"):
   done/h<host>.json                this host read its whole slice: {"chunks", "rows", "skipped"}
   state/h<host>/                   orbax job state (``job_state.py``)
   locks/h<host>/LOCK               held by the host's writer while it runs (``writer.py``)
+  index/<key>/                     the finished job's row index for readers, derived from
+                                   the files above (``row_index.py``)
 
 A chunk is written in three steps: the entry is saved as "pending" with the checksums
 of the rows about to be written, the arrays are written, the entry is saved as
@@ -87,34 +89,70 @@ class Manifest:
   def save_entry(self, entry: dict) -> None:
     write_json(self.entry_path(entry["host"], entry["chunk"]), entry)
 
-  def entries(self, host: int | None = None, *, job: dict | None = None,
-              strict: bool = False) -> dict[tuple[int, int], dict]:
-    """{(host, chunk): entry} of every saved entry (of one host, if given).
+  def keys(self, host: int | None = None) -> list[tuple[int, int]]:
+    """Sorted (host, chunk) of every chunk entry file (of one host, if given), unread."""
+    directory = os.path.join(self.job_dir, "chunks")
+    if not os.path.isdir(directory):
+      return []
+    found = []
+    for name in os.listdir(directory):
+      match = _ENTRY.match(name)
+      if match and (host is None or int(match.group(1)) == host):
+        found.append((int(match.group(1)), int(match.group(2))))
+    return sorted(found)
 
-    With ``job`` (its job.json) every entry is checked (``schema.check_entry``). An
+  def entry(self, host: int, chunk: int, *, job: dict | None = None,
+            strict: bool = False) -> dict | None:
+    """The entry of (host, chunk), None if it has no file.
+
+    With ``job`` (its job.json) the entry is checked (``schema.check_entry``). An
     unreadable or malformed entry raises StoreError with ``strict`` (readers); else it
     counts as absent (writers: its chunk is written again).
     """
-    directory = os.path.join(self.job_dir, "chunks")
+    path = self.entry_path(host, chunk)
+    if not os.path.exists(path):
+      return None
+    try:
+      entry = read_json(path)
+      if job is not None:
+        schema.check_entry(entry, path, job, host, chunk)
+    except errors.StoreError:
+      if strict:
+        raise
+      return None  # an unreadable entry counts as absent: its chunk is written again
+    return entry
+
+  def entries(self, host: int | None = None, *, job: dict | None = None,
+              strict: bool = False) -> dict[tuple[int, int], dict]:
+    """{(host, chunk): entry} of every saved entry (of one host, if given), as ``entry``.
+
+    Holds every entry's per-row lists at once: for small jobs and tests; the layout
+    and the writer's resume plan read entries one at a time (``keys``, ``entry``).
+    """
     found = {}
-    if not os.path.isdir(directory):
-      return found
-    for name in sorted(os.listdir(directory)):
-      match = _ENTRY.match(name)
-      if not match or (host is not None and int(match.group(1)) != host):
-        continue
-      key = (int(match.group(1)), int(match.group(2)))
-      path = os.path.join(directory, name)
-      try:
-        entry = read_json(path)
-        if job is not None:
-          schema.check_entry(entry, path, job, *key)
-      except errors.StoreError:
-        if strict:
-          raise
-        continue  # an unreadable entry counts as absent: its chunk is written again
-      found[key] = entry
+    for key in self.keys(host):
+      entry = self.entry(*key, job=job, strict=strict)
+      if entry is not None:
+        found[key] = entry
     return found
+
+  def identity(self) -> list:
+    """[(file, inode, size, mtime_ns, ctime_ns)] of job.json, every chunk entry and every
+    done marker: changes whenever any of them is written, replaced, edited or copied."""
+    files = [("job.json", os.path.join(self.job_dir, "job.json"))]
+    for sub, pattern in (("chunks", _ENTRY), ("done", _DONE)):
+      directory = os.path.join(self.job_dir, sub)
+      if os.path.isdir(directory):
+        files += [(f"{sub}/{name}", os.path.join(directory, name))
+                  for name in sorted(os.listdir(directory)) if pattern.match(name)]
+    out = []
+    for name, path in files:
+      try:
+        st = os.stat(path)
+      except FileNotFoundError:
+        continue
+      out.append((name, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    return out
 
   def hosts_seen(self) -> set[int]:
     """Hosts that have a chunk entry or a done marker (valid or not)."""

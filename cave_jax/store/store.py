@@ -28,7 +28,7 @@ same sample in every array of a dataset (image and text jobs pair sample by samp
   store.sample_rows(name)         int64 [N]: the sample of every row
   store.caption_numbers(name)     int32 [N]: every row's caption number within its sample
   store.ids(name), store.labels(name)   per row (a sample's id/label repeats on each of
-                                  its caption rows)
+                                  its caption rows); ids: a lazy sequence of str
   store.caption_counts(name)      int32 [S]: captions of every sample
   store.read_sharded(name, mesh, rows=None) -> (jax.Array [padded, D] over mesh axis
                                   'data', number of real rows): each process reads only
@@ -41,6 +41,12 @@ chunks and only notices missing files). A missing, truncated, altered or swapped
 or a hand-edited manifest, raises StoreError naming the array, chunk and file and how to
 repair it (rerun the job with verify_all): with checks on, a read returns only rows the
 job wrote there.
+
+Memory: opening a store, ``info`` and reads hold per job a few numbers per chunk, never
+per row. The per-row metadata (ids, labels, caption numbers, the row -> sample map) is
+memory-mapped from the job's row index on disk (``layout.py``, ``row_index.py``), which
+the job's writer or its first reader builds once per version of the manifest; the
+arrays returned above are read-only views of it.
 
 Elsewhere (``experiments.align``, ``experiments.scale``, ``data.load_features``) an array in
 a store is named ``STORE_DIR::ARRAY_NAME``; ``split_store_path`` parses that.
@@ -57,6 +63,7 @@ from cave_jax.store import arrays
 from cave_jax.store import layout as layout_lib
 from cave_jax.store import manifest as manifest_lib
 from cave_jax.store import reads
+from cave_jax.store import row_index
 from cave_jax.store import schema
 from cave_jax.store import verify as verify_lib
 
@@ -248,34 +255,33 @@ class EmbeddingStore:
     return self.take(name, starts[start:stop] + caption)
 
   def sample_rows(self, name: str) -> np.ndarray:
-    """int64 [N]: the sample row (0..samples-1) every array row belongs to (arange for
-    sample arrays). Sample row s is row s of every sample array of the dataset."""
-    job_id, _ = self._job(name)
-    return self._layout(job_id).sample_rows()
+    """int64 [N] (read-only, memory-mapped): the sample row (0..samples-1) every array
+    row belongs to (arange for sample arrays). Sample row s is row s of every sample
+    array of the dataset."""
+    return self._layout_of(name).sample_rows()
 
   def caption_numbers(self, name: str) -> np.ndarray:
-    """int32 [N]: every row's caption number within its sample (0 for sample arrays)."""
-    job_id, _ = self._job(name)
-    return self._layout(job_id).caption_numbers()
+    """int32 [N] (read-only, memory-mapped): every row's caption number within its
+    sample (0 for sample arrays)."""
+    return self._layout_of(name).caption_numbers()
 
-  def ids(self, name: str) -> list[str]:
-    """Sample id of every array row (repeated on each caption row of caption-level arrays)."""
-    return self._per_row(name, "ids")
+  def ids(self, name: str) -> row_index.RowIds:
+    """Sample id of every array row (repeated on each caption row of caption-level
+    arrays): a read-only sequence of str decoded from disk on access (``RowIds``: len,
+    indexing, slices, ``take(rows)``, iteration, ``==`` with a list; ``tolist()``)."""
+    return self._layout_of(name).ids()
 
   def labels(self, name: str) -> np.ndarray | None:
-    """int64 [N] class labels per array row (-1 where a sample has none), or None if no
-    sample has one."""
-    labels = self._per_row(name, "labels")
-    if all(v is None for v in labels):
-      return None
-    return np.asarray([-1 if v is None else v for v in labels], np.int64)
+    """int64 [N] (read-only, memory-mapped) class labels per array row (-1 where a
+    sample has none), or None if no sample has one."""
+    layout = self._layout_of(name)
+    return layout.labels() if layout.labelled else None
 
   def caption_counts(self, name: str) -> np.ndarray:
-    """int32 [S]: how many captions each SAMPLE has (many-to-many structure). For sample
-    arrays S = N; for caption-level arrays these are the samples' row counts."""
-    job_id, _ = self._job(name)
-    counts = np.asarray(self._per_row(name, "n_captions"), np.int32)
-    return counts[self._layout(job_id).sample_starts()[:-1]]
+    """int32 [S] (read-only, memory-mapped): how many captions each SAMPLE has
+    (many-to-many structure). For sample arrays S = N; for caption-level arrays these
+    are the samples' row counts."""
+    return self._layout_of(name).caption_counts()
 
   # --- internals -------------------------------------------------------------------------
 
@@ -296,6 +302,10 @@ class EmbeddingStore:
     return job_id, self._jobs[job_id]
 
   def _repair_hint(self, job_id: str) -> str:
+    rerun = self._jobs[job_id].get("rerun")  # a job's own command, if its job.json has one
+    if isinstance(rerun, str):
+      return (f"rerun the job's command `{rerun}` (STORE = {self.path}) with verify_all to "
+              f"rewrite it")
     if self._jobs[job_id].get("modality") == "imported":
       return (f"rerun import_arrays into {self.path} with the same arrays and "
               f"verify_all=True to rewrite it")
@@ -335,7 +345,7 @@ class EmbeddingStore:
       rank = 1 + len(job["arrays"][name]["row_shape"])
       self._chunks[name] = [
           verify_lib.Chunk(name, self._array_path(name), rank, entry, slot, first)
-          for (slot, _, first), entry in zip(layout.segments, layout.entries)]
+          for (slot, _, first), entry in zip(layout.segments, layout.chunks)]
     return self._chunks[name]
 
   def _others(self, name: str):
@@ -367,12 +377,12 @@ class EmbeddingStore:
     if job_id not in self._layouts:
       self._layouts[job_id] = layout_lib.build(self._manifest(job_id), self._jobs[job_id],
                                                f"store {self.path} job {job_id}",
-                                               self._repair_hint(job_id))
+                                               self._repair_hint(job_id), verify=self.verify)
     return self._layouts[job_id]
 
-  def _per_row(self, name: str, key: str) -> list:
+  def _layout_of(self, name: str) -> layout_lib.Layout:
     job_id, _ = self._job(name)
-    return [v for entry in self._layout(job_id).entries for v in entry[key]]
+    return self._layout(job_id)
 
 
 def _range(rows, n: int, what: str) -> tuple[int, int]:

@@ -8,7 +8,8 @@
     match their checksums, and -- with ``verify_all`` or for chunks newer than the
     orbax state -- complete chunks that are unreadable or fail their checksum);
   * ``write_chunk`` writes one chunk of every array with the pending/complete protocol
-    of ``manifest.py`` and logs the write; ``finish`` marks the host done.
+    of ``manifest.py`` and logs the write; ``finish`` marks the host done (the last
+    host also writes the job's row index for readers, ``layout.py``).
 
 Chunk c of host h lives in slot ``c * process_count + h`` of every array (``arrays.py``).
 
@@ -34,6 +35,7 @@ from cave_jax import errors
 from cave_jax import locks
 from cave_jax.store import arrays
 from cave_jax.store import job_state
+from cave_jax.store import layout as layout_lib
 from cave_jax.store import manifest as manifest_lib
 from cave_jax.store import names as names_lib
 from cave_jax.store import schema
@@ -148,7 +150,7 @@ class JobWriter:
       while parent.startswith(top + os.sep) and not os.listdir(parent):
         os.rmdir(parent)  # an emptied layer directory
         parent = os.path.dirname(parent)
-    for part in ("job.json", "chunks", "done", "writes", "state"):
+    for part in ("job.json", "chunks", "done", "writes", "state", "index"):
       path = os.path.join(self.job_dir, part)
       if os.path.isdir(path):
         shutil.rmtree(path)
@@ -171,10 +173,12 @@ class JobWriter:
     """Reads the manifest and orbax state; see the module docstring."""
     saved = self.state.restore()
     state_chunks = saved["next_chunk"] if saved else 0
-    entries = self.manifest.entries(self.host, job=self.job)  # damaged ones: absent
+    keys = set(self.manifest.keys(self.host))  # entries are read one at a time
     rewrite, adopted, chunk, position, rows = [], 0, 0, 0, 0
-    while (self.host, chunk) in entries:
-      entry = entries[(self.host, chunk)]
+    while (self.host, chunk) in keys:
+      entry = self.manifest.entry(self.host, chunk, job=self.job)  # damaged: absent
+      if entry is None:
+        break
       if chunk and entry["input_start"] != position:
         break  # an edited input range: this chunk and the next are written again
       if entry["state"] == "pending":
@@ -252,10 +256,19 @@ class JobWriter:
     self.state.save(next_chunk, input_position, rows)
 
   def finish(self, chunks: int, rows: int, input_stop: int, trailing_skipped: list) -> None:
-    """Marks this host done: ``chunks`` complete chunks, ``rows`` rows, reader at input_stop."""
+    """Marks this host done: ``chunks`` complete chunks, ``rows`` rows, reader at input_stop.
+
+    The host that finishes last (every done marker present) also writes the job's row
+    index (``layout.py``); raises StoreError if the manifest is inconsistent.
+    """
     self._io(f"mark host {self.host} done", self.manifest.mark_done, self.host,
              {"chunks": chunks, "rows": rows, "input_stop": input_stop,
               "trailing_skipped": trailing_skipped})
+    if all(self.manifest.done(h, strict=False) is not None for h in range(self.hosts)):
+      # the last host to finish writes the job's row index, so readers need not
+      self._io(f"index job {self.job['id']!r}", layout_lib.build, self.manifest, self.job,
+               f"store {self.path} job {self.job['id']}",
+               "rerun the same command with verify_all to check every chunk", False)
 
   def close(self) -> None:
     """Ends the writer: waits for the job state, then releases the lock (idempotent)."""
