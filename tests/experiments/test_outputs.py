@@ -126,12 +126,11 @@ def test_cli_workdir_problems_fail_with_one_clear_line(tmp_path, paired_files):
 def test_cli_outputs_all_follow_the_umask(tmp_path):
   workdir = tmp_path / "work"
   env = dict(os.environ, PYTHONPATH=REPO)
-  proc = subprocess.run(
-      [sys.executable, "-m", "experiments.scale", "--config=configs/scale.py:smoke",
-       "--config.min_n=256", "--config.max_n=512", "--config.n_boot=20", "--config.n_perm=0",
-       "--config.queries=0", f"--workdir={workdir}"],
-      cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-      preexec_fn=lambda: os.umask(0o027), check=False)
+  command = [sys.executable, "-m", "experiments.scale", "--config=configs/scale.py:smoke",
+             "--config.min_n=256", "--config.max_n=512", "--config.n_boot=20",
+             "--config.n_perm=0", "--config.queries=0", f"--workdir={workdir}"]
+  proc = subprocess.run(["sh", "-c", 'umask 027 && exec "$@"', "sh", *command], cwd=REPO,
+                        env=env, capture_output=True, text=True, timeout=300, check=False)
   assert proc.returncode == 0, proc.stderr[-2000:]
   files = sorted(os.listdir(workdir))
   assert files == ["config.json", "scale.csv", "scale.json", "scale.pdf", "scale.png"]
