@@ -33,6 +33,8 @@ import numpy as np
 from cave_jax import errors
 from cave_jax.metrics import checks
 from cave_jax.metrics import knn_metrics
+from cave_jax.metrics import tie_classes
+from cave_jax.metrics import ties
 
 MEASURES = ("class_hit_a", "class_hit_b", "both_correct", "item_agreement",
             "label_agreement")
@@ -74,7 +76,14 @@ def multiset_overlap(labels_a, labels_b) -> np.ndarray:
 
 
 def decomposition_values(nn_a, nn_b, labels) -> dict[str, np.ndarray]:
-  """Every measure of the module docstring per row: {name: float64 [N]} (MEASURES)."""
+  """Every measure of the module docstring per row: {name: float64 [N]} (MEASURES).
+
+  With ``knn.ties.NeighbourSets`` of both sides instead of lists: the tie-aware
+  expectations of ``metrics.tie_classes``.
+  """
+  if ties.is_sets(nn_a) or ties.is_sets(nn_b):
+    n = nn_a.n if ties.is_sets(nn_a) else None
+    return tie_classes.decomposition_values(nn_a, nn_b, check_labels(labels, n))
   nn_a, nn_b = checks.check_neighbour_pair(nn_a, nn_b)
   labels = check_labels(labels, nn_a.shape[0])
   k = nn_a.shape[1]

@@ -52,6 +52,8 @@ from cave_jax import errors
 from cave_jax.metrics import checks
 from cave_jax.metrics import knn_metrics
 from cave_jax.metrics import stats
+from cave_jax.metrics import tie_groups
+from cave_jax.metrics import ties
 
 HITS = ("flat", "any", "fraction")
 OWN_GROUP = ("keep", "drop")
@@ -179,7 +181,13 @@ def group_hit_values(nn_a, nn_b, groups, *, hit: str, own_group: str = "keep",
     hit: "flat", "any" or "fraction".
     own_group: "keep" or "drop" (drop the own group's rows, then keep k).
     k: neighbourhood size (default: k', only with own_group="keep").
+
+  With ``knn.ties.NeighbourSets`` of both sides instead of lists: the tie-aware
+  expectations of ``metrics.tie_groups``.
   """
+  if ties.is_sets(nn_a) or ties.is_sets(nn_b):
+    return tie_groups.group_hit_values(nn_a, nn_b, _check_ids(groups, "groups"), hit=hit,
+                                       own_group=own_group, k=k)
   nn_a, nn_b, groups, k = _check(nn_a, nn_b, groups, hit, own_group, k)
   if own_group == "drop":
     nn_a, nn_b = drop_own_group(nn_a, groups, k), drop_own_group(nn_b, groups, k)
@@ -244,7 +252,8 @@ def group_knn(nn_a, nn_b, groups, *, hit: str = "fraction", own_group: str = "ke
     percentile bootstrap over rows.
   """
   values = group_hit_values(nn_a, nn_b, groups, hit=hit, own_group=own_group, k=k)
-  k = np.asarray(nn_a).shape[1] if k is None else k
+  if k is None:
+    k = nn_a.k if ties.is_sets(nn_a) else np.asarray(nn_a).shape[1]
   interval = None
   if ci:
     interval = stats.mean_ci(values, n_boot=n_boot, confidence=confidence, seed=seed)
