@@ -29,6 +29,8 @@ from cave_jax.runs import outputs
 
 # jax logs at INFO that it found no TPU on every start; that is not news to a CPU/GPU user.
 logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+# tensorflow (tfds readers) logs from C++ at INFO on import: warnings and errors only.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                            "configs")
