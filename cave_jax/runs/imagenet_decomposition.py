@@ -21,8 +21,20 @@ Statistics per (m, k, measure): ``statistics.stat_row`` over the draws. Nulls: t
 per-side class-hit rates shuffle the labels of that side's rows (their expectation is
 the chance level); the others shuffle the pairing of the two sides (B's rows, with their
 own labels and correctness, move together), so a p-value says whether the modalities
-agree beyond what each does alone. Outputs in ``workdir``: imagenet_decomposition.json,
-.csv and .png/.pdf.
+agree beyond what each does alone. The pairing measures also get
+
+  a ceiling     A's lists on both sides (identical features), its null the same
+                shuffles, and the normalised score (``statistics``); the one-side
+                class-hit rates have none;
+  a within-class null
+                the pairing shuffled only among rows of the same class: what two
+                representations that share the class structure and nothing about the
+                item score. "beyond_class" = score - within-class null (agreement
+                beyond class), with its nested-bootstrap interval and the p-value of the
+                score against that null (``statistics.null_contrast``). At m = 1 a class
+                has one row, the shuffle moves nothing and beyond_class is 0.
+
+Outputs in ``workdir``: imagenet_decomposition.json, .csv and .png/.pdf.
 """
 
 from __future__ import annotations
@@ -47,6 +59,14 @@ from cave_jax.runs.figures import decomposition as figures
 
 KEYS = config_checks.STATS + ("n_classes", "images_per_class")
 NULL = "class_hit_*: labels shuffled within the side; others: pairing shuffled"
+WITHIN_CLASS_NULL = "pairing shuffled only among rows of the same class"
+PAIRING_MEASURES = ("both_correct", "item_agreement", "label_agreement")
+CEILING = "side A's neighbour lists on both sides (identical features)"
+NO_CEILING = "a one-side measure: no pairing, so no ceiling of perfect alignment"
+BEYOND_CLASS_CI_METHOD = ("nested bootstrap over draws and rows of each row's value minus "
+                          "its mean under the within-class shuffles")
+BEYOND_CLASS_COLUMNS = ["within_class_null", "within_class_null_std", "within_class_p_value",
+                        "beyond_class", "beyond_class_ci_low", "beyond_class_ci_high"]
 
 
 def run(config, workdir: str) -> dict:
@@ -86,7 +106,7 @@ def run(config, workdir: str) -> dict:
   unit = lambda m: sum(reporting.search_cost(settings.n_classes * m, d) for d in dims)
   stats_cost = lambda m: reporting.numpy_cost(
       settings.n_classes * m * settings.n_draws * len(class_metrics.MEASURES)
-      * (settings.n_boot + settings.n_perm * 2 * max(ks)))
+      * 2 * (settings.n_boot + settings.n_perm * 2 * max(ks)))
   total = sum(settings.n_draws * unit(m) + len(ks) * stats_cost(m) for m in sizes)
   lists = {}  # (m, draw) -> (nn_a, nn_b, labels)
   with reporting.Progress(total, "decomposition") as bar:
@@ -110,14 +130,19 @@ def run(config, workdir: str) -> dict:
             "n_classes": settings.n_classes, "images_per_class": list(sizes),
             "ks": list(ks), "n_draws": settings.n_draws, "n_boot": settings.n_boot,
             "n_perm": settings.n_perm, "confidence": settings.confidence, "null": NULL,
-            "ci_method": statistics.CI_METHOD, "rows": out}
+            "within_class_null": WITHIN_CLASS_NULL, "ceiling_features": CEILING,
+            "ci_method": statistics.CI_METHOD,
+            "normalised_ci_method": statistics.NORMALISED_CI_METHOD,
+            "beyond_class_ci_method": BEYOND_CLASS_CI_METHOD,
+            "min_headroom": statistics.MIN_HEADROOM, "rows": out}
   figure = None
   if settings.figure:
     title = (f"{pools.title(result)}, {settings.n_classes} classes, "
              f"{settings.n_draws} draws")
     figure = lambda stem: figures.plot_decomposition(out, stem, title=title)
   return reporting.finish(result, workdir, "imagenet_decomposition", start, csv_rows=out,
-                          csv_columns=["m", "n", "k", "measure"] + statistics.STAT_COLUMNS,
+                          csv_columns=["m", "n", "k", "measure"] + statistics.STAT_COLUMNS
+                          + statistics.CEILING_COLUMNS + BEYOND_CLASS_COLUMNS,
                           figure=figure)
 
 
@@ -125,15 +150,41 @@ def _score(m: int, k: int, lists: dict, settings) -> list[dict]:
   """The rows of every measure at m images per class and k neighbours."""
   draws = [(a[:, :k], b[:, :k], y) for (mm, _), (a, b, y) in sorted(lists.items())
            if mm == m]
+  tops = [(a, a, y) for a, _, y in draws]  # ceiling: A's lists on both sides
   values = [class_metrics.decomposition_values(*d) for d in draws]
+  top_values = [class_metrics.decomposition_values(*d) for d in tops]
   chance = class_metrics.decomposition_chance(draws[0][2], k)
   out = []
   for measure in class_metrics.MEASURES:
-    null = lambda rng, measure=measure: float(np.mean(
-        [_null_value(measure, *d, rng) for d in draws]))
-    row = statistics.stat_row([v[measure] for v in values], chance[measure], null, settings)
+    per_row = [v[measure] for v in values]
+    null = lambda rng, measure=measure: [_null_rows(measure, *d, rng) for d in draws]
+    if measure in PAIRING_MEASURES:
+      ceiling = statistics.Ceiling(
+          values=[v[measure] for v in top_values],
+          null_rows=lambda rng, measure=measure: [_null_rows(measure, *d, rng) for d in tops],
+          features=CEILING)
+    else:
+      ceiling = None
+    row = statistics.stat_row(per_row, chance[measure], None, settings, null_rows=null,
+                              ceiling=ceiling, no_ceiling=NO_CEILING)
+    row.update(_beyond_class(measure, per_row, draws, settings))
     out.append({"m": m, "n": int(draws[0][2].size), "k": k, "measure": measure, **row})
   return out
+
+
+def _beyond_class(measure: str, per_row, draws, settings) -> dict:
+  """The within-class null fields of a pairing measure (None for the others)."""
+  fields = dict.fromkeys(BEYOND_CLASS_COLUMNS)
+  if measure not in PAIRING_MEASURES or settings.n_perm == 0:
+    return fields
+  within = lambda rng: [_null_rows(measure, *d, rng, within_class=True) for d in draws]
+  contrast = statistics.null_contrast(per_row, within, settings, seed=settings.seed + 5)
+  return {"within_class_null": contrast["null_mean"],
+          "within_class_null_std": contrast["null_std"],
+          "within_class_p_value": contrast["p_value"],
+          "beyond_class": contrast["difference"],
+          "beyond_class_ci_low": contrast["ci_low"],
+          "beyond_class_ci_high": contrast["ci_high"]}
 
 
 def _gallery(spec, settings, draw):
@@ -190,34 +241,59 @@ def _real_gallery(pool, labels, settings, draw):
   return a, b, np.repeat(chosen, most).astype(np.int64), within
 
 
-def _null_value(measure, nn_a, nn_b, labels, rng) -> float:
-  """The measure under one shuffle (module docstring) of one draw."""
+def _null_rows(measure, nn_a, nn_b, labels, rng, within_class: bool = False) -> np.ndarray:
+  """float64 [N] per-row values of the measure under one shuffle (module docstring) of
+  one draw; ``within_class``: the pairing shuffled only among rows of the same class."""
   n = labels.size
   if measure in ("class_hit_a", "class_hit_b"):
     nn = nn_a if measure == "class_hit_a" else nn_b
     shuffled = labels[rng.permutation(n)]
-    return float((shuffled[nn] == shuffled[:, None]).mean())
-  perm = rng.permutation(n)  # A row i <-> B row perm[i]
+    return (shuffled[nn] == shuffled[:, None]).mean(axis=1)
+  # A row i <-> B row perm[i]; B's rows keep their own labels and correctness
+  perm = (class_metrics.within_class_permutation(labels, rng) if within_class
+          else rng.permutation(n))
   if measure == "item_agreement":
-    return float(knn_metrics.mutual_overlap(nn_a, stats.relabel_neighbours(nn_b, perm)).mean()
-                 / nn_a.shape[1])
+    return (knn_metrics.mutual_overlap(nn_a, stats.relabel_neighbours(nn_b, perm))
+            / nn_a.shape[1])
   if measure == "label_agreement":
-    return float(class_metrics.multiset_overlap(labels[nn_a], labels[nn_b[perm]]).mean()
-                 / nn_a.shape[1])
+    return class_metrics.multiset_overlap(labels[nn_a], labels[nn_b[perm]]) / nn_a.shape[1]
   hit_a = (labels[nn_a] == labels[:, None]).mean(axis=1)
   hit_b = (labels[nn_b] == labels[:, None]).mean(axis=1)
-  return float(np.mean(hit_a * hit_b[perm]))
+  return hit_a * hit_b[perm]
 
 
 def summary(result: dict) -> str:
-  """Plain-text table of a ``run`` result."""
+  """Plain-text table of a ``run`` result, then agreement beyond class per m and k."""
   lines = [f"ImageNet-style decomposition, {pools.title(result)}, "
            f"{result['n_classes']} classes, {result['n_draws']} draws",
-           f"{'m':>3} {'N':>6} {'k':>3} {'measure':<16} {'score':>8} {'chance':>8} "
-           f"{'CI':<19} {'null':>8} {'p':>6}"]
+           f"{'m':>3} {'N':>6} {'k':>3} {'measure':<16} {'score':>7} {'chance':>7} "
+           f"{'CI':<17} {'null':>7} {'p':>6} {'ceiling':>7} {'c.null':>7} {'normalised':>10}"]
   for r in result["rows"]:
-    lines.append(f"{r['m']:>3} {r['n']:>6} {r['k']:>3} {r['measure']:<16} {r['score']:>8.4f} "
-                 f"{reporting.fmt(r['chance']):>8} [{r['ci_low']:.4f}, {r['ci_high']:.4f}] "
-                 f"{reporting.fmt(r['null_mean']):>8} {reporting.fmt(r['p_value'], '.3f'):>6}")
+    lines.append(f"{r['m']:>3} {r['n']:>6} {r['k']:>3} {r['measure']:<16} {r['score']:>7.4f} "
+                 f"{reporting.fmt(r['chance']):>7} [{r['ci_low']:.4f}, {r['ci_high']:.4f}] "
+                 f"{reporting.fmt(r['null_mean']):>7} {reporting.fmt(r['p_value'], '.3f'):>6} "
+                 f"{reporting.fmt(r['ceiling']):>7} {reporting.fmt(r['ceiling_null']):>7} "
+                 f"{_normalised(r):>10}")
+  lines.append(f"null: {result['null']}; ceiling: {result['ceiling_features']}; "
+               f"normalised = (score - null) / (ceiling - ceiling null)")
+  lines.append(f"agreement beyond class (score - within-class null; "
+               f"{result['within_class_null']}):")
+  lines.append(f"{'m':>3} {'k':>3} {'measure':<16} {'score':>7} {'within':>7} "
+               f"{'beyond class':>12} {'CI':<19} {'p':>6}")
+  for r in result["rows"]:
+    if r["beyond_class"] is None:
+      continue
+    lines.append(f"{r['m']:>3} {r['k']:>3} {r['measure']:<16} {r['score']:>7.4f} "
+                 f"{r['within_class_null']:>7.4f} {r['beyond_class']:>12.4f} "
+                 f"[{r['beyond_class_ci_low']:.4f}, {r['beyond_class_ci_high']:.4f}] "
+                 f"{r['within_class_p_value']:>6.3f}")
   lines.append(reporting.footer(result))
   return "\n".join(lines)
+
+
+def _normalised(row: dict) -> str:
+  if row["normalised"] is None:
+    return "n/a" if row["ceiling"] is not None else "-"
+  return (f"{row['normalised']:.3f}" if row["normalised_ci_low"] is None else
+          f"{row['normalised']:.3f} [{row['normalised_ci_low']:.3f}, "
+          f"{row['normalised_ci_high']:.3f}]")

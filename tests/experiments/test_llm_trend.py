@@ -38,6 +38,23 @@ def test_every_model_is_scored_and_the_fit_reported(small_run):
   # simulated: quality follows capability for older models, is flat for newer ones
   assert fit["slope"] > 0 and fit["r2_older"] > 0.5 and fit["r2_newer"] < fit["r2_older"]
   assert fit["bias_newer"] < 0
+  # uncertainty of the fit: R^2 interval, prediction intervals, who falls outside
+  assert fit["r2_older_ci_low"] < fit["r2_older_ci_high"]
+  assert len(fit["predictions"]) == fit["n_newer"] == 12
+  for p in fit["predictions"]:
+    assert p["pi_low"] < p["predicted"] < p["pi_high"]
+    want = ("above" if p["observed"] > p["pi_high"] else
+            "below" if p["observed"] < p["pi_low"] else None)
+    assert p["outside"] == want
+  assert fit["outside"] == [p["model"] for p in fit["predictions"] if p["outside"]]
+  assert fit["n_outside"] > fit["expected_outside"]  # the newer models leave the trend
+  band = fit["band"]
+  assert len(band["capability"]) == len(band["low"]) == len(band["high"]) == 50
+  assert all(lo < hi for lo, hi in zip(band["low"], band["high"]))
+  for row in result["rows"]:
+    assert row["ceiling"] == 1.0 and 0 < row["normalised"] < 1
+    assert row["normalised_ci_low"] <= row["normalised"] <= row["normalised_ci_high"]
+  assert "outside the 95% prediction interval" in llm_trend.summary(result)
   assert sorted(os.listdir(workdir)) == [f"llm_trend.{e}" for e in ("csv", "json", "pdf", "png")]
 
 
@@ -70,6 +87,11 @@ def test_feature_files_identical_and_independent_models(tmp_path):
   assert random["ci_low"] <= random["chance"] <= random["ci_high"]
   assert random["p_value"] > 0.05 and abs(random["calibrated"]) < 3 * random["null_std"]
   assert by["copy"]["score"] > by["close"]["score"] > by["far"]["score"]
+  # the ceiling is the vision model with itself: the copy normalises to 1, the
+  # independent model to about 0
+  assert by["copy"]["normalised"] == pytest.approx(1.0)
+  assert random["normalised_ci_low"] <= 0.0 <= random["normalised_ci_high"]
+  assert by["close"]["normalised"] > by["far"]["normalised"] > random["normalised"]
 
 
 def test_bad_tables_are_named(tmp_path):

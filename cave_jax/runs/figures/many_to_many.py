@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 from matplotlib import lines as mlines
-from matplotlib import transforms
 
 from cave_jax.runs.figures import common
 
@@ -143,7 +142,7 @@ def plot_many_to_many(rows: list[dict], path_stem: str, *, title: str = "") -> l
 def draw_many_to_many_store(result: dict):
   """Left: every series' score with its CI, chance (dash), permutation-null mean (x),
   ceiling (diamond) and ceiling null (+); middle: the normalised score with its interval
-  ("n/a" where undefined); right: the store's captions-per-image distribution."""
+  ("(n/a)" in the label where undefined); right: the store's captions-per-image distribution."""
   fig, (left, middle, right) = common.new_figure(15, 4.6, 3)
   rows = result["rows"]
   several = len({r["k"] for r in rows}) > 1
@@ -158,9 +157,12 @@ def draw_many_to_many_store(result: dict):
     if any(v == v for v in values):
       left.plot(x, values, marker, color=color, markersize=14 if marker == "_" else 6,
                 label=name, linestyle="none")
-  ticks = [series_name(r) + (f"\nk={r['k']}" if several else "") for r in rows]
+  ticks = [series_name(r) + (f", k={r['k']}" if several else "") for r in rows]
+  undefined = [r.get("ceiling") is not None and r.get("normalised") is None for r in rows]
+  left.set_xticks(x, ticks, fontsize=7, rotation=30, ha="right")
+  middle.set_xticks(x, [t + (" (n/a)" if u else "") for t, u in zip(ticks, undefined)],
+                    fontsize=7, rotation=30, ha="right")
   for ax in (left, middle):
-    ax.set_xticks(x, ticks, fontsize=7, rotation=30, ha="right")
     ax.grid(True, alpha=0.3)
   left.set_ylim(0, None)
   ks = ", ".join(str(k) for k in result["ks"])
@@ -175,11 +177,9 @@ def draw_many_to_many_store(result: dict):
                      r["normalised_ci_high"] - r["normalised"] for r in sel]])
     middle.errorbar(defined, [r["normalised"] for r in sel], yerr=err, fmt="o", color="C0",
                     capsize=3)
-  bottom = transforms.blended_transform_factory(middle.transData, middle.transAxes)
-  for i, r in enumerate(rows):
-    if r.get("ceiling") is not None and r.get("normalised") is None:
-      middle.text(i, 0.03, "n/a", transform=bottom, ha="center", fontsize=8, color="C3")
   middle.axhline(0, color="k", linewidth=0.8)
+  for ax in (left, middle):  # every series has its place, with or without a value
+    ax.set_xlim(-0.5, len(rows) - 0.5)
   middle.set_ylabel("(score − null) / (ceiling − ceiling null)")
   middle.set_title("normalised; n/a: ceiling ≈ its null", fontsize=9)
   counts = sorted(result["captions_per_image"].items(), key=lambda kv: int(kv[0]))
