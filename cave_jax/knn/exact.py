@@ -7,9 +7,11 @@ float64 brute force under that rule, so the result is a pure function of the dat
 same for every block size.
 
 How it gets there (three stages, all O(N*k + tile) memory, never N x N):
-  1. ``tiles.self_shortlists`` / ``tiles.query_shortlists`` (jitted): blocked float32
-     matmuls feed a running top-``k_s`` per row, ``k_s > k`` (the shortlist). Self-search
-     computes each tile pair once and feeds both its rows and its columns.
+  1. ``shortlists.self_shortlists`` / ``shortlists.query_shortlists`` (jitted tiles):
+     blocked float32 matmuls feed a running top-``k_s`` per row, ``k_s > k`` (the
+     shortlist). Self-search computes each tile pair once and feeds both its rows and
+     its columns. Tile shape per backend and the tile source (host BLAS or device dot):
+     ``knn.geometry``.
   2. ``rescore``: the shortlist is rescored in float64 from the input, the same way for
      every pair wherever it sat in a tile, so identical rows get bit-identical scores;
      the k best by (score, index) are kept.
@@ -23,6 +25,8 @@ How it gets there (three stages, all O(N*k + tile) memory, never N x N):
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 
 import jax
 import numpy as np
@@ -31,9 +35,11 @@ from jax.experimental import multihost_utils
 from cave_jax import errors
 from cave_jax import parallel
 from cave_jax import validation
+from cave_jax.knn import checkpoint
+from cave_jax.knn import geometry as geo
 from cave_jax.knn import rescore
 from cave_jax.knn import sharded
-from cave_jax.knn import tiles
+from cave_jax.knn import shortlists as blocked
 from cave_jax.parallel import process_rows  # re-exported: the rows a process passes
 
 
@@ -84,8 +90,8 @@ def _finish64(x_query, x_db, query_ids, shortlists, k, d, search_again):
   limit = nd - (query_ids is not None)
   # Database rows each query may list: all but its own row, if it names one.
   eligible = np.full(len(x_query), nd) if query_ids is None else nd - (query_ids >= 0)
+  indices, scores64 = _rescore_in_chunks(x_query, x_db, shortlist, tile_scores, k, query_ids)
   k_s = shortlist.shape[1]
-  indices, scores64 = rescore.top_k_rescored(x_query, x_db, shortlist, tile_scores, k, query_ids)
   pending = np.flatnonzero(
       ~rescore.certified(scores64[:, -1], tile_scores, thresholds, eligible, d))
   recomputed = pending.size
@@ -100,6 +106,20 @@ def _finish64(x_query, x_db, query_ids, shortlists, k, d, search_again):
     indices[pending], scores64[pending] = idx, sc
     pending = pending[~rescore.certified(sc[:, -1], ts, th, eligible[pending], d)]
   return indices, scores64, int(recomputed)
+
+
+def _rescore_in_chunks(x_query, x_db, shortlist, tile_scores, k, query_ids, rows=1 << 16):
+  """``rescore.top_k_rescored`` over chunks of query rows (bounded temporaries; the
+  database norms are computed once)."""
+  db_norms = rescore.norms64(x_db)
+  indices = np.empty((len(x_query), k), np.int64)
+  scores64 = np.empty((len(x_query), k))
+  for start in range(0, len(x_query), rows):
+    part = slice(start, start + rows)
+    indices[part], scores64[part] = rescore.top_k_rescored(
+        x_query[part], x_db, shortlist[part], tile_scores[part], k,
+        None if query_ids is None else query_ids[part], db_norms=db_norms)
+  return indices, scores64
 
 
 def _all_pairs(x_query, x_db, k, query_ids, max_pairs=1 << 24):
@@ -118,7 +138,8 @@ def _all_pairs(x_query, x_db, k, query_ids, max_pairs=1 << 24):
 
 def exact_knn(x, k: int, *, block_size: int | None = None, mesh=None,
               precision: str = "fp32", total_rows: int | None = None,
-              on_step=None, checkpoint_dir: str | None = None) -> KnnResult:
+              on_step=None, checkpoint_dir: str | None = None, schedule: str = "auto",
+              tile_backend: str = "auto") -> KnnResult:
   """Exact k nearest neighbours of every row of x among the other rows (self-search).
 
   Args:
@@ -130,7 +151,7 @@ def exact_knn(x, k: int, *, block_size: int | None = None, mesh=None,
     k: neighbours per row, 1 <= k <= N - 1.
     block_size: rows per tile (default: chosen from N and D). Any value gives the same
       result; it only trades speed against memory. Values above min(N, 8192) (N rounded
-      up to 8) are clamped to it. Single-device fp32 path only.
+      up to 8) are clamped to it. Tiles schedule only.
     mesh: a mesh with a ``data`` axis (``cave_jax.parallel.make_mesh``): rows are
       sharded over it and searched with the ``shard_map`` ring (``knn/ring.py``).
       Indices are identical for every device and process count.
@@ -139,13 +160,24 @@ def exact_knn(x, k: int, *, block_size: int | None = None, mesh=None,
       that fail are recomputed in float32). Either way the result is exact;
       ``certified_fraction`` reports how many rows the first pass settled.
     total_rows: N over all processes; required in a multi-process run.
-    on_step: optional callback(done, total) after each unit of ring work (progress).
+    on_step: optional callback(done, total) after each unit of work (progress): a
+      chunk of a ring step, or a group of block rows of the tiles schedule.
     checkpoint_dir: optional directory (shared storage across hosts; created if its
-      parent exists): the ring search is saved there after each unit of work with
-      orbax, and a rerun with the same data and settings resumes from the latest intact
-      save instead of starting over (a damaged latest save is passed over for the one
+      parent exists): the search is saved there after each unit of work with orbax,
+      and a rerun with the same data and settings resumes from the latest intact save
+      instead of starting over (a damaged latest save is passed over for the one
       before). One search at a time: it holds ``<checkpoint_dir>/LOCK``
       (``cave_jax.locks``) until it returns. See ``knn/checkpoint.py``.
+    schedule: "tiles" (one device, one process, fp32: blocked tiles over rows in a
+      fixed random order, host BLAS tiles on CPU -- the fastest single-device search,
+      resumable per group of block rows with checkpoint_dir), "ring" (the
+      ``shard_map`` ring over ``mesh``, ``knn/ring.py``) or "auto": the ring when a
+      mesh, bf16_certified, several processes or checkpoint_dir is given, else tiles.
+      Saves of the two schedules are not interchangeable (a ResumeError says so).
+    tile_backend: where the tiles schedule gets its tiles: "host" (numpy's BLAS),
+      "device" (an XLA dot, one jitted dispatch per block row: what GPUs and TPUs use;
+      also runs on CPU) or "auto" (host on CPU, device elsewhere). The result is the
+      same for each; see ``knn/geometry.py``. The ring always uses device tiles.
 
   Returns:
     KnnResult with indices int32 [N, k] (row i never contains i) and scores float32 [N, k]
@@ -154,7 +186,8 @@ def exact_knn(x, k: int, *, block_size: int | None = None, mesh=None,
   Raises:
     InvalidFeaturesError: x is not 2-D, has fewer than 2 rows, NaN/Inf or all-zero rows.
     InvalidArgumentError: k is not an integer in [1, N - 1], block_size < 1, an unknown
-      precision, or a multi-process run without total_rows.
+      precision, schedule or tile_backend, schedule="tiles" with a mesh, bf16 or
+      several processes, or a multi-process run without total_rows.
     OutputError: checkpoint_dir is a file, lacks its parent, cannot be written, or a
       save failed (e.g. a full disk; rerunning resumes from the last complete save).
     LockedError: another search holds checkpoint_dir (the message names it).
@@ -162,33 +195,51 @@ def exact_knn(x, k: int, *, block_size: int | None = None, mesh=None,
       mesh, precision), or no intact save.
   """
   precision = sharded.check_precision(precision)
-  if (mesh is not None or precision != "fp32" or checkpoint_dir is not None
-      or jax.process_count() > 1):
+  host = geo.host_tiles(tile_backend, jax.default_backend())
+  ring_needed = mesh is not None or precision != "fp32" or jax.process_count() > 1
+  if schedule not in ("auto", "tiles", "ring"):
+    raise errors.InvalidArgumentError(
+        f"schedule must be 'auto', 'tiles' or 'ring', got {schedule!r}")
+  if schedule == "tiles" and ring_needed:
+    raise errors.InvalidArgumentError(
+        "schedule='tiles' searches on one device in one process in fp32; with a mesh, "
+        "precision='bf16_certified' or several processes pass schedule='ring' or 'auto'")
+  if schedule == "ring" or (schedule == "auto" and (ring_needed or checkpoint_dir is not None)):
     return _exact_knn_mesh(x, k, mesh, precision, total_rows, on_step, checkpoint_dir)
   x = validation.check_features(x, name="x")
   n, d = x.shape
   k = validation.check_k(k, n)
   block = _check_block(block_size, n)
+  geometry = geo.tile_geometry(jax.default_backend(), d, k, n, block)
   k_s = _shortlist_length(k, n - 1)
   # Rows go to the tiles in a fixed random order so that no tile holds many of a row's
   # neighbours (sorted or clustered inputs would otherwise fail certificates); the
   # result does not depend on the order.
   order = np.random.default_rng(0).permutation(n)
-  x_unit = rescore.unit_rows_float32(x, order=order, rows=tiles.padded_rows(n, block))
-  shortlist_p, tile_scores_p, thresholds_p = tiles.self_shortlists(x_unit, n, k_s, k, block)
-  shortlist = np.empty_like(shortlist_p)
-  shortlist[order] = np.where(shortlist_p >= 0, order[shortlist_p], -1)
-  tile_scores = np.empty_like(tile_scores_p)
-  tile_scores[order] = tile_scores_p
-  thresholds = np.empty_like(thresholds_p)
-  thresholds[order] = thresholds_p
+  search = functools.partial(blocked.self_shortlists, n=n, k_s=k_s, k=k, geometry=geometry,
+                             host=host, on_step=on_step)
+  if checkpoint_dir is None:
+    x_unit = rescore.unit_rows_float32(x, order=order, rows=geo.padded_rows(n, geometry))
+    lists = search(x_unit)
+  else:
+    fingerprint = dict(schedule="tiles", n=n, d=d, k=k, k_s=k_s, block=geometry.block,
+                       panel=geometry.panel, units=len(blocked.row_units(n, geometry)),
+                       precision=precision, data=_digest(x))
+    with checkpoint.RingCheckpoint(checkpoint_dir, fingerprint) as saver:
+      x_unit = rescore.unit_rows_float32(x, order=order, rows=geo.padded_rows(n, geometry))
+      lists = search(x_unit, checkpoint=saver)
+  shortlist, tile_scores, thresholds = (np.empty_like(a) for a in lists)
+  shortlist[order] = np.where(lists[0] >= 0, order[lists[0]], -1)
+  tile_scores[order] = lists[1]
+  thresholds[order] = lists[2]
+  del lists
 
   rank = np.empty(n, np.int64)
   rank[order] = np.arange(n)  # row i sits at x_unit[rank[i]]
 
   def search_again(rows, k_s):
-    sl, ts, th = tiles.query_shortlists(
-        x_unit[rank[rows]], x_unit, k_s, block, query_ids=rank[rows], n_db=n)
+    sl, ts, th = blocked.query_shortlists(
+        x_unit[rank[rows]], x_unit, k_s, host=host, block=block, query_ids=rank[rows], n_db=n)
     return np.where(sl >= 0, order[sl], -1), ts, th
 
   return _finish(x, x, np.arange(n), (shortlist, tile_scores, thresholds), k, d, search_again)
@@ -245,7 +296,7 @@ def exact_knn_everywhere(x, k: int, *, precision: str = "fp32") -> KnnResult:
 
 
 def exact_knn_query(queries, database, k: int, *, exclude=None,
-                    block_size: int | None = None) -> KnnResult:
+                    block_size: int | None = None, tile_backend: str = "auto") -> KnnResult:
   """Exact k nearest rows of ``database`` for each row of ``queries``.
 
   Args:
@@ -256,18 +307,20 @@ def exact_knn_query(queries, database, k: int, *, exclude=None,
       (-1: exclude nothing), e.g. a query's own row when the queries are database rows.
     block_size: rows per tile; any value gives the same result (clamped like
       ``exact_knn``'s, to min(Nq, 8192)).
+    tile_backend: "auto", "host" or "device", as in ``exact_knn`` (same result).
 
   Returns:
     KnnResult with indices into ``database``, int32 [Nq, k], and scores float32 [Nq, k].
   """
   indices, scores64, recomputed = exact_knn_query64(queries, database, k, exclude=exclude,
-                                                    block_size=block_size)
+                                                    block_size=block_size,
+                                                    tile_backend=tile_backend)
   return KnnResult(indices.astype(np.int32), scores64.astype(np.float32), recomputed,
                    len(indices))
 
 
 def exact_knn_query64(queries, database, k: int, *, exclude=None,
-                      block_size: int | None = None):
+                      block_size: int | None = None, tile_backend: str = "auto"):
   """``exact_knn_query`` with the float64 scores, for merging searches of database parts.
 
   Exact top-k lists of disjoint database parts, merged by (float64 score desc, index
@@ -276,6 +329,7 @@ def exact_knn_query64(queries, database, k: int, *, exclude=None,
   Returns:
     (indices int64 [Nq, k], scores float64 [Nq, k], rows recomputed).
   """
+  host = geo.host_tiles(tile_backend, jax.default_backend())
   queries = validation.check_features(queries, name="queries", min_rows=1)
   database = validation.check_features(database, name="database", min_rows=1)
   if queries.shape[1] != database.shape[1]:
@@ -295,11 +349,13 @@ def exact_knn_query64(queries, database, k: int, *, exclude=None,
   k_s = _shortlist_length(k, limit)
   q_unit = rescore.unit_rows_float32(queries)
   db_unit = rescore.unit_rows_float32(database)
-  shortlists = tiles.query_shortlists(q_unit, db_unit, k_s, block, query_ids)
+  shortlists = blocked.query_shortlists(q_unit, db_unit, k_s, host=host, block=block,
+                                       query_ids=query_ids)
 
   def search_again(rows, k_s):
     ids = None if query_ids is None else query_ids[rows]
-    return tiles.query_shortlists(q_unit[rows], db_unit, k_s, block, ids)
+    return blocked.query_shortlists(q_unit[rows], db_unit, k_s, host=host, block=block,
+                                    query_ids=ids)
 
   return _finish64(queries, database, query_ids, shortlists, k, d, search_again)
 
@@ -319,3 +375,11 @@ def _check_block(block_size, rows: int):
   if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size < 1:
     raise errors.InvalidArgumentError(f"block_size must be a positive integer, got {block_size!r}")
   return int(min(block_size, _MAX_BLOCK, -(-rows // 8) * 8))
+
+
+def _digest(x: np.ndarray, rows: int = 1 << 14) -> str:
+  """A digest of x's shape, dtype and bytes, read in chunks (no copy of the whole array)."""
+  h = hashlib.sha256(f"{x.shape} {x.dtype}".encode())
+  for start in range(0, x.shape[0], rows):
+    h.update(np.ascontiguousarray(x[start:start + rows]).data)
+  return h.hexdigest()[:16]

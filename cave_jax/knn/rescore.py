@@ -136,7 +136,7 @@ def certified(kth_scores64: np.ndarray, tile_scores: np.ndarray, thresholds: np.
 
 
 def top_k_rescored(x_query, x_db, shortlist, tile_scores, k: int, query_ids=None,
-                   bound: float | None = None):
+                   bound: float | None = None, db_norms=None):
   """Rescores shortlists in float64 and keeps the k best of each by (score, index).
 
   Only candidates whose tile score is within 2 * bound (default ``error_bound(d)``) of
@@ -151,6 +151,7 @@ def top_k_rescored(x_query, x_db, shortlist, tile_scores, k: int, query_ids=None
     tile_scores: float32 [R, k_s] their float32 tile scores, sorted descending.
     k: neighbours to keep.
     query_ids: optional int [R]; candidate == query_ids[r] is excluded (self-search).
+    db_norms: optional ``norms64(x_db)``, when the caller rescores in chunks of rows.
 
   Returns:
     (indices int64 [R, k], scores float64 [R, k]), ordered by score desc, then index.
@@ -158,7 +159,8 @@ def top_k_rescored(x_query, x_db, shortlist, tile_scores, k: int, query_ids=None
   shortlist = np.asarray(shortlist, np.int64)
   keep = rescore_targets(shortlist, tile_scores, k, x_db.shape[1], query_ids, bound)
   scores = np.full(shortlist.shape, -np.inf)
-  score_block(scores, keep, shortlist, x_query, norms64(x_query), x_db, norms64(x_db), 0)
+  db_norms = norms64(x_db) if db_norms is None else db_norms
+  score_block(scores, keep, shortlist, x_query, norms64(x_query), x_db, db_norms, 0)
   return best_k(shortlist, scores, k)
 
 

@@ -185,7 +185,7 @@ def ring_shortlists(x: jax.Array, n: int, k_s: int, mesh, *, b: int,
 
   Returns:
     (shortlist int32, tile_scores float32, thresholds float32) as global arrays
-    [P * m, k_s] / [P * m] sharded over ``data``; see ``tiles.self_shortlists``.
+    [P * m, k_s] / [P * m] sharded over ``data``; see ``shortlists.self_shortlists``.
   """
   rows = x.shape[0]
   full = lambda shape, value, dtype: _full(shape, value, dtype, x.sharding)

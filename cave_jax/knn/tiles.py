@@ -16,9 +16,15 @@ Self-search visits each unordered pair once: block I is multiplied only with the
 panels from its own start to the end, and each tile feeds its rows (row side) and
 its columns (column side; columns of block I itself are left to the row side).
 
-Where the tile comes from: on GPU/TPU an XLA dot inside the jitted step; on CPU numpy's
-BLAS (about 1.5x faster than XLA's CPU GEMM on the 2-core machines this was tuned on),
-written into 64-byte-aligned buffers that ``jax.device_put`` aliases without a copy.
+Two ways to get tiles (``knn.geometry``, ``knn.shortlists`` drives them):
+  * device (GPU/TPU, or forced on CPU): ``_self_row`` / ``_query_row`` compute a whole
+    block row -- every panel of it -- in ONE jitted dispatch, an XLA dot per panel
+    inside a ``lax.fori_loop`` (millions of tiles at 15M rows must not be millions of
+    Python calls);
+  * host (CPU): numpy's BLAS computes each tile (about 1.5x XLA's CPU GEMM on the
+    2-core machines this was tuned on) and ``_self_feed`` / ``_query_feed`` select from
+    it, one dispatch per tile.
+Both apply the same offers in the same order, so equal tiles give equal shortlists.
 """
 
 from __future__ import annotations
@@ -28,9 +34,6 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-_DEFAULT_BLOCK = 2048
-_PANEL_TARGET = 8192
 
 
 def _groups(c, k):
@@ -123,11 +126,31 @@ def _self_offers(run_v, run_i, run_out, t, i0, j0, n, k_s, k_row, k_col):
 _STATIC = ("k_s", "k_row", "k_col")
 
 
-@functools.partial(jax.jit, static_argnames=_STATIC + ("b", "w"), donate_argnums=(0, 1, 2))
-def _self_step(run_v, run_i, run_out, x, i0, j0, n, *, b, w, k_s, k_row, k_col):
-  """A tile computed on the device from x [rows, D], then fed to both sides."""
-  t = _tile(jax.lax.dynamic_slice_in_dim(x, i0, b), jax.lax.dynamic_slice_in_dim(x, j0, w))
-  return _self_offers(run_v, run_i, run_out, t, i0, j0, n, k_s, k_row, k_col)
+@functools.partial(jax.jit, static_argnames=_STATIC + ("b", "w", "tail", "k_tail"),
+                   donate_argnums=(0, 1, 2))
+def _self_row(run_v, run_i, run_out, x, i0, panels, n, *, b, w, tail, k_s, k_row, k_tail,
+              k_col):
+  """Block row i0 of the self-search in one dispatch, tiles computed on the device.
+
+  x: [rows, D] float32 unit rows (padded: every slice below lies inside). Computes the
+  tiles x[i0:i0+b] x x[j0:j0+w]^T for j0 = i0 + p w, p < ``panels`` (traced: one
+  compilation serves every block row), in a ``lax.fori_loop``, then the tail panel of
+  ``tail`` columns at i0 + panels w (static; 0: none), each fed to both sides as in
+  ``_self_offers`` with k_row (k_tail for the tail) offers per row.
+  """
+  q = jax.lax.dynamic_slice_in_dim(x, i0, b)
+
+  def panel(p, state):
+    j0 = i0 + p * w
+    t = _tile(q, jax.lax.dynamic_slice_in_dim(x, j0, w))
+    return _self_offers(*state, t, i0, j0, n, k_s, k_row, k_col)
+
+  state = jax.lax.fori_loop(0, panels, panel, (run_v, run_i, run_out))
+  if tail:
+    j0 = i0 + panels * w
+    t = _tile(q, jax.lax.dynamic_slice_in_dim(x, j0, tail))
+    state = _self_offers(*state, t, i0, j0, n, k_s, k_tail, k_col)
+  return state
 
 
 @functools.partial(jax.jit, static_argnames=_STATIC, donate_argnums=(0, 1, 2))
@@ -171,83 +194,22 @@ def _query_offers(run_v, run_i, run_out, t, q_ids, j0, n, k_s):
 
 
 @functools.partial(jax.jit, static_argnames=("w", "k_s"), donate_argnums=(0, 1, 2))
-def _query_step(run_v, run_i, run_out, q, q_ids, db, j0, n, *, w: int, k_s: int):
-  t = _tile(q, jax.lax.dynamic_slice_in_dim(db, j0, w))
-  return _query_offers(run_v, run_i, run_out, t, q_ids, j0, n, k_s)
+def _query_row(run_v, run_i, run_out, q, q_ids, db, panels, n, *, w: int, k_s: int):
+  """One block of queries q [b, D] against ``panels`` panels of w rows of db [panels * w,
+  D] (n real rows), in one dispatch: a ``lax.fori_loop`` over the panels."""
+
+  def panel(p, state):
+    j0 = p * w
+    t = _tile(q, jax.lax.dynamic_slice_in_dim(db, j0, w))
+    return _query_offers(*state, t, q_ids, j0, n, k_s)
+
+  return jax.lax.fori_loop(0, panels, panel, (run_v, run_i, run_out))
 
 
 @functools.partial(jax.jit, static_argnames=("k_s",), donate_argnums=(0, 1, 2))
 def _query_feed(run_v, run_i, run_out, t, q_ids, j0, n, *, k_s: int):
   state = _query_offers(run_v, run_i, run_out, t, q_ids, j0, n, k_s)
   return state + (state[2][0],)  # ready only after every read of t (see _self_feed)
-
-
-def _host_gemm() -> bool:
-  """On CPU the tiles come from numpy's BLAS (about 1.5x XLA's CPU GEMM here)."""
-  return jax.default_backend() == "cpu"
-
-
-class _HostTiles:
-  """Host GEMM tiles handed to JAX without a copy, in two alternating buffers.
-
-  ``jax.device_put`` of a 64-byte-aligned float32 array on CPU aliases its memory, so a
-  buffer may be rewritten only once the step that reads it has finished; each feed
-  returns a token for that. With two buffers the BLAS computes tile t+1 while XLA
-  selects from tile t.
-  """
-
-  def __init__(self, rows: int, cols: int):
-    self._buffers = [_aligned_empty(rows * cols) for _ in range(2)]
-    self._tokens = [None, None]
-    self._next = 0
-    self._current = 0  # the buffer the last product went into
-
-  def product(self, a: np.ndarray, b: np.ndarray) -> jax.Array:
-    """a [r, D] @ b[c, D]^T as a jax.Array aliasing one of the buffers."""
-    slot = self._next
-    self._next = 1 - slot
-    if self._tokens[slot] is not None:
-      self._tokens[slot].block_until_ready()
-    out = self._buffers[slot][:a.shape[0] * b.shape[0]].reshape(a.shape[0], b.shape[0])
-    np.matmul(a, b.T, out=out)
-    self._current = slot
-    return jax.device_put(out)
-
-  def done_with(self, token) -> None:
-    """Registers the token of the step that read the last product."""
-    self._tokens[self._current] = token
-
-
-def _aligned_empty(size: int, align: int = 64) -> np.ndarray:
-  """A float32 [size] array whose data starts on an ``align``-byte boundary."""
-  raw = np.empty(size * 4 + align, np.uint8)
-  start = (-raw.ctypes.data) % align
-  return raw[start:start + size * 4].view(np.float32)
-
-
-def _pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
-  """x as float32 with at least ``rows`` rows (zeros below); no copy if it has them."""
-  if x.shape[0] >= rows and x.dtype == np.float32 and x.flags.c_contiguous:
-    return x
-  out = np.zeros((rows, x.shape[1]), np.float32)
-  out[:x.shape[0]] = x
-  return out
-
-
-def _geometry(n: int, block: int | None):
-  """Query block b and panel width w (a multiple of b covering at most n + b rows)."""
-  b = block or min(_DEFAULT_BLOCK, -(-n // 8) * 8)
-  w = b * max(1, min(_PANEL_TARGET // b, -(-n // b)))
-  return b, w
-
-
-def _panel_width(remaining: int, b: int, w: int) -> int:
-  """Width of the panel that covers ``remaining`` columns: w, or the smallest b * 2^m
-  that covers them (a short tail panel wastes less than a full one; few shapes)."""
-  width = b
-  while width < min(remaining, w):
-    width *= 2
-  return min(width, w)
 
 
 def _offer(k_s: int, k: int, tile_rows: int, n: int) -> int:
@@ -262,102 +224,3 @@ def _offer(k_s: int, k: int, tile_rows: int, n: int) -> int:
   """
   mean = k * min(1.0, tile_rows / n)
   return min(k_s, tile_rows, int(np.ceil(mean + 3 * np.sqrt(mean) + 2)))
-
-
-def padded_rows(n: int, block: int | None = None) -> int:
-  """Rows ``self_shortlists`` needs for n rows: the input may come padded with zeros."""
-  b, w = _geometry(n, block)
-  return -(-n // b) * b + w
-
-
-def self_shortlists(x_unit: np.ndarray, n: int, k_s: int, k: int, block: int | None = None):
-  """Top-k_s float32 shortlists of every row of x among the other rows.
-
-  Args:
-    x_unit: [N, D] float32 unit rows, best in random order (see ``_offer``), possibly
-      followed by zero rows (``padded_rows(n, block)`` of them in all saves a copy).
-    n: the number of real rows.
-    k_s: shortlist length, <= N - 1.
-    k: the number of neighbours wanted (sets how much each tile offers).
-    block: query rows per tile (None: automatic).
-
-  Returns:
-    (shortlist int32 [N, k_s], tile_scores float32 [N, k_s], thresholds float32 [N]):
-    shortlists sorted by tile score (-1 / -inf mark empty slots); thresholds[i] >= the
-    tile score of every row left out of row i's shortlist.
-  """
-  b, w = _geometry(n, block)
-  n_blocks = -(-n // b)
-  x = _pad_rows(x_unit, padded_rows(n, block))
-  host = _host_gemm()
-  x_dev = None if host else jnp.asarray(x)
-  tiles = _HostTiles(b, w) if host else None
-  run_v = jnp.full((x.shape[0], k_s), -jnp.inf, jnp.float32)
-  run_i = jnp.full((x.shape[0], k_s), -1, jnp.int32)
-  run_out = jnp.full((x.shape[0],), -jnp.inf, jnp.float32)
-  static = dict(k_s=k_s, k_col=_offer(k_s, k, b, n))
-  for blk in range(n_blocks):
-    i0 = blk * b
-    for j0 in range(i0, n, w):
-      width = _panel_width(n - j0, b, w)
-      static["k_row"] = _offer(k_s, k, width, n)
-      if host:
-        t = tiles.product(x[i0:i0 + b], x[j0:j0 + width])
-        run_v, run_i, run_out, token = _self_feed(run_v, run_i, run_out, t, i0, j0, n, **static)
-        tiles.done_with(token)
-      else:
-        run_v, run_i, run_out = _self_step(
-            run_v, run_i, run_out, x_dev, i0, j0, n, b=b, w=width, **static)
-  thresholds = jnp.maximum(run_v[:n, -1], run_out[:n])
-  return np.asarray(run_i[:n]), np.asarray(run_v[:n]), np.asarray(thresholds)
-
-
-def query_shortlists(q_unit: np.ndarray, db_unit: np.ndarray, k_s: int,
-                     block: int | None = None, query_ids=None, n_db: int | None = None):
-  """Top-k_s float32 shortlists of each query among the database rows.
-
-  Args:
-    q_unit: [Nq, D] float32 unit rows; db_unit: [Nd, D] float32 unit rows.
-    k_s: shortlist length, <= the number of eligible database rows.
-    block: query rows per tile (None: automatic).
-    query_ids: optional int [Nq]: database row query_ids[r] is never returned for query r.
-    n_db: the number of real database rows when db_unit comes padded with zero rows.
-
-  Returns:
-    (shortlist, tile_scores, thresholds) as in ``self_shortlists``.
-  """
-  nq, nd = q_unit.shape[0], n_db or db_unit.shape[0]
-  b = min(block or _DEFAULT_BLOCK, 1 << max(3, (nq - 1).bit_length()))  # few distinct shapes
-  # Powers of two below the panel target: few distinct shapes, few compilations, when
-  # many small databases are searched (knn.nested).
-  w = min(_PANEL_TARGET, 1 << max(3, (nd - 1).bit_length()))
-  db = _pad_rows(db_unit, -(-nd // w) * w)
-  host = _host_gemm()
-  db_dev = None if host else jnp.asarray(db)
-  tiles = _HostTiles(b, w) if host else None
-  ids = np.full(nq, -1, np.int32) if query_ids is None else np.asarray(query_ids, np.int32)
-  shortlist = np.empty((nq, k_s), np.int32)
-  tile_scores = np.empty((nq, k_s), np.float32)
-  thresholds = np.empty(nq, np.float32)
-  for i0 in range(0, nq, b):
-    rows = slice(i0, min(i0 + b, nq))
-    q = _pad_rows(q_unit[rows], b)
-    q_ids = np.full(b, -1, np.int32)
-    q_ids[:rows.stop - i0] = ids[rows]
-    q_ids = jnp.asarray(q_ids)
-    run_v = jnp.full((b, k_s), -jnp.inf, jnp.float32)
-    run_i = jnp.full((b, k_s), -1, jnp.int32)
-    run_out = jnp.full((b,), -jnp.inf, jnp.float32)
-    q_dev = None if host else jnp.asarray(q)
-    for j0 in range(0, nd, w):
-      if host:
-        t = tiles.product(q, db[j0:j0 + w])
-        run_v, run_i, run_out, token = _query_feed(run_v, run_i, run_out, t, q_ids, j0, nd, k_s=k_s)
-        tiles.done_with(token)
-      else:
-        run_v, run_i, run_out = _query_step(
-            run_v, run_i, run_out, q_dev, q_ids, db_dev, j0, nd, w=w, k_s=k_s)
-    shortlist[rows] = np.asarray(run_i[:rows.stop - i0])
-    tile_scores[rows] = np.asarray(run_v[:rows.stop - i0])
-    thresholds[rows] = np.asarray(jnp.maximum(run_v[:, -1], run_out)[:rows.stop - i0])
-  return shortlist, tile_scores, thresholds
