@@ -45,7 +45,8 @@ def write_json(path: str, obj) -> None:
   """Writes ``obj`` as JSON at ``path`` atomically."""
   directory = os.path.dirname(path)
   os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
+                             suffix=".tmp")  # named after its target: see remove_temporary
   try:
     with os.fdopen(fd, "w") as f:
       f.write(json.dumps(obj))  # the C encoder (json.dump streams through Python code)
@@ -185,6 +186,16 @@ class Manifest:
       with open(os.path.join(directory, name)) as f:
         lines.extend(dict(json.loads(line), host=h) for line in f if line.strip())
     return lines
+
+  def remove_temporary(self, host: int) -> None:
+    """Deletes the temporary files a killed writer of ``host`` left in chunks/ and done/
+    (``write_json``). Only the writer holding the host's lock may call this."""
+    own = re.compile(rf"^\.h{host:05d}(-c\d{{8}})?\.json\..+\.tmp$")
+    for sub in ("chunks", "done"):
+      directory = os.path.join(self.job_dir, sub)
+      for name in os.listdir(directory) if os.path.isdir(directory) else []:
+        if own.match(name):
+          os.remove(os.path.join(directory, name))
 
   def done_path(self, host: int) -> str:
     return os.path.join(self.job_dir, "done", f"h{host:05d}.json")

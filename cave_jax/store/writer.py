@@ -171,6 +171,7 @@ class JobWriter:
 
   def plan(self, verify_all: bool = False) -> Plan:
     """Reads the manifest and orbax state; see the module docstring."""
+    self._io("clean up after a killed writer", self.manifest.remove_temporary, self.host)
     saved = self.state.restore()
     state_chunks = saved["next_chunk"] if saved else 0
     keys = set(self.manifest.keys(self.host))  # entries are read one at a time

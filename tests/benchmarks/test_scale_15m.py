@@ -43,15 +43,19 @@ def _complete_chunks(store):
 
 
 def _files(store):
-  """{relative path: content} of what defines the store: array chunk files (bytes),
-  job.json, store.json, chunk entries and done markers (JSON)."""
+  """{relative path: content} of what defines the store: array chunk files and the row
+  index (bytes; the index directory's name depends on inodes), job.json, store.json,
+  chunk entries and done markers (JSON)."""
   out = {}
+  index = os.path.join(JOB, "index") + os.sep
   for root, _, files in os.walk(store):
     for name in files:
       path = os.path.join(root, name)
       relative = os.path.relpath(path, store)
       if relative.startswith("arrays" + os.sep):
         out[relative] = open(path, "rb").read()
+      elif relative.startswith(index):
+        out[os.path.join(index, name)] = open(path, "rb").read()
       elif relative in ("store.json", os.path.join(JOB, "job.json")) or relative.startswith(
           (os.path.join(JOB, "chunks") + os.sep, os.path.join(JOB, "done") + os.sep)):
         out[relative] = json.load(open(path))

@@ -218,3 +218,19 @@ def test_bad_per_row_values_are_named(tmp_path, edit, problem):
   store = EmbeddingStore.open(path)
   with pytest.raises(errors.StoreError, match=problem):
     store.info(caption_store.NAME)
+
+
+def test_a_resumed_writer_removes_only_its_own_hosts_temporary_files(tmp_path):
+  path = str(tmp_path / "s")
+  _import(path, 20)
+  chunks, done = (os.path.join(path, JOB, sub) for sub in ("chunks", "done"))
+  left = {os.path.join(chunks, ".h00000-c00000001.json.k1ll3d.tmp"): False,
+          os.path.join(done, ".h00000.json.abc.tmp"): False,
+          os.path.join(chunks, ".h00001-c00000001.json.other.tmp"): True,  # another host's
+          os.path.join(chunks, "notes.txt"): True}
+  for file in left:
+    open(file, "w").write("{")
+  _import(path, 20)  # the same import again: resumes, nothing to write
+  assert {file: os.path.exists(file) for file in left} == left
+  np.testing.assert_array_equal(EmbeddingStore.open(path).read(NAME)[:, 0],
+                                np.arange(20) % 97 + 1)
