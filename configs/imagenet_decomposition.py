@@ -11,8 +11,11 @@ Default: `n_classes` = 200 classes drawn from the synthetic world, m = 1 ... 49 
 per class (N = 200 m, nested in m), ks = (1, 10), 3 draws (other classes, other
 scenes). Measures (`cave_jax.metrics.class_metrics`): each modality's correct-class
 neighbour rate, both-correct rate, same-item agreement (mutual k-NN) and class-label
-mutual k-NN, each with chance, nested bootstrap CI and a permutation null. Keys shared
-with the other experiments: configs/common.py.
+mutual k-NN, each with chance, nested bootstrap CI and a permutation null; the pairing
+measures also with the ceiling (side A's lists on both sides), the normalised score and
+the within-class permutation null (the pairing shuffled only among rows of one class):
+agreement beyond class = score - within-class null, with its interval and p-value.
+Keys shared with the other experiments: configs/common.py.
 
 Variants (the `:arg` string, comma-separated):
   smoke          20 classes, m in {1, 3, 10}, 1 draw, 100 resamples, 20 permutations

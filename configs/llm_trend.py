@@ -11,7 +11,11 @@ each model's feature file. The default reads configs/data/llm_capabilities_examp
 which holds INVENTED example numbers, and simulates each model's features from the
 synthetic world (`sim`: quality rises with capability for models before `split_date`,
 is flat for newer ones). A line is fitted on the models released before `split_date`
-and its R^2 reported on both sets (out of sample on the newer), for every k of `ks`.
+and its R^2 reported on both sets (out of sample on the newer), for every k of `ks`,
+with the older set's R^2 interval and a prediction interval for every newer model
+(pairs bootstrap over the older models, `n_boot` resamples; `cave_jax.runs.linear_fit`);
+the newer models outside their interval are listed. Every score also has its ceiling
+(the vision model with itself) and normalised score.
 Keys shared with the other experiments: configs/common.py.
 
 Variants (the `:arg` string, comma-separated):
@@ -51,6 +55,7 @@ def get_config(arg=None):
         quality_high=0.9,  # ... and the strongest older model
         newer_quality=0.5,  # every newer model, whatever its scores
         jitter=0.05))  # sd of per-model noise on the quality
+  # n_boot: resamples of each score's interval and of the fit's (over models)
   common.add_statistics(config, ks=(10,), n_draws=None, n_boot=50 if arg.smoke else 1000,
                         n_perm=10 if arg.smoke else 100)
   config.lock()

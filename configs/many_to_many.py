@@ -7,7 +7,11 @@ Default: the synthetic world (`cave_jax.data.scenes.grouped_pairs`, knobs under
 `world`), about `rows` = 8,192 paired rows per setting (items = rows // group size), ks =
 (10,), 3 draws; every hit definition of `cave_jax.metrics.group_metrics` (`hits`: flat,
 any, fraction and their `_other` forms that drop each row's own group first) with
-chance, nested bootstrap CI and an item-shuffling permutation null.
+chance, nested bootstrap CI, an item-shuffling permutation null, the ceiling (identical
+features on both sides, one vector per item) and the normalised score (score - null) /
+(ceiling - ceiling null), None where the ceiling's headroom is ~0. Every setting is also
+scored at the item level (one point per item per side: the mean of its unit rows) and
+against the one-to-one baseline with the same items (one image and one caption each).
 
 Real data (an embedding store made by `experiments.extract`, text model extracted with
 every caption, the default `captions="all"`):
@@ -23,7 +27,8 @@ every caption, the default `captions="all"`):
 
 An item is a sample (one image and all its captions), every (image, caption) pair a row
 (the image's features repeated per caption), the group the sample; each draw takes
-random samples, all their captions, up to `rows` pairs; the same hit definitions and
+random samples, all their captions, up to `rows` pairs; the same hit definitions,
+evaluations (the matched baseline takes one caption per sample at random) and
 statistics as the default, plus the store's captions-per-image distribution.
 `features_a` (the images) and `features_b` (the captions) are STORE_DIR::NAME with NAME
 a whole array name or a unique ending of one ("minilm/layer_5/mean"). Keys shared with
@@ -61,7 +66,8 @@ def get_config(arg=None):
     config.images_per_caption = (1, 4) if arg.smoke else (1, 4, 7, 12)
     config.captions_per_image = (1, 3) if arg.smoke else tuple(range(1, 12))
   config.hits = "flat,any,fraction,fraction_other"  # cave_jax.metrics.hits; *_other drops own group
-  # draws: independent samples of the items; n_perm: item-shuffling permutations
+  # draws: independent samples of the items; n_perm: item-shuffling permutations (the
+  # same shuffles give the ceiling's null)
   common.add_statistics(config, ks=(10,), n_draws=arg.draws or (1 if arg.smoke else 3),
                         n_boot=100 if arg.smoke else 1000, n_perm=20 if arg.smoke else 50)
   config.lock()

@@ -190,9 +190,11 @@ def joint_replicates(per_draw_columns: list[np.ndarray], n_boot: int,
     n = c.shape[0]
     step = max(1, 2 ** 22 // max(n, 1))  # bounded memory: step resamples at a time
     for start in range(0, n_boot, step):
-      stop = min(n_boot, start + step)
-      counts = rng.multinomial(n, np.full(n, 1.0 / n), size=stop - start)  # [b, N_d]
-      means[d, start:stop] = counts @ c / n
+      b = min(n_boot, start + step) - start
+      rows = rng.integers(0, n, size=(b, n), dtype=np.int64)
+      rows += n * np.arange(b)[:, None]  # resample j's rows counted in block j
+      counts = np.bincount(rows.ravel(), minlength=b * n).reshape(b, n)  # [b, N_d]
+      means[d, start:start + b] = counts.astype(np.float64) @ c / n
   chosen = rng.integers(0, len(cols), size=(n_boot, len(cols)))  # [B, D]
   return means[chosen, np.arange(n_boot)[:, None]].mean(axis=1)
 
