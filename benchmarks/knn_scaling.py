@@ -7,6 +7,13 @@ share this machine's cores):
 Accelerator run (GPU or TPU; compares against a bare matmul of the same shape and
 torch.mm + torch.topk when a CUDA torch is installed):
   python -m benchmarks.knn_scaling --accelerator --n 1000000 --d 1024 --k 10
+It times the ring over every local device (fp32 and bf16_certified), the single-device
+tiles schedule with device tiles (one jitted dispatch per block row), a bare bf16 and a
+bare fp32 (Precision.HIGHEST) matmul of the same pairs, and prints the measured
+per-device throughput with what it implies for N = --project-n rows (15M by default) on
+8 and 256 devices (a projection: perfect ring scaling assumed). Without a GPU or TPU it
+says so and stops (exit status 2); --allow-cpu runs it on the CPU anyway, to check the
+script itself (the numbers are then CPU numbers, and labelled so).
 
 Prints a markdown table and the command line that made it.
 """
@@ -23,12 +30,14 @@ import time
 import numpy as np
 
 
-def _data(n, d, seed=0):
-  """Clustered rows (like real embeddings: many near neighbours), float32."""
+def _data(n, d, seed=0, chunk=1 << 16):
+  """Clustered rows (like real embeddings: many near neighbours), float32; drawn in
+  chunks of rows (the values of one draw, without an [n, d] float64 temporary)."""
   rng = np.random.default_rng(seed)
   centres = rng.normal(size=(max(2, n // 200), d)).astype(np.float32)
   x = centres[rng.integers(0, len(centres), n)]
-  x += 0.5 * rng.normal(size=(n, d)).astype(np.float32)
+  for start in range(0, n, chunk):
+    x[start:start + chunk] += 0.5 * rng.normal(size=(min(chunk, n - start), d)).astype(np.float32)
   return x
 
 
@@ -75,20 +84,45 @@ def fake_devices(counts, n, d, k):
           f"| {r['seconds_ring']:.1f} | {r['seconds_total']:.1f} |")
 
 
-def _bare_matmul_seconds(n, d, b=4096, repeats=3):
-  """Seconds for the N x N x d product in bf16 (fp32 accumulation), tile by tile: the
-  roofline the search is measured against (upper triangle only, as the search does)."""
+def _tiles_run(n, d, k):
+  """In this process, one device: the tiles schedule with device tiles (one jitted
+  dispatch per block row); seconds for the tile stage and in all."""
+  import jax
+  from cave_jax.knn import exact_knn
+  from cave_jax.knn import geometry
+  x = _data(n, d)
+  exact_knn(x[:4096], k, tile_backend="device")  # compile small shapes first
+  stamps = []
+  start = time.perf_counter()
+  result = exact_knn(x, k, tile_backend="device",
+                     on_step=lambda done, total: stamps.append(time.perf_counter()))
+  total = time.perf_counter() - start
+  g = geometry.tile_geometry(jax.default_backend(), d, k, n)
+  return {"seconds_tiles": stamps[-1] - start, "seconds_total": total,
+          "certified_fraction": result.certified_fraction, "block": g.block, "panel": g.panel}
+
+
+def _bare_matmul_seconds(n, d, dtype="bf16", repeats=3):
+  """Seconds for the N x N x d product, tile by tile, in bf16 (fp32 accumulation) or
+  fp32 at Precision.HIGHEST: the roofline the search is measured against (upper
+  triangle only, as the search does). Returns (seconds, FLOP/s)."""
   import jax
   import jax.numpy as jnp
-  x = jnp.asarray(np.random.default_rng(1).normal(size=(b, d)), jnp.bfloat16)
-  y = jnp.asarray(np.random.default_rng(2).normal(size=(b, d)), jnp.bfloat16)
+  cpu = jax.default_backend() == "cpu"
+  b = min(4096, 1 << max(7, (n - 1).bit_length()))
+  loops = 4 if cpu else 64
+  kind = jnp.bfloat16 if dtype == "bf16" else jnp.float32
+  precision = None if dtype == "bf16" else jax.lax.Precision.HIGHEST
+  x = jnp.asarray(np.random.default_rng(1).normal(size=(b, d)), kind)
+  y = jnp.asarray(np.random.default_rng(2).normal(size=(b, d)), kind)
 
   @jax.jit
   def tiles(x, y):
     def body(i, acc):
-      t = jax.lax.dot_general(x, y, (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32)
+      t = jax.lax.dot_general(x, y, (((1,), (1,)), ((), ())), precision=precision,
+                              preferred_element_type=jnp.float32)
       return acc + t[0, 0]
-    return jax.lax.fori_loop(0, 64, body, jnp.float32(0))
+    return jax.lax.fori_loop(0, loops, body, jnp.float32(0))
 
   tiles(x, y).block_until_ready()
   best = np.inf
@@ -96,7 +130,7 @@ def _bare_matmul_seconds(n, d, b=4096, repeats=3):
     t0 = time.perf_counter()
     tiles(x, y).block_until_ready()
     best = min(best, time.perf_counter() - t0)
-  per_tile = best / 64
+  per_tile = best / loops
   pairs = (n / b) * (n / b + 1) / 2
   return per_tile * pairs, 2 * b * b * d / per_tile
 
@@ -118,33 +152,79 @@ def _torch_seconds(n, d, k, b=8192):
   return time.perf_counter() - t0
 
 
-def accelerator(n, d, k):
+def accelerator_present() -> tuple[bool, str]:
+  """(whether JAX runs on a GPU or TPU, a line naming what it runs on)."""
+  import jax
+  backend = jax.default_backend()
+  devices = jax.devices()
+  line = f"{devices[0].device_kind} x {len(devices)} (jax backend '{backend}')"
+  return backend in ("gpu", "tpu", "cuda", "rocm"), line
+
+
+def accelerator(n, d, k, project_n, allow_cpu=False):
+  present, where = accelerator_present()
+  if not present:
+    print(f"NO ACCELERATOR: JAX sees only {where}; this benchmark measures a GPU or TPU. "
+          f"Install jax for the accelerator (e.g. jax[cuda12] or jax[tpu]) and rerun"
+          + (". Running on the CPU anyway (--allow-cpu): the numbers below are CPU numbers, "
+             "not accelerator numbers." if allow_cpu else ", or pass --allow-cpu to check "
+             "the script on this CPU."), flush=True)
+    if not allow_cpu:
+      raise SystemExit(2)
   fp32 = _one_mesh_run(n, d, k, "fp32")
   bf16 = _one_mesh_run(n, d, k, "bf16_certified")
-  bare, flops = _bare_matmul_seconds(n, d)
+  one = _tiles_run(n, d, k)
+  bare, flops = _bare_matmul_seconds(n, d, "bf16")
+  bare32, flops32 = _bare_matmul_seconds(n, d, "fp32")
   torch_s = _torch_seconds(n, d, k)
-  print(f"device: {fp32['device_kind']} x {fp32['devices']} ({fp32['backend']}), "
-        f"N={n}, d={d}, k={k}")
-  print("| method | seconds | % of bf16 matmul roofline | certified rows |")
-  print("|---|---|---|---|")
-  print(f"| bare bf16 matmul, same pairs ({flops / 1e12:.0f} TFLOP/s) | {bare:.1f} | 100% | - |")
+  devices = fp32["devices"]
+  print(f"device: {where}, N={n}, d={d}, k={k}")
+  print("| method | devices | seconds | % of bf16 matmul roofline | certified rows |")
+  print("|---|---|---|---|---|")
+  print(f"| bare bf16 matmul, same pairs ({flops / 1e12:.1f} TFLOP/s) | 1 | {bare:.4g} "
+        f"| 100% | - |")
+  print(f"| bare fp32 HIGHEST matmul, same pairs ({flops32 / 1e12:.1f} TFLOP/s) | 1 | "
+        f"{bare32:.4g} | {100 * bare / bare32:.0f}% | - |")
   for r in (bf16, fp32):
-    print(f"| cave_jax {r['precision']} (ring only) | {r['seconds_ring']:.1f} | "
-          f"{100 * bare / r['seconds_ring']:.0f}% | - |")
-    print(f"| cave_jax {r['precision']} (total, exact) | {r['seconds_total']:.1f} | "
-          f"{100 * bare / r['seconds_total']:.0f}% | {100 * r['certified_fraction']:.2f}% |")
+    print(f"| cave_jax ring {r['precision']} (tiles only) | {devices} | {r['seconds_ring']:.4g} | "
+          f"{100 * bare / devices / r['seconds_ring']:.0f}% | - |")
+    print(f"| cave_jax ring {r['precision']} (total, exact) | {devices} | "
+          f"{r['seconds_total']:.4g} | {100 * bare / devices / r['seconds_total']:.0f}% | "
+          f"{100 * r['certified_fraction']:.2f}% |")
+  print(f"| cave_jax tiles schedule, device tiles {one['block']} x {one['panel']} (tiles only) "
+        f"| 1 | {one['seconds_tiles']:.4g} | {100 * bare / one['seconds_tiles']:.0f}% | - |")
+  print(f"| cave_jax tiles schedule, device tiles (total, exact) | 1 | "
+        f"{one['seconds_total']:.4g} | {100 * bare / one['seconds_total']:.0f}% | "
+        f"{100 * one['certified_fraction']:.2f}% |")
   if torch_s is not None:
-    print(f"| torch.mm + torch.topk (fp16, not exact) | {torch_s:.1f} | "
+    print(f"| torch.mm + torch.topk (fp16, not exact) | 1 | {torch_s:.4g} | "
           f"{100 * bare / torch_s:.0f}% | - |")
+  pairs = n * (n - 1) / 2
+  print(f"\nMeasured per device (N={n:,}, d={d}):")
+  rates = [("ring bf16_certified", bf16["seconds_ring"] * devices),
+           ("ring fp32", fp32["seconds_ring"] * devices), ("tiles fp32", one["seconds_tiles"])]
+  for name, device_seconds in rates:
+    per_device = pairs / device_seconds
+    scale = (project_n / n) ** 2
+    print(f"- {name}: {per_device / 1e9:.2f} G pairs/s per device; tile stage of "
+          f"N={project_n:,} at d={d} projected (N^2 scaling, perfect scaling over devices): "
+          f"{device_seconds * scale / 8 / 60:.1f} min on 8 devices, "
+          f"{device_seconds * scale / 256 / 60:.2f} min on 256")
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--fake-devices", default="", help="comma list of fake CPU device counts")
   parser.add_argument("--accelerator", action="store_true", help="run on the real devices")
   parser.add_argument("--n", type=int, default=32768)
   parser.add_argument("--d", type=int, default=64)
   parser.add_argument("--k", type=int, default=10)
+  parser.add_argument("--project-n", type=int, default=15_000_000,
+                      help="N the measured per-device throughput is projected to")
+  parser.add_argument("--allow-cpu", action="store_true",
+                      help="with --accelerator: run on the CPU when no GPU/TPU is present "
+                      "(checks the script; the numbers are CPU numbers)")
   parser.add_argument("--child", default="", help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   if args.child:
@@ -155,7 +235,7 @@ def main(argv=None):
   if args.fake_devices:
     fake_devices([int(c) for c in args.fake_devices.split(",")], args.n, args.d, args.k)
   if args.accelerator:
-    accelerator(args.n, args.d, args.k)
+    accelerator(args.n, args.d, args.k, args.project_n, args.allow_cpu)
   if not (args.fake_devices or args.accelerator):
     parser.error("pass --fake-devices and/or --accelerator")
 
