@@ -116,7 +116,8 @@ def row_values(name: str, nn_a, nn_b, *, prh_compat: bool = False,
   Args:
     name: one of LIST_METRICS.
     nn_a, nn_b: int [N, k] index lists, or NeighbourSets of both sides (tie-aware
-      expectations, module docstring).
+      expectations, module docstring): a self-search, or for all but cycle_knn query
+      sets (``knn.query_neighbour_sets``: paired queries against one gallery).
     prh_compat: with sets, score their deterministic lists (no tie correction); LCS
       values are then unnormalised lengths, as in platonic-rep.
     max_orderings: LCS / edit distance with sets: most distinct list pairs enumerated
@@ -130,7 +131,7 @@ def row_values(name: str, nn_a, nn_b, *, prh_compat: bool = False,
         f"unknown list metric {name!r}; choose from {', '.join(LIST_METRICS)}")
   aware = ties.is_sets(nn_a) or ties.is_sets(nn_b)
   if aware:
-    nn_a, nn_b = ties.check_sets_pair(nn_a, nn_b, self_search=True)
+    nn_a, nn_b = ties.check_sets_pair(nn_a, nn_b, self_search=name == "cycle_knn")
     if prh_compat:
       aware, nn_a, nn_b = False, nn_a.indices, nn_b.indices
   if not aware:
@@ -152,8 +153,13 @@ def row_values(name: str, nn_a, nn_b, *, prh_compat: bool = False,
 
 
 def _shape(nn_a, nn_b) -> tuple[int, int]:
-  """(N, k) of index lists or neighbour sets."""
+  """(N, k) of index lists or self-search neighbour sets (the scores' chance needs N)."""
+  del nn_b  # validated with nn_a by row_values
   if ties.is_sets(nn_a):
+    if nn_a.n_database != nn_a.n:
+      raise errors.InvalidArgumentError(
+          f"a Score needs self-search sets; these are {nn_a.n} queries over "
+          f"{nn_a.n_database} rows: use row_values and the gallery's own chance level")
     return nn_a.n, nn_a.k
   return np.asarray(nn_a).shape
 

@@ -10,15 +10,17 @@ import itertools
 import numpy as np
 
 
-def cosine_scores(x):
-  """float64 [N, N] cosine similarities, diagonal -inf (a row is not its own candidate).
+def cosine_scores(x, exclude_self=True):
+  """float64 [N, N] cosine similarities; diagonal -inf (a row is not its own candidate)
+  unless exclude_self is False.
 
   Identical rows get bit-identical scores (each entry is computed the same way).
   """
   x = np.asarray(x, np.float64)
   norms = np.sqrt((x * x).sum(axis=1))
   s = np.stack([(x * x[i]).sum(axis=1) / (norms * norms[i]) for i in range(len(x))])
-  np.fill_diagonal(s, -np.inf)
+  if exclude_self:
+    np.fill_diagonal(s, -np.inf)
   return s
 
 
@@ -34,14 +36,15 @@ def distributions_by_numbering(scores, k, allowed=None):
   """Per row, {ordered list: probability} over every numbering of the rows.
 
   Every permutation of the N rows is one tie-breaking (ties go to the row numbered
-  first); all N! are enumerated, each with probability 1/N!. allowed: optional bool
-  [N, N], the candidates of each row (e.g. rows outside its group).
+  first); all N! are enumerated, each with probability 1/N!. scores: [Q, N] (queries
+  against N rows; -inf: not a candidate). allowed: optional bool [Q, N], the
+  candidates of each row (e.g. rows outside its group).
   """
-  n = scores.shape[0]
-  out = [dict() for _ in range(n)]
+  n = scores.shape[1]
+  out = [dict() for _ in range(scores.shape[0])]
   perms = list(itertools.permutations(range(n)))
   for perm in perms:
-    for i in range(n):
+    for i in range(scores.shape[0]):
       key = ranked_list(scores[i], k, perm, None if allowed is None else allowed[i])
       out[i][key] = out[i].get(key, 0.0) + 1.0 / len(perms)
   return out
