@@ -124,21 +124,36 @@ def build(manifest, job: dict, where: str, repair_hint: str,
 def _write_index(manifest, job, where, repair_hint, index_dir, name, identity):
   """Streams the manifest into a new index; (its directory, layout.json), or (None,
   None) if the manifest changed meanwhile."""
-  built, shared = row_index.new_directory(index_dir)
-  writer = row_index.Writer(built)
+  try:
+    built, shared = row_index.new_directory(index_dir)
+    writer = row_index.Writer(built)
+  except OSError as e:
+    raise _write_error(where, e) from None
   try:
     meta = _stream(manifest, job, where, repair_hint, writer)
     writer.finish(meta, meta["n"])
-  except BaseException:
+  except BaseException as e:
     writer.abandon()
+    if isinstance(e, OSError):
+      raise _write_error(where, e) from None
     raise
   if manifest.identity() != identity:
     writer.abandon()
     return None, None
   meta = row_index.load(built, verify=False)
-  directory = row_index.publish(built, index_dir, name) if shared else built
+  try:
+    directory = row_index.publish(built, index_dir, name) if shared else built
+  except OSError as e:
+    writer.abandon()
+    raise _write_error(where, e) from None
   row_index.mark_verified(directory, meta)
   return directory, meta
+
+
+def _write_error(where: str, error: OSError) -> errors.StoreError:
+  return errors.StoreError(
+      f"{where}: cannot write the job's row index ({type(error).__name__}: {error}); "
+      f"free disk space (it takes ~45 bytes per row) and read again")
 
 
 def _stream(manifest, job: dict, where: str, repair_hint: str, writer) -> dict:

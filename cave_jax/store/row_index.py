@@ -38,6 +38,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 
 import numpy as np
 
@@ -48,6 +49,7 @@ ARRAYS = {
     "caption_numbers": ("<i4", "n"), "sample_rows": ("<i8", "n"),
     "sample_starts": ("<i8", "samples+1"), "caption_counts": ("<i4", "samples"),
 }
+_ABANDONED_SECONDS = 3600  # a temporary build older than this was killed: removed
 _VERIFIED: set = set()
 _LOCK = threading.Lock()
 _PRIVATE: list[str] = []  # process-owned index directories (read-only stores)
@@ -111,13 +113,15 @@ class Writer:
       os.fsync(f.fileno())
 
   def abandon(self) -> None:
+    """Closes and deletes the unfinished index with its temporary parent directory."""
     for f in self._files.values():
       f.close()
-    shutil.rmtree(self.directory, ignore_errors=True)
+    shutil.rmtree(os.path.dirname(self.directory), ignore_errors=True)
 
 
 def new_directory(index_dir: str) -> tuple[str, bool]:
-  """(a fresh temporary path to build an index in, whether it lies in ``index_dir``).
+  """(a path to build an index in, whether it lies in ``index_dir``): "index" in a new
+  temporary directory of its own.
 
   Falls back to a directory of this process (removed at exit) where ``index_dir``
   cannot be written.
@@ -146,8 +150,14 @@ def publish(built: str, index_dir: str, name: str) -> str:
       raise
   shutil.rmtree(temporary, ignore_errors=True)
   for other in os.listdir(index_dir):
-    if other != name and not other.startswith(".tmp-"):
-      shutil.rmtree(os.path.join(index_dir, other), ignore_errors=True)
+    path = os.path.join(index_dir, other)
+    try:
+      stale = (not other.startswith(".tmp-")
+               or time.time() - os.stat(path).st_mtime > _ABANDONED_SECONDS)
+    except FileNotFoundError:
+      continue
+    if other != name and stale:  # an older index, or the build of a killed reader
+      shutil.rmtree(path, ignore_errors=True)
   return target
 
 

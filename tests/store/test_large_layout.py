@@ -234,3 +234,19 @@ def test_a_resumed_writer_removes_only_its_own_hosts_temporary_files(tmp_path):
   assert {file: os.path.exists(file) for file in left} == left
   np.testing.assert_array_equal(EmbeddingStore.open(path).read(NAME)[:, 0],
                                 np.arange(20) % 97 + 1)
+
+
+def test_a_full_disk_while_indexing_is_named_and_leaves_nothing_behind(tmp_path, monkeypatch):
+  path = str(tmp_path / "s")
+  _import(path, 30, labels=np.arange(30))
+  shutil.rmtree(os.path.join(path, JOB, "index"))
+
+  def full(*args):
+    raise OSError(28, "No space left on device")
+
+  with monkeypatch.context() as patch:
+    patch.setattr(row_index.Writer, "add", full)
+    with pytest.raises(errors.StoreError, match="cannot write the job's row index .*No space"):
+      EmbeddingStore.open(path).info(NAME)
+  assert os.listdir(os.path.join(path, JOB, "index")) == []
+  assert EmbeddingStore.open(path).labels(NAME).tolist() == list(range(30))
