@@ -169,9 +169,26 @@ def neighbour_sets(x, k: int, *, precision: str = "fp32",
   width = min(k + 1, n - 1)
   first = exact.exact_knn_everywhere(x, width, precision=precision)
   own = np.arange(n, dtype=np.int64)
-  idx = np.asarray(first.indices, np.int64)
-  idx, sc = rescore.top_k_rescored(x, x, idx, np.zeros(idx.shape, np.float32), width, own)
+  idx, sc = rescored(x, x, np.asarray(first.indices, np.int64), own)
   return _complete(x, x, own, idx, sc, k, max_tied)
+
+
+def rescored(x_query, x_db, candidates, query_ids=None, chunk_rows: int = 1 << 16):
+  """Float64 scores of given candidates, the search's formula (``rescore``), sorted.
+
+  candidates: int [R, c] database rows per query (no repeats; query_ids[r] excluded).
+  Returns (indices int64 [R, c], scores float64 [R, c]) by (score desc, index asc);
+  excluded or missing candidates score -inf.
+  """
+  db_norms = rescore.norms64(x_db)
+  indices = np.empty(candidates.shape, np.int64)
+  scores = np.empty(candidates.shape, np.float64)
+  for start in range(0, candidates.shape[0], chunk_rows):
+    part = slice(start, start + chunk_rows)
+    indices[part], scores[part] = rescore.top_k_rescored(
+        x_query[part], x_db, candidates[part], np.zeros(candidates[part].shape, np.float32),
+        candidates.shape[1], None if query_ids is None else query_ids[part], db_norms=db_norms)
+  return indices, scores
 
 
 def query_neighbour_sets(queries, database, k: int, *, exclude=None,
@@ -277,7 +294,7 @@ def merge_sets(first: NeighbourSets, second: NeighbourSets) -> NeighbourSets:
   rows = np.concatenate([first.entry_rows(), second.entry_rows()])
   members = np.concatenate([first.members, second.members])
   scores = np.concatenate([first.scores, second.scores])
-  return _from_entries(rows, members, scores, first.n, first.k,
+  return sets_from_entries(rows, members, scores, first.n, first.k,
                        max(first.n_database, second.n_database))
 
 
@@ -297,19 +314,37 @@ def relabel_sets(sets: NeighbourSets, perm) -> NeighbourSets:
   take = (np.repeat(sets.offsets[perm] - _offsets(lengths)[:-1], lengths)
           + np.arange(lengths.sum()))
   rows = np.repeat(np.arange(sets.n, dtype=np.int64), lengths)
-  return _from_entries(rows, inverse[sets.members[take]], sets.scores[take], sets.n, sets.k,
+  return sets_from_entries(rows, inverse[sets.members[take]], sets.scores[take], sets.n, sets.k,
                        sets.n_database)
 
 
-def _from_entries(rows, members, scores, n, k, nd) -> NeighbourSets:
-  """Sets from unordered entries: sort each row, take its k-th score, keep >= it."""
+def prune_entries(rows, members, scores, k: int):
+  """Keeps, per row, the entries scoring >= its k-th best (all of a row with < k).
+
+  Returns (rows, members, scores) sorted by (row, score desc, member asc).
+  """
   order = np.lexsort((members, -scores, rows))
   rows, members, scores = rows[order], members[order], scores[order]
-  counts = np.bincount(rows, minlength=n)
+  if rows.size == 0:
+    return rows, members, scores
+  counts = np.bincount(rows)
   starts = _offsets(counts)[:-1]
-  boundary = scores[starts + k - 1]
-  take = scores >= boundary[rows]
-  lengths = np.bincount(rows, weights=take, minlength=n).astype(np.int64)
-  head = (starts[:, None] + np.arange(k)).ravel()
-  return NeighbourSets(members[head].reshape(n, k), _offsets(lengths), members[take],
-                       scores[take], nd)
+  kth = np.where(counts >= k, scores[np.minimum(starts + k - 1, rows.size - 1)], -np.inf)
+  take = scores >= kth[rows]
+  return rows[take], members[take], scores[take]
+
+
+def sets_from_entries(rows, members, scores, n: int, k: int, nd: int) -> NeighbourSets:
+  """NeighbourSets from (row, member, score) entries holding, per row, every candidate
+  scoring >= its k-th (any order, more allowed). Raises if a row has fewer than k."""
+  rows, members, scores = prune_entries(np.asarray(rows, np.int64),
+                                        np.asarray(members, np.int64),
+                                        np.asarray(scores, np.float64), k)
+  lengths = np.bincount(rows, minlength=n).astype(np.int64)
+  if np.any(lengths < k):
+    r = int(np.argmax(lengths < k))
+    raise errors.InvalidArgumentError(f"row {r} has {int(lengths[r])} candidates, need k={k}")
+  offsets = _offsets(lengths)
+  head = (offsets[:-1, None] + np.arange(k)).ravel()
+  return NeighbourSets(members[head].reshape(n, k), offsets, members, scores, nd)
+

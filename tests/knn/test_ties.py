@@ -5,6 +5,7 @@ import pytest
 
 from cave_jax import errors
 from cave_jax.knn import exact_knn
+from cave_jax.knn import nested_ties
 from cave_jax.knn import ties
 
 
@@ -179,3 +180,50 @@ def test_bad_inputs_raise_named_errors():
     ties.merge_sets(sets, ties.neighbour_sets(x, 2))
   with pytest.raises(errors.ShapeMismatchError):
     ties.query_neighbour_sets(x, x[:, :2], 2)
+
+
+def nested_reference(pool, query_rows, ranks, n, k):
+  """query_neighbour_sets over the gallery of size n, members in pool numbering."""
+  gallery = np.flatnonzero(ranks < n)
+  position = {int(r): p for p, r in enumerate(gallery)}
+  exclude = np.array([position.get(int(r), -1) for r in query_rows])
+  sets = ties.query_neighbour_sets(pool[query_rows], pool[gallery], k, exclude=exclude)
+  return gallery[sets.members], sets.offsets, sets.scores
+
+
+@pytest.mark.parametrize("block", [7, 64, 500])
+def test_nested_query_sets_equal_the_sets_of_each_gallery_for_any_block(block):
+  rng = np.random.default_rng(21)
+  pool = np.concatenate([duplicated(rng, 150, 4, 15), signs(rng, 150, 4)])
+  pool = pool[rng.permutation(len(pool))]
+  ranks = rng.permutation(len(pool))
+  query_rows = np.flatnonzero(ranks < 6)
+  sizes, k = [20, 80, 300], 3
+  search = nested_ties.NestedQuerySets(pool[query_rows], query_rows, ranks, sizes, k)
+  for start in range(0, len(pool), block):
+    search.feed(start, pool[start:start + block])
+  result = search.result()
+  for n in sizes:
+    members, offsets, scores = nested_reference(pool, query_rows, ranks, n, k)
+    np.testing.assert_array_equal(result[n].offsets, offsets)
+    np.testing.assert_array_equal(result[n].members, members)
+    np.testing.assert_array_equal(result[n].scores, scores)
+  assert any(result[n].tied_rows().any() for n in sizes)
+
+
+def test_nested_query_sets_merge_partial_searches():
+  rng = np.random.default_rng(22)
+  pool = duplicated(rng, 120, 4, 10)
+  ranks = rng.permutation(120)
+  query_rows = np.flatnonzero(ranks < 4)
+  parts = [nested_ties.NestedQuerySets(pool[query_rows], query_rows, ranks, [30, 120], 2)
+           for _ in range(2)]
+  parts[0].feed(0, pool[:50])
+  parts[1].feed(50, pool[50:])
+  with pytest.raises(errors.InvalidArgumentError, match="fed 50"):
+    parts[0].result()
+  parts[0].merge(parts[1])
+  whole = nested_ties.NestedQuerySets(pool[query_rows], query_rows, ranks, [30, 120], 2)
+  whole.feed(0, pool)
+  for n in (30, 120):
+    np.testing.assert_array_equal(parts[0].result()[n].members, whole.result()[n].members)
