@@ -6,6 +6,7 @@ one piece); for the resumed store, an uninterrupted run's files.
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -129,3 +130,19 @@ def test_a_killed_generation_resumes_to_the_identical_store(uninterrupted, tmp_p
 def test_a_store_holding_another_world_is_refused(uninterrupted, tmp_path):
   with pytest.raises(errors.StoreError, match="other settings .*source"):
     scale_15m.generate(str(uninterrupted), ROWS, DIM, seed=4, chunk_rows=CHUNK)
+
+
+def test_a_damaged_chunk_names_the_command_and_verify_all_repairs_it(uninterrupted, tmp_path):
+  store = tmp_path / "store"
+  shutil.copytree(uninterrupted, store)
+  chunk = os.path.join(store, "arrays", VISION, "7.0")
+  data = bytearray(open(chunk, "rb").read())
+  data[len(data) // 2] ^= 0xFF
+  open(chunk, "wb").write(bytes(data))
+  with pytest.raises(errors.StoreError, match="rerun the job's command `python -m "
+                     "benchmarks.scale_15m --rows 20000 --dim 8 --seed 3 --chunk-rows 500"):
+    EmbeddingStore.open(store).read(VISION)
+  figures = scale_15m.generate(str(store), ROWS, DIM, seed=3, chunk_rows=CHUNK,
+                               verify_all=True)
+  assert figures["rewritten"] == 1 and figures["rows_written"] == CHUNK
+  assert _files(store) == _files(uninterrupted)
