@@ -40,7 +40,7 @@ class ScalePlan:
   ks: tuple = (1, 10)
   queries: int = 256
   max_blocks: int = 16
-  window: int = 8
+  window: int = 16
 
   def sizes(self) -> list[int]:
     out = [self.min_n]
@@ -63,7 +63,7 @@ class GroupPlan:
 @dataclasses.dataclass(frozen=True)
 class ClassPlan:
   """ImageNet-style decomposition, scaled down: classes x images per class (nested)."""
-  classes: int = 100
+  classes: int = 200
   per_class: tuple = (1, 3, 9)
   ks: tuple = (1, 10)
   draws: int = 3

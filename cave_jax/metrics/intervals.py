@@ -7,11 +7,12 @@ the sample, so adding or removing one row changes other rows' values. Three shor
 fail for that reason (measured on fresh pools of the synthetic world):
 
 * resampling rows (or items) with the neighbour lists held fixed ignores the dependence:
-  the true spread is 1.1-1.3x the bootstrap's standard error (more for clustered rows);
+  the true spread is 1.0-1.3x the bootstrap's standard error for rows, about 2x for
+  rows that are clustered duplicates of one item;
 * resampling with replacement and recomputing the lists duplicates rows (exact ties);
-* the delete-one jackknife with exactly recomputed lists over-states the variance
-  (1.3-1.7x the standard error): k-NN scores jump when one row goes, and the jackknife
-  is only right for scores that are smooth in each row.
+* the delete-one jackknife with exactly recomputed lists over-states the spread
+  (1.2-1.7x): k-NN scores jump when one row goes, and the jackknife is only right for
+  scores that are smooth in each row.
 
 What works is replication. Disjoint subsets of a sample (or fresh draws) are
 independent samples from the population the sample was drawn from, so the spread of
@@ -36,12 +37,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import statistics
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
 from cave_jax import errors
+from cave_jax.metrics import student_t
 
 
 # Replicates smaller than the sample measure a larger design effect when they have few
@@ -87,10 +88,11 @@ class Interval:
     return iter((self.estimate, self.low, self.high, self.method, self.estimand))
 
   def to_dict(self) -> dict:
-    """The statistics-row fields: score, ci_low, ci_high, ci_method, estimand, se, df."""
+    """The statistics-row fields: score, ci_low, ci_high, ci_method, estimand, se, df
+    (df None for a normal quantile, so the row stays valid JSON)."""
     return {"score": self.estimate, "ci_low": self.low, "ci_high": self.high,
             "ci_method": self.method, "estimand": self.estimand, "se": self.se,
-            "df": self.df}
+            "df": None if math.isinf(self.df) else self.df}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,57 +118,6 @@ class DesignEffect:
     if self.constant:
       return "no design effect (constant score)"
     return f"design effect {self.value:.2f} ({self.df} df)"
-
-
-# --------------------------------------------------------------------- t quantiles
-
-
-def _t_two_sided_mass(theta: float, df: int) -> float:
-  """P(|T| <= sqrt(df) tan(theta)) for Student's t with integer df (closed form sums)."""
-  c, s = math.cos(theta), math.sin(theta)
-  c2 = c * c
-  if df % 2 == 1:
-    total, term = 0.0, c
-    for j in range(1, (df - 1) // 2 + 1):
-      total += term
-      term *= c2 * (2 * j) / (2 * j + 1)
-    return min(1.0, 2.0 / math.pi * (theta + s * total))
-  total, term = 0.0, 1.0
-  for j in range(1, df // 2 + 1):
-    total += term
-    term *= c2 * (2 * j - 1) / (2 * j)
-  return min(1.0, s * total)
-
-
-def t_quantile(confidence: float, df: float) -> float:
-  """The two-sided Student t quantile: P(|T_df| <= q) = confidence.
-
-  df is rounded down to an integer (a conservative choice for Satterthwaite df);
-  df = inf or above 2,000 uses the Cornish-Fisher expansion around the normal
-  quantile (error below 1e-9 there).
-  """
-  if not 0.0 < confidence < 1.0:
-    raise errors.InvalidArgumentError(f"confidence must be in (0, 1), got {confidence!r}")
-  if not df >= 1:
-    raise errors.InvalidArgumentError(
-        f"a t quantile needs at least 1 degree of freedom, got {df!r}")
-  z = statistics.NormalDist().inv_cdf(0.5 + confidence / 2.0)
-  if math.isinf(df) or df > 2000:
-    if math.isinf(df):
-      return z
-    g1 = (z ** 3 + z) / 4.0
-    g2 = (5 * z ** 5 + 16 * z ** 3 + 3 * z) / 96.0
-    g3 = (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / 384.0
-    return z + g1 / df + g2 / df ** 2 + g3 / df ** 3
-  df = int(math.floor(df))
-  low, high = 0.0, math.pi / 2.0
-  for _ in range(100):  # bisection on theta = atan(t / sqrt(df)), the mass is monotone
-    mid = 0.5 * (low + high)
-    if _t_two_sided_mass(mid, df) < confidence:
-      low = mid
-    else:
-      high = mid
-  return math.sqrt(df) * math.tan(0.5 * (low + high))
 
 
 # ---------------------------------------------------------------- naive variances
@@ -374,7 +325,7 @@ def mean_interval(scores, naive_variances, deff: DesignEffect, *, overlap: float
 def make_interval(estimate: float, se: float, df: float, confidence: float, method: str,
                   estimand: str) -> Interval:
   """Interval estimate +- t_df(confidence) * se."""
-  q = t_quantile(confidence, df)
+  q = student_t.quantile(confidence, df)
   return Interval(estimate=float(estimate), low=float(estimate - q * se),
                   high=float(estimate + q * se), method=method, estimand=estimand,
                   se=float(se), df=float(df), confidence=float(confidence))

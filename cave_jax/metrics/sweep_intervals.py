@@ -30,13 +30,14 @@ Interval. estimate +- t_df * SE with SE^2 = deff * naive variance (``intervals``
 What N = P (one block, the whole pool) can and cannot claim. At sizes with B_N >= 2
 the design effect at N is measured at N itself. At N > P/2 there is one block, so
 nothing measures the spread at N: the interval borrows the design effect of the
-largest replicated sizes (P/8 ... P/2 with window 8). That is an assumption -- the
-design effect does not grow between N/8 and N -- which holds in the synthetic world
+largest replicated sizes (P/16 ... P/2 with window 16). That is an assumption -- the
+design effect does not grow between N/16 and N -- which holds in the synthetic world
 (it is flat, or falls at small N/k; ``benchmarks/coverage.py`` measures the coverage
 at N = P too), but cannot be checked on a real pool. The interval then covers the
 expected score of a fresh P-sample of the population, not the score of this pool
 (which has no sampling error) and not the score of another dataset; it does not
-shrink with more draws at N = P, only with a larger pool or more queries.
+shrink with more draws at N = P (every draw is the same pool), only with a larger pool
+(and, for the paired score, with more queries).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def block_count(pool: int, n: int, max_blocks: int) -> int:
   return int(min(max_blocks, pool // n))
 
 
-def design_effect_at(replicates: dict, n: int, *, window: int = 8,
+def design_effect_at(replicates: dict, n: int, *, window: int = 16,
                      min_borrowed: int = 0) -> intervals.DesignEffect:
   """The design effect at size n, pooled over replicated sizes n' in [n / window, n].
 
@@ -135,7 +136,10 @@ def paired_interval(query_values, deff_all: intervals.DesignEffect, *, n: int, p
   Args:
     query_values: float [B, Q], per block its queries' values (|A & B| / k) in the
       block's n-row gallery.
-    deff_all: the all-rows design effect at n (``design_effect_at``).
+    deff_all: the all-rows design effect at n (``design_effect_at``). Above the largest
+      all-rows size (a store scored on all rows only up to some N), pass that size's
+      design effect: its term, deff * s^2 / n, is small next to the queries' s^2 / Q
+      once n >> Q.
   """
   values = _query_values(query_values, "query_values")
   blocks, q = values.shape

@@ -8,6 +8,7 @@ import pytest
 from cave_jax import errors
 from cave_jax.metrics import intervals
 from cave_jax.metrics import knn_metrics
+from cave_jax.metrics import student_t
 from cave_jax.metrics import sweep_intervals
 
 
@@ -19,12 +20,12 @@ from cave_jax.metrics import sweep_intervals
     (0.95, 1, 12.7062), (0.95, 2, 4.3027), (0.95, 3, 3.1824), (0.95, 10, 2.2281),
     (0.95, 30, 2.0423), (0.99, 1, 63.6567), (0.90, 5, 2.0150), (0.95, math.inf, 1.9600)])
 def test_t_quantile_matches_published_tables(confidence, df, table):
-  assert intervals.t_quantile(confidence, df) == pytest.approx(table, abs=6e-5)
+  assert student_t.quantile(confidence, df) == pytest.approx(table, abs=6e-5)
 
 
 @pytest.mark.parametrize("df", [1, 4, 7, 40, 1999, 2001, 10 ** 6])
 def test_t_quantile_holds_its_mass_under_the_t_density(df):
-  q = intervals.t_quantile(0.95, df)
+  q = student_t.quantile(0.95, df)
   # Independent reference: trapezoid integral of the t density over [-q, q].
   t = np.linspace(0.0, q, 200_001)
   log_c = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
@@ -36,7 +37,7 @@ def test_t_quantile_holds_its_mass_under_the_t_density(df):
 def test_t_quantile_rejects_bad_arguments():
   for confidence, df in [(0.0, 5), (1.0, 5), (0.95, 0), (0.95, 0.5), (0.95, float("nan"))]:
     with pytest.raises(errors.CaveError):
-      intervals.t_quantile(confidence, df)
+      student_t.quantile(confidence, df)
 
 
 # ------------------------------------------------------------------ naive variance
@@ -145,7 +146,7 @@ def test_mean_interval_scales_naive_variance_by_design_effect_and_overlap():
   found = intervals.mean_interval(scores, naive_var, deff, overlap=0.25, method="m",
                                   estimand="e")
   se = math.sqrt(1.5 * 2e-4 * (1 / 3 + (2 / 3) * 0.25))
-  q = intervals.t_quantile(0.95, 12)
+  q = student_t.quantile(0.95, 12)
   assert found.estimate == pytest.approx(0.25)
   assert (found.low, found.high) == pytest.approx((0.25 - q * se, 0.25 + q * se))
   estimate, low, high, method, estimand = found
@@ -169,7 +170,7 @@ def test_group_and_class_intervals_name_their_unit_and_estimand():
   cls = intervals.class_interval([0.5], [1e-3], deff, measure="item_agreement", classes=200,
                                  images_per_class=10)
   assert "class-level" in cls.method and "200 random classes x 10" in cls.estimand
-  assert cls.high - cls.low == pytest.approx(2 * intervals.t_quantile(0.95, 8) *
+  assert cls.high - cls.low == pytest.approx(2 * student_t.quantile(0.95, 8) *
                                              math.sqrt(2e-3))
 
 
@@ -192,6 +193,24 @@ def test_design_effect_at_borrows_only_replicated_sizes_in_its_window():
   assert found.df == 4
   with pytest.raises(errors.CaveError):
     sweep_intervals.design_effect_at(reps, 8192, window=4)  # 2048 alone: one block
+
+
+def test_design_effect_at_borrows_small_sizes_only_from_min_borrowed_up():
+  reps = {256: ([0.1, 0.2, 0.15, 0.12], [1e-3] * 4), 512: ([0.3, 0.35], [2e-3] * 2),
+          1024: ([0.2, 0.3], [2e-3] * 2)}
+  found = sweep_intervals.design_effect_at(reps, 1024, min_borrowed=500)
+  assert [g[0] for g in found.groups] == ["N=512", "N=1024"]
+  own = sweep_intervals.design_effect_at(reps, 256, min_borrowed=5000)  # own blocks count
+  assert [g[0] for g in own.groups] == ["N=256"]
+  with pytest.raises(errors.CaveError):
+    sweep_intervals.design_effect_at(reps, 4096, min_borrowed=2000)
+
+
+def test_borrowing_rules_follow_rows_per_neighbour_and_units():
+  assert intervals.can_borrow(500, 10) and not intervals.can_borrow(499, 10)
+  assert not intervals.can_borrow(5000, 10, units=7) and intervals.can_borrow(5000, 10, 8)
+  assert sweep_intervals.change_min_borrowed(256, 10) == 1024
+  assert sweep_intervals.change_min_borrowed(4, 10) == 500
 
 
 def test_all_rows_interval_says_when_its_design_effect_is_borrowed():
@@ -284,14 +303,16 @@ def _scale_intervals(rng, pool, sizes, k, queries):
                        for j, v in enumerate(blocks)])
       changes[n] = (diff.mean(axis=1), [intervals.naive_variance(d) for d in diff])
   for n in sizes:
-    deff = sweep_intervals.design_effect_at(reps, n)
+    deff = sweep_intervals.design_effect_at(reps, n, min_borrowed=intervals.MIN_ROWS_PER_K * k)
     out[("all rows", n)] = sweep_intervals.all_rows_interval(*reps[n], deff, n=n, pool=pool, k=k)
     if n > sizes[0]:
       big = np.stack([values[(n, j)][:queries] for j in range(pool // n)])
       small = np.stack([values[(sizes[0], j * n // sizes[0])][:queries]
                         for j in range(pool // n)])
       out[("change", n)] = sweep_intervals.paired_change_interval(
-          big, small, sweep_intervals.design_effect_at(changes, n), n=n, n0=sizes[0], k=k)
+          big, small, sweep_intervals.design_effect_at(
+              changes, n, min_borrowed=sweep_intervals.change_min_borrowed(sizes[0], k)),
+          n=n, n0=sizes[0], k=k)
   return out
 
 
