@@ -181,48 +181,30 @@ def scale_rep(spec, plan: ScalePlan, stream: int, searcher: Searcher,
   sizes, width, q = plan.sizes(), max(plan.ks), plan.queries
   blocks = {n: sweep_intervals.block_count(plan.pool, n, plan.max_blocks) for n in sizes}
   n0 = sizes[0]
-  wanted = {(n, j) for n in sizes for j in range(blocks[n])}
-  wanted |= {(n0, j * (n // n0)) for n in sizes for j in range(blocks[n])}  # inner galleries
   values = {}  # (n, block) -> {k: per-row values [n]}
-  for n, j in sorted(wanted):
+  for n, j in sweep_intervals.blocks_needed(sizes, plan.pool, plan.max_blocks):
     rows = slice(j * n, (j + 1) * n)
     la, lb = side_a.knn(rows, width), side_b.knn(rows, width)
     values[(n, j)] = {k: knn_metrics.mutual_overlap(la[:, :k], lb[:, :k]) / k
                       for k in plan.ks}
   out = {}
   for k in plan.ks:
-    rows_reps, change_reps, per_size = {}, {}, {}
+    rows = {n: [values[(n, j)][k] for j in range(blocks[n])] for n in sizes}
+    queries = {n: (np.stack([v[:q] for v in rows[n]]),
+                   np.stack([values[(n0, j * (n // n0))][k][:q] for j in range(blocks[n])]))
+               for n in sizes}
+    found = sweep_intervals.sweep(rows, queries, pool=plan.pool, k=k, window=plan.window,
+                                  confidence=confidence)
     for n in sizes:
-      per_block = [values[(n, j)][k] for j in range(blocks[n])]
-      naive = [intervals.naive_variance(v) for v in per_block]
-      rows_reps[n] = ([v.mean() for v in per_block], naive)
-      big = np.stack([v[:q] for v in per_block])
-      small = np.stack([values[(n0, j * (n // n0))][k][:q] for j in range(blocks[n])])
-      per_size[n] = (naive, big, small)
-      if n > n0:
-        diff = big - small
-        change_reps[n] = (diff.mean(axis=1), [intervals.naive_variance(d) for d in diff])
-    for n in sizes:
-      naive, big, small = per_size[n]
-      deff = sweep_intervals.design_effect_at(
-          rows_reps, n, window=plan.window,
-          min_borrowed=intervals.MIN_ROWS_PER_K * k)
-      full = sweep_intervals.all_rows_interval(rows_reps[n][0], naive, deff, n=n,
-                                               pool=plan.pool, k=k, confidence=confidence)
-      out[("all rows", n, k, "mutual_knn")] = _pack(full, np.mean(naive) / len(naive),
-                                                    confidence)
-      paired = sweep_intervals.paired_interval(big, deff, n=n, pool=plan.pool, k=k,
-                                               confidence=confidence)
-      query_naive = big.var(axis=1, ddof=1).mean() / q / big.shape[0]
-      out[("paired", n, k, "mutual_knn")] = _pack(paired, query_naive, confidence)
-      if n > n0:
-        deff_change = sweep_intervals.design_effect_at(
-            change_reps, n, window=plan.window,
-            min_borrowed=sweep_intervals.change_min_borrowed(n0, k))
-        change = sweep_intervals.paired_change_interval(big, small, deff_change, n=n, n0=n0,
-                                                        k=k, confidence=confidence)
-        change_naive = np.mean(change_reps[n][1]) / big.shape[0]
-        out[("paired change", n, k, "mutual_knn")] = _pack(change, change_naive, confidence)
+      big, small = queries[n]
+      naive = {  # lists held fixed, rows / queries as independent units
+          "all rows": np.mean([intervals.naive_variance(v) for v in rows[n]]) / blocks[n],
+          "paired": big.var(axis=1, ddof=1).mean() / q / blocks[n],
+          "paired change": (np.mean([intervals.naive_variance(d) for d in big - small])
+                            / blocks[n] if n > n0 else None)}
+      for kind, interval in found[n].items():
+        if interval is not None:
+          out[(kind, n, k, "mutual_knn")] = _pack(interval, naive[kind], confidence)
   return out
 
 

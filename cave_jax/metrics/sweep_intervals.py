@@ -203,3 +203,69 @@ def _satterthwaite(parts) -> float:
   if denominator == 0:
     return math.inf
   return total * total / denominator
+
+
+def blocks_needed(sizes, pool: int, max_blocks: int) -> list[tuple[int, int]]:
+  """The (size, block) pairs a run scores: every block of every size, plus the inner
+  blocks of the smallest size that the change of a larger block starts from.
+
+  Block j of size n holds rows [j n, (j + 1) n) of the run's random order of the pool;
+  its inner gallery is block j * n / n0 of the smallest size n0 (sizes must be
+  multiples of n0).
+  """
+  sizes = sorted(sizes)
+  if any(n % sizes[0] for n in sizes):
+    raise errors.InvalidArgumentError(f"sizes {sizes} must be multiples of the smallest")
+  wanted = {(n, j) for n in sizes for j in range(block_count(pool, n, max_blocks))}
+  wanted |= {(sizes[0], j * (n // sizes[0])) for n, j in list(wanted)}
+  return sorted(wanted)
+
+
+def sweep(rows: dict, queries: dict, *, pool: int, k: int, window: int = 16,
+          confidence: float = 0.95) -> dict:
+  """Every interval of one k of a sweep in the block design (module docstring).
+
+  Args:
+    rows: {n: [per-row values float [n] of each block b = 0 .. B_n - 1]} for the sizes
+      scored on all rows (|A & B| / k of every row of the block, lists within it).
+    queries: {n: (values_n [B_n, Q], values_n0 [B_n, Q])} for the paired sizes: each
+      block's first Q rows' values in the block, and in the block's first n0 rows
+      (n0 = the smallest size; at n0 both are the same).
+    pool, k, window, confidence: as in ``all_rows_interval`` / ``design_effect_at``.
+
+  Returns:
+    {n: {"all rows": Interval or None, "paired": Interval or None,
+         "paired change": Interval or None}} for every size of ``rows`` or ``queries``.
+    Paired sizes above the largest all-rows size use that size's design effect.
+  """
+  if not rows:
+    raise errors.InvalidArgumentError("sweep needs all-rows blocks of at least one size")
+  replicates = {n: ([float(np.mean(v)) for v in blocks],
+                    [intervals.naive_variance(v) for v in blocks])
+                for n, blocks in rows.items()}
+  sizes = sorted(set(rows) | set(queries))
+  n0 = sizes[0]
+  changes = {}
+  for n, (big, small) in queries.items():
+    if n > n0:
+      diff = np.asarray(big, np.float64) - np.asarray(small, np.float64)
+      changes[n] = (diff.mean(axis=1), [intervals.naive_variance(d) for d in diff])
+  largest = max(rows)
+  out = {}
+  for n in sizes:
+    found = {"all rows": None, "paired": None, "paired change": None}
+    deff = design_effect_at(replicates, min(n, largest), window=window,
+                            min_borrowed=intervals.MIN_ROWS_PER_K * k)
+    if n in rows:
+      found["all rows"] = all_rows_interval(*replicates[n], deff, n=n, pool=pool, k=k,
+                                            confidence=confidence)
+    if n in queries:
+      found["paired"] = paired_interval(queries[n][0], deff, n=n, pool=pool, k=k,
+                                        confidence=confidence)
+      if n > n0:
+        deff_change = design_effect_at(changes, n, window=window,
+                                       min_borrowed=change_min_borrowed(n0, k))
+        found["paired change"] = paired_change_interval(*queries[n], deff_change, n=n, n0=n0,
+                                                        k=k, confidence=confidence)
+    out[n] = found
+  return out

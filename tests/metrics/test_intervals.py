@@ -265,6 +265,35 @@ def test_paired_change_interval_uses_the_queries_differences():
     sweep_intervals.paired_interval(big, deff, n=20, pool=4096, k=10)
 
 
+def test_blocks_needed_lists_every_block_and_the_inner_galleries_of_changes():
+  found = sweep_intervals.blocks_needed([256, 512, 1024], 1024, max_blocks=2)
+  assert found == [(256, 0), (256, 1), (256, 2), (512, 0), (512, 1), (1024, 0)]
+  with pytest.raises(errors.CaveError):
+    sweep_intervals.blocks_needed([256, 384], 1024, max_blocks=2)
+
+
+def test_sweep_combines_the_interval_functions_and_lends_the_largest_design_effect():
+  rng = np.random.default_rng(8)
+  rows = {64: [rng.random(64) for _ in range(8)], 128: [rng.random(128) for _ in range(4)]}
+  paired = {n: (rng.random((b, 16)), rng.random((b, 16))) for n, b in
+            [(64, 8), (128, 4), (256, 2), (512, 1)]}
+  paired[64] = (paired[64][0], paired[64][0])
+  found = sweep_intervals.sweep(rows, paired, pool=512, k=1)
+  reps = {n: ([v.mean() for v in blocks], [intervals.naive_variance(v) for v in blocks])
+          for n, blocks in rows.items()}
+  deff_128 = sweep_intervals.design_effect_at(reps, 128, min_borrowed=50)
+  want = sweep_intervals.paired_interval(paired[512][0], deff_128, n=512, pool=512, k=1)
+  assert found[512]["paired"] == want and found[512]["all rows"] is None
+  assert found[64]["paired change"] is None and found[128]["all rows"] is not None
+  changes = {n: ((big - small).mean(axis=1), [intervals.naive_variance(d) for d in big - small])
+             for n, (big, small) in paired.items() if n > 64}
+  deff_change = sweep_intervals.design_effect_at(changes, 512, min_borrowed=256)
+  assert found[512]["paired change"] == sweep_intervals.paired_change_interval(
+      *paired[512], deff_change, n=512, n0=64, k=1)
+  with pytest.raises(errors.CaveError):
+    sweep_intervals.sweep({}, paired, pool=512, k=1)
+
+
 # ---------------------------------------------------------- coverage on fresh pools
 
 
@@ -290,30 +319,16 @@ def _scale_intervals(rng, pool, sizes, k, queries):
   """The block design of sweep_intervals on one fresh pool (float64 brute-force lists)."""
   a, b = _pool(rng, pool)
   values = {}
-  for n in sizes:
-    for j in range(pool // n):
-      rows = slice(j * n, (j + 1) * n)
-      values[(n, j)] = knn_metrics.mutual_overlap(_knn(a[rows], k), _knn(b[rows], k)) / k
-  reps, changes, out = {}, {}, {}
-  for n in sizes:
-    blocks = [values[(n, j)] for j in range(pool // n)]
-    reps[n] = ([v.mean() for v in blocks], [intervals.naive_variance(v) for v in blocks])
-    if n > sizes[0]:
-      diff = np.stack([v[:queries] - values[(sizes[0], j * n // sizes[0])][:queries]
-                       for j, v in enumerate(blocks)])
-      changes[n] = (diff.mean(axis=1), [intervals.naive_variance(d) for d in diff])
-  for n in sizes:
-    deff = sweep_intervals.design_effect_at(reps, n, min_borrowed=intervals.MIN_ROWS_PER_K * k)
-    out[("all rows", n)] = sweep_intervals.all_rows_interval(*reps[n], deff, n=n, pool=pool, k=k)
-    if n > sizes[0]:
-      big = np.stack([values[(n, j)][:queries] for j in range(pool // n)])
-      small = np.stack([values[(sizes[0], j * n // sizes[0])][:queries]
-                        for j in range(pool // n)])
-      out[("change", n)] = sweep_intervals.paired_change_interval(
-          big, small, sweep_intervals.design_effect_at(
-              changes, n, min_borrowed=sweep_intervals.change_min_borrowed(sizes[0], k)),
-          n=n, n0=sizes[0], k=k)
-  return out
+  for n, j in sweep_intervals.blocks_needed(sizes, pool, max_blocks=64):
+    rows = slice(j * n, (j + 1) * n)
+    values[(n, j)] = knn_metrics.mutual_overlap(_knn(a[rows], k), _knn(b[rows], k)) / k
+  rows = {n: [values[(n, j)] for j in range(pool // n)] for n in sizes}
+  paired = {n: (np.stack([v[:queries] for v in rows[n]]),
+                np.stack([values[(sizes[0], j * n // sizes[0])][:queries]
+                          for j in range(pool // n)])) for n in sizes}
+  found = sweep_intervals.sweep(rows, paired, pool=pool, k=k)
+  return {(kind, n): interval for n, kinds in found.items()
+          for kind, interval in kinds.items() if interval is not None}
 
 
 @pytest.mark.slow
