@@ -3,9 +3,10 @@
   python -m experiments.browse --config=configs/browse.py --workdir=results/browse
   python -m experiments.browse --config=configs/browse.py:toy --workdir=results/browse_toy
   python -m experiments.browse --config=configs/browse.py:smoke --workdir=/tmp/browse
-  python -m experiments.browse --config=configs/browse.py:store --config.store=DIR \
-      --config.dataset=coco_captions --config.model_a=dinov2_base --config.model_b=llama3_8b \
-      --config.pooling_a=cls --config.pooling_b=mean --workdir=results/browse_coco
+  python -m experiments.browse --config=configs/browse.py:features \
+      --config.features_a=/data/store::coco_captions/dinov2_base/layer_11/cls \
+      --config.features_b=/data/store::coco_captions/llama3_8b/layer_20/mean \
+      --workdir=results/browse_coco
   python -m experiments.browse --config=configs/browse.py:features \
       --config.features_a=vision.npy --config.features_b=language.npy \
       --config.table=pairs.csv --workdir=results/browse_mine
@@ -17,68 +18,63 @@ histogram of per-row overlap, `queries` query rows spread over the overlap distr
 neighbours in nested galleries min_n * growth^j up to the whole pool (density view).
 `candidates` random units (rows, or images with all their caption rows) are searched
 against every gallery (queries x gallery, exact); their mean estimates the all-rows score.
+Keys shared with the other experiments: configs/common.py.
+
+One k: the report shows the neighbour lists of one k, so `ks` holds exactly one
+(`--config.ks=10`); a config with several ks is refused (ConfigError), never cut to one.
 
 Variants (the `:arg` string, comma-separated):
   (default)   the synthetic paired world (knobs under `world`), N = 262,144; no pixels
   toy         the toy dataset (512 samples made in code, real thumbnails and captions)
               embedded by a tiny random ViT and a tiny random BERT; one row per caption
-  store       two arrays of an embedding store made by `experiments.extract`
-              (<dataset>/<model_X>/layer_<layer_X>/<pooling_X>); images and captions of the
-              shown rows are read back with the dataset reader the store names (tfds:
-              data_dir/split; webdataset/parquet: `paths`); read_data=False skips them
-  features    two feature files (or STORE::NAME paths) and an optional `table` (CSV or
-              parquet with columns id, image_path, caption, optional label; row r describes
-              row r of the features; image paths relative to the table)
+  features    two sides `features_a/_b`, each a feature file (.npy/.npz/.pt; `key_X`,
+              `layer_X` as everywhere) or an embedding store array STORE_DIR::NAME (NAME a
+              whole array name or a unique ending of one, made by `experiments.extract`).
+              Two arrays of one store are streamed; images and captions of the shown rows
+              are read back with the dataset reader the store names (tfds: data_dir and
+              the stored split; webdataset/parquet: `paths`), read_data=False skips them;
+              `pairing` "first" = a row per sample, "all" = a row per caption. Files (or a
+              file and a store array) are read into memory; an optional `table` (CSV or
+              parquet with columns id, image_path, caption, optional label; row r
+              describes row r of the features; image paths relative to the table) shows
+              their images and captions
   smoke       small sizes for tests and laptops (combine with any source)
-  n=INT queries=INT candidates=INT k=INT   override those keys
+  n=INT queries=INT candidates=INT ks=INT   override those keys (n: pool or toy size)
 """
 
 import ml_collections
 
 from configs import common
+from configs import pool
 from configs import world
 
 
 def get_config(arg=None):
   """Returns the locked config of `experiments.browse` for variant string ``arg``."""
-  arg = common.parse_arg(arg, smoke=False, toy=False, store=False, features=False, n=0,
-                         queries=0, candidates=0, k=10)
-  chosen = [name for name in ("toy", "store", "features") if arg[name]]
-  if len(chosen) > 1:
+  arg = common.parse_arg(arg, smoke=False, toy=False, features=False, n=0, queries=0,
+                         candidates=0, ks=10)
+  if arg.toy and arg.features:
     from cave_jax import errors  # pylint: disable=g-import-not-at-top
-    raise errors.ConfigError(f"choose one of the variants {', '.join(chosen)}")
-  source = chosen[0] if chosen else "synthetic"
+    raise errors.ConfigError("choose one of the variants toy, features")
+  source = "toy" if arg.toy else "features" if arg.features else "synthetic"
   smoke = arg.smoke
   config = ml_collections.ConfigDict()
-  config.source = source
   if source == "synthetic":
+    config.source = source
     config.n = arg.n or (4096 if smoke else 262_144)  # pool size (scenes)
     config.world = world.world_config()
   elif source == "toy":
+    config.source = source
     config.toy_n = arg.n or (160 if smoke else 512)  # toy samples made in code
     config.pairing = "all"  # "all": a row per caption (many-to-many) | "first": per image
-  elif source == "store":
-    config.store = ""  # store directory made by experiments.extract (required)
-    config.dataset = ""  # dataset name of the arrays (e.g. coco_captions, wit, toy)
-    config.model_a = ""  # model of side A (e.g. dinov2_base) or a whole array name
-    config.model_b = ""  # model of side B (e.g. llama3_8b) or a whole array name
-    config.layer_a = -1  # Python index over the model's stored layers
-    config.layer_b = -1
-    config.pooling_a = ""  # "" = the model's only stored pooling
-    config.pooling_b = ""
-    config.pairing = "first"  # "first": a row per sample | "all": a row per caption
-    config.read_data = True  # read images and captions of the shown rows
-    config.data_dir = ""  # tfds data_dir of the dataset ("" = tfds's default)
-    config.paths = ""  # webdataset / parquet stores: the shards (files, globs, dirs)
   else:
-    config.features_a = ""  # path of side A's features (required)
-    config.features_b = ""  # path of side B's features (required)
-    config.key_a = ""  # array name inside an .npz/.pt ("" = the only array / "feats")
-    config.key_b = ""
-    config.layer_a = -1  # layer of an [N, L, D] file (Python index)
-    config.layer_b = -1
-    config.table = ""  # optional CSV/parquet of id, image_path, caption (row r: row r)
-  config.k = arg.k  # neighbours per row
+    pool.add_pool_keys(config, "features")  # features_a/_b, key_a/_b, layer_a/_b
+    config.table = ""  # feature files: optional CSV/parquet of id, image_path, caption
+    config.pairing = "first"  # store arrays: "first" a row per sample | "all" per caption
+    config.read_data = True  # store arrays: read images and captions of the shown rows
+    config.data_dir = ""  # store arrays of a tfds dataset: its data_dir ("" = tfds's)
+    config.paths = ""  # store arrays of webdataset / parquet shards: the shards
+  config.ks = (arg.ks,)  # neighbours per row: one k (the report shows one)
   small = smoke or source == "toy"
   config.min_n = 64 if smoke else 128 if source == "toy" else 1024  # smallest gallery
   config.growth = 4 if small else 16  # galleries min_n * growth^j, then the whole pool

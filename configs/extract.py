@@ -9,9 +9,10 @@
 The store goes to ``config.store`` (default ``<workdir>/store``); rerunning the same
 command resumes (on every host of a pod: each reads and writes its own slice). Arrays
 are named "<dataset>/<model>/layer_<l>/<pooling>" (plus "<dataset>/<model>/bits_per_byte"
-for LLMs) and are read with ``STORE::NAME`` by experiments.align / experiments.scale
-(sample-aligned: a caption-level array gives each sample's first caption) and with
-``--config.store=DIR`` by experiments.many_to_many (configs/many_to_many.py:store).
+for LLMs) and are read by every experiment as ``--config.features_a=STORE::NAME`` (NAME a
+whole array name or a unique ending of one; align and scale read sample-aligned rows, a
+caption-level array giving each sample's first caption; many_to_many and browse can keep
+every caption row).
 
 Text models embed EVERY caption of a sample by default (``captions="all"``: one row per
 caption, a sample's captions on consecutive rows; bits per byte per caption too), as

@@ -1,12 +1,13 @@
 r"""Neighbour browser: a static report of where two representations agree and disagree.
 
-  python -m experiments.browse --config=configs/browse.py[:toy|:store|:features|:smoke] \
-      [--workdir=DIR]
+  python -m experiments.browse --config=configs/browse.py[:toy|:features|:smoke] \
+      [--config.features_a=STORE_DIR::NAME --config.features_b=STORE_DIR::NAME] \
+      [--config.ks=10] [--workdir=DIR]
 
 Writes config.json, index.html + assets/ (open it from file://, no server), browse.json
-and browse_run.json under --workdir (default results/browse/), shows progress on stderr
-and prints where the report is. The work is `cave_jax.runs.browse.run`; configs/browse.py
-documents every key and variant.
+and browse_run.json under --workdir (default results/browse/), shows progress and its ETA
+on stderr and prints where the report is. The work is `cave_jax.runs.browse.run`;
+configs/browse.py documents every key and variant.
 """
 
 from absl import app

@@ -1,33 +1,81 @@
 """The neighbour browser run (`experiments.browse`): a static report of one paired pool.
 
-``run(config, workdir)`` builds the source named by config.source (configs/browse.py),
-searches and scores it with ``cave_jax.browse.browse_pool`` (progress bar on stderr) and
-writes ``<workdir>/index.html`` + ``assets/`` + ``browse.json`` with ``cave_jax.browse.write``,
-then ``<workdir>/browse_run.json`` (what ran, how long, how large) which it also returns.
+``run(config, workdir)`` reads the config once through the schema
+(``config_checks.read``), builds the source named by config.source (configs/browse.py),
+searches and scores it with ``cave_jax.browse.browse_pool`` (a cost-weighted
+``reporting.Progress`` bar on stderr) and writes ``<workdir>/index.html`` + ``assets/`` +
+``browse.json`` with ``cave_jax.browse.write``, then ``<workdir>/browse_run.json`` (what
+ran, how long, how large; ``outputs``), which it also returns.
+
+Sources:
+  synthetic  the first ``n`` scenes of the synthetic world ``world``;
+  toy        the toy dataset (``toy_n`` samples) embedded by two tiny random encoders;
+  features   ``features_a``/``features_b``, each a feature file or a store array
+             STORE_DIR::NAME (``pool.resolve_store_path``: a whole array name or a unique
+             ending). Two arrays of one store are streamed (``browse.store_source``:
+             ``pairing``, images and captions read back by the dataset reader the store
+             names); anything else is read into memory (``pool.load_side``) and shown
+             with the optional ``table``.
+
+One k: the report shows the neighbour lists of one k, so ``ks`` must hold exactly one;
+several are refused (ConfigError), not cut to one.
+
+Outputs are atomic: the report is written into a staging folder inside ``workdir`` and
+its files are then renamed into place one by one (thumbnails and static files first,
+the data, browse.json and index.html last), so a killed run leaves each file old or new,
+never half written; files get the permissions a plain ``open`` gives under the umask,
+as every ``outputs`` file does.
 """
 
 from __future__ import annotations
 
 import os
-import sys
+import shutil
+import tempfile
 import time
 
-import tqdm
+import numpy as np
 
 from cave_jax import browse
-from cave_jax import data
 from cave_jax import errors
-from cave_jax import store as store_lib
 from cave_jax.browse import sources
 from cave_jax.browse import store_source
-from cave_jax.browse import thumbs
 from cave_jax.data import shard_sources
-from cave_jax.data import synthetic
 from cave_jax.data import tfds_sources
 from cave_jax.data import toy_source
 from cave_jax.runs import config_checks
+from cave_jax.runs import outputs
+from cave_jax.runs import pool as pool_lib
+from cave_jax.runs import reporting
 
-get = config_checks.get
+SOURCES = ("synthetic", "toy", "features")
+# The schema's source, with browse's own "toy" (no other experiment knows it).
+SOURCE_FIELD = config_checks.Field(str, choices=SOURCES)
+KEYS = ("source", "ks", "min_n", "growth", "candidates", "queries", "n_boot", "n_perm",
+        "confidence", "seed", "block_rows", "thumb_size", "thumb_format", "thumb_quality",
+        "title")
+SOURCE_KEYS = {
+    "synthetic": ("world", "n"),
+    "toy": ("toy_n", "pairing"),
+    "features": pool_lib.KEYS["features"] + ("table", "pairing", "read_data", "data_dir",
+                                             "paths"),
+}
+# Written last, in this order: the page shows a report only once all it refers to is there.
+_LAST = (os.path.join("assets", "data.js"), "browse.json", "index.html")
+
+
+def read_settings(config) -> config_checks.Settings:
+  """The checked keys of ``config`` (``KEYS`` and its source's ``SOURCE_KEYS``)."""
+  source = config_checks.value(config, "source", SOURCE_FIELD)
+  return config_checks.read(config, KEYS + SOURCE_KEYS[source], {"source": SOURCE_FIELD})
+
+
+def one_k(ks: tuple[int, ...]) -> int:
+  """The k of ``ks``; ConfigError when it holds several (the report shows one)."""
+  if len(ks) != 1:
+    raise errors.ConfigError(f"config.ks={ks}: the browse report shows one k; pass one, "
+                             f"e.g. --config.ks={ks[-1]}")
+  return ks[0]
 
 
 def run(config, workdir: str) -> dict:
@@ -35,39 +83,42 @@ def run(config, workdir: str) -> dict:
 
   Raises:
     ConfigError: a bad or missing config value. FeatureFileError, StoreError, DataError:
-    unusable inputs (named).
+    unusable inputs (named). OutputError: ``workdir`` is a file or cannot be written.
   """
   start = time.perf_counter()
-  kind = get(config, "source", str, choices=("synthetic", "toy", "store", "features"))
-  source = build_source(config, kind)
+  settings = read_settings(config)
+  k = one_k(settings.ks)
+  if settings.queries < 1:
+    raise errors.ConfigError(f"config.queries must be >= 1 (query rows the report shows), "
+                             f"got {settings.queries}")
+  outputs.prepare_workdir(workdir)
+  source = build_source(settings)
   pool = source.pool
-  k = get(config, "k", int, low=1)
-  min_n, growth = get(config, "min_n", int, low=2), get(config, "growth", int, low=2)
-  sizes = browse.gallery_sizes(pool.size, min_n, growth)
+  sizes = browse.gallery_sizes(pool.size, settings.min_n, settings.growth)
   if k >= sizes[0]:
-    raise errors.ConfigError(f"config.k={k} must be below the smallest gallery "
-                             f"{sizes[0]} (config.min_n, or the pool size)")
-  fmt = get(config, "thumb_format", str, choices=tuple(thumbs.FORMATS))
+    raise errors.ConfigError(f"config.ks={settings.ks}: k={k} must be below the smallest "
+                             f"gallery {sizes[0]} (config.min_n, or the pool size)")
   built = time.perf_counter()
-  with tqdm.tqdm(total=pool.size, unit="row", desc="browse: search pool", file=sys.stderr,
-                 mininterval=1.0, dynamic_ncols=True) as bar:
+  search_cost, summary_cost = costs(pool, settings)
+  with reporting.Progress(search_cost + summary_cost, "browse") as bar:
+    rows_done = [0]
+
+    def on_block(done, total):
+      bar.add(search_cost * (done - rows_done[0]) / total)
+      rows_done[0] = done
+
     result = browse.browse_pool(
-        pool, k=k, sizes=sizes, candidates=get(config, "candidates", int, low=1),
-        queries=get(config, "queries", int, low=1), seed=get(config, "seed", int, low=0),
-        n_boot=get(config, "n_boot", int, low=1), n_perm=get(config, "n_perm", int, low=0),
-        confidence=get(config, "confidence", float, low=0.5, high=0.999),
-        block_rows=get(config, "block_rows", int, low=1),
-        on_block=lambda done, total: bar.update(done - bar.n))
+        pool, k=k, sizes=sizes, candidates=settings.candidates, queries=settings.queries,
+        seed=settings.seed, n_boot=settings.n_boot, n_perm=settings.n_perm,
+        confidence=settings.confidence, block_rows=settings.block_rows, on_block=on_block)
+    bar.add(summary_cost)
   searched = time.perf_counter()
   description = source.description
-  meta = {"title": get(config, "title", str) or _title(description),
+  meta = {"title": settings.title or _title(description),
           "source": _source_line(description), "side_a": description["side_a"],
           "side_b": description["side_b"], "pairing": description.get("pairing"),
           "description": description}
-  os.makedirs(workdir, exist_ok=True)
-  written = browse.write(workdir, result, source.describe, meta=meta,
-                         thumb_size=get(config, "thumb_size", int, low=8), thumb_format=fmt,
-                         thumb_quality=get(config, "thumb_quality", int, low=1, high=100))
+  written = write_report(workdir, result, source.describe, meta, settings)
   done = time.perf_counter()
   record = {
       "index": os.path.abspath(written["index"]), "json": os.path.abspath(written["json"]),
@@ -79,95 +130,130 @@ def run(config, workdir: str) -> dict:
       "seconds": {"source": built - start, "search_and_score": searched - built,
                   "report": done - searched, "total": done - start},
       "source": description}
-  config_checks.write_json(os.path.join(workdir, "browse_run.json"), record)
+  outputs.write_json(os.path.join(workdir, "browse_run.json"), record)
   return record
 
 
-def build_source(config, kind: str) -> sources.Source:
-  """The ``sources.Source`` of config.source (synthetic, toy, store or features)."""
-  if kind == "synthetic":
-    try:
-      spec = synthetic.WorldSpec(**config.world.to_dict())
-    except errors.CaveError as e:
-      raise errors.ConfigError(f"config.world: {e}") from None
-    return sources.synthetic(spec, get(config, "n", int, low=2))
-  if kind == "toy":
-    return sources.toy(get(config, "toy_n", int, low=2),
-                       pairing=get(config, "pairing", str, choices=sources.PAIRINGS),
-                       seed=get(config, "seed", int, low=0))
-  if kind == "features":
-    return _features(config)
-  return _store(config)
+def costs(pool, settings) -> tuple[float, float]:
+  """(search, summary) cost units (``reporting``) of browsing ``pool``: the candidates
+  searched in the whole pool on both sides, then the bootstrap and the permutation null
+  over their lists (measured on CPU: a few % of the run, ~ (n_boot + n_perm) x rows)."""
+  a, b = pool.take(np.zeros(1, np.int64))
+  queries = min(settings.candidates, pool.size)
+  search = sum(reporting.query_cost(queries, pool.size, x.shape[1]) for x in (a, b))
+  return search, reporting.numpy_cost((settings.n_boot + settings.n_perm) * queries)
 
 
-def _features(config) -> sources.Source:
-  sides = []
-  for side in ("a", "b"):
-    path = config_checks.required_path(config, f"features_{side}")
-    x = data.load_features(path, key=get(config, f"key_{side}", str) or None)
-    if x.ndim == 3:
-      x = data.select_layer(x, get(config, f"layer_{side}", int), name=path)
-    sides.append((x, path))
-  (a, path_a), (b, path_b) = sides
-  return sources.features(a, b, table=get(config, "table", str),
-                          names=(os.path.basename(path_a), os.path.basename(path_b)))
+def write_report(workdir: str, result, describe, meta: dict, settings) -> dict:
+  """``browse.write``'s dict for the report written under ``workdir`` (module docstring:
+  staged, then each file renamed into place); its paths are the final ones."""
+  try:
+    staging = tempfile.mkdtemp(prefix=".browse-staging-", dir=workdir)
+  except OSError as e:
+    raise errors.OutputError(f"cannot write the report under {workdir}: "
+                             f"{e.strerror or e}") from None
+  try:
+    written = browse.write(staging, result, describe, meta=meta,
+                           thumb_size=settings.thumb_size, thumb_format=settings.thumb_format,
+                           thumb_quality=settings.thumb_quality)
+    _publish(staging, workdir)
+  except OSError as e:
+    raise errors.OutputError(f"cannot write the report under {workdir}: "
+                             f"{e.strerror or e}") from None
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)
+  for key in ("index", "json"):
+    written[key] = os.path.join(workdir, os.path.relpath(written[key], staging))
+  return written
 
 
-def _store(config) -> sources.Source:
-  path = get(config, "store", str)
-  if not path:
-    raise errors.ConfigError("config.store is required: pass --config.store=DIR (a store "
-                             "made by `python -m experiments.extract`)")
-  store = store_lib.EmbeddingStore.open(path)
-  names = store.names()
-  dataset = get(config, "dataset", str)
-  chosen = [resolve_array(names, dataset, get(config, f"model_{s}", str),
-                          get(config, f"layer_{s}", int), get(config, f"pooling_{s}", str), s)
-            for s in ("a", "b")]
-  reader = _reader(config, store.info(chosen[0])) if get(config, "read_data", bool) else None
-  return store_source.store_source(
-      store, chosen[0], chosen[1],
-      pairing=get(config, "pairing", str, choices=sources.PAIRINGS), reader=reader)
+def _publish(staging: str, workdir: str) -> None:
+  """Renames every file under ``staging`` to the same place under ``workdir``; then a
+  folder of assets/ the report writes (thumbnails) holds only this report's files."""
+  found, folders = [], []
+  for root, _, names in os.walk(staging):
+    relative_root = os.path.relpath(root, staging)
+    if relative_root.startswith("assets" + os.sep):
+      folders.append(relative_root)
+    found.extend(os.path.relpath(os.path.join(root, name), staging) for name in names)
+  order = sorted(p for p in found if p not in _LAST) + [p for p in _LAST if p in found]
+  for relative in order:  # before any file moves
+    target = os.path.join(workdir, relative)
+    if os.path.isdir(target):
+      raise errors.OutputError(f"output path {target} is a directory; name a file")
+  for relative in order:
+    target = os.path.join(workdir, relative)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    os.replace(os.path.join(staging, relative), target)
+  for folder in folders:  # an earlier report's thumbnails, no longer shown
+    if os.path.isdir(os.path.join(workdir, folder)):
+      for name in os.listdir(os.path.join(workdir, folder)):
+        path = os.path.join(workdir, folder, name)
+        if os.path.join(folder, name) not in found and os.path.isfile(path):
+          os.remove(path)
 
 
-def resolve_array(names, dataset: str, model: str, layer: int, pooling: str, side: str) -> str:
-  """The store array <dataset>/<model>/layer_<l>/<pooling> chosen by the config keys.
-
-  ``model`` may be a whole array name; ``layer`` is a Python index over the model's stored
-  layers; an empty ``pooling`` is allowed when the model has one. Raises ConfigError
-  listing what the store has.
-  """
-  if not model:
-    raise errors.ConfigError(f"config.model_{side} is required (a model of the store, or a "
-                             f"whole array name); the store has {', '.join(names) or 'none'}")
-  if model in names:
-    return model
-  if not dataset:
-    raise errors.ConfigError("config.dataset is required to name store arrays by model")
-  prefix = f"{dataset}/{model}/layer_"
-  mine = [n for n in names if n.startswith(prefix)]
-  if not mine:
-    models = sorted({n.split("/")[1] for n in names if n.startswith(dataset + "/")})
-    raise errors.ConfigError(f"config.model_{side}={model!r}: models of dataset {dataset!r}: "
-                             f"{', '.join(models) or 'none'}")
-  layers = sorted({int(n[len(prefix):].split("/")[0]) for n in mine})
-  if not -len(layers) <= layer < len(layers):
-    raise errors.ConfigError(f"config.layer_{side}={layer}: {model} has {len(layers)} stored "
-                             f"layers ({layers[0]}..{layers[-1]})")
-  poolings = sorted({n.split("/")[3] for n in mine})
-  if not pooling:
-    if len(poolings) > 1:
-      raise errors.ConfigError(f"config.pooling_{side} is required: {model} is stored with "
-                               f"poolings {', '.join(poolings)}")
-    pooling = poolings[0]
-  name = f"{prefix}{layers[layer]}/{pooling}"
-  if name not in names:
-    raise errors.ConfigError(f"config.pooling_{side}={pooling!r}: {model} has poolings "
-                             f"{', '.join(poolings)}")
-  return name
+def build_source(settings) -> sources.Source:
+  """The ``sources.Source`` of settings.source (synthetic, toy or features)."""
+  if settings.source == "synthetic":
+    return sources.synthetic(pool_lib.world_spec(settings.world), settings.n)
+  if settings.source == "toy":
+    if settings.toy_n < 2:
+      raise errors.ConfigError(f"config.toy_n must be >= 2, got {settings.toy_n}")
+    return sources.toy(settings.toy_n, pairing=settings.pairing, seed=settings.seed)
+  paths = [config_checks.required_path(settings, f"features_{s}") for s in pool_lib.SIDES]
+  stores = [pool_lib.resolve_store_path(path, f"features_{s}")
+            for path, s in zip(paths, pool_lib.SIDES)]
+  if all(stores) and not any("*" in name for _, name in stores):
+    return _store(settings, stores)
+  return _features(settings, paths)
 
 
-def _reader(config, info: dict):
+def _features(settings, paths) -> sources.Source:
+  """Both sides in memory (files, or a file and a store array), shown with the table."""
+  for key in ("data_dir", "paths"):
+    if getattr(settings, key):
+      raise errors.ConfigError(f"config.{key} reads the data of two store arrays; "
+                               f"config.features_a/_b are not both arrays of one store")
+  if settings.pairing != "first":
+    raise errors.ConfigError(f"config.pairing={settings.pairing!r} applies to two store "
+                             f"arrays; feature files pair row r with row r ('first')")
+  sides, names = [], []
+  for side, path in zip(pool_lib.SIDES, paths):
+    x, described = pool_lib.load_side(
+        path, getattr(settings, f"key_{side}"), getattr(settings, f"layer_{side}"),
+        (f"features_{side}", f"key_{side}", f"layer_{side}"))
+    sides.append(x)
+    names.append(_side_name(described["path"]))
+  return sources.features(sides[0], sides[1], table=settings.table, names=tuple(names))
+
+
+def _store(settings, stores) -> sources.Source:
+  """Two arrays of one store, streamed, their data read back (``_reader``)."""
+  (store_a, name_a), (store_b, name_b) = stores
+  if os.path.realpath(store_a.path) != os.path.realpath(store_b.path):
+    raise errors.ConfigError(
+        f"config.features_a and features_b name arrays of two stores ({store_a.path}, "
+        f"{store_b.path}); the browser streams two arrays of one store: extract both "
+        f"models into one (experiments.extract --config.store=DIR)")
+  for side in pool_lib.SIDES:
+    if getattr(settings, f"key_{side}"):
+      raise errors.ConfigError(f"config.key_{side} names an array inside an .npz/.pt file; "
+                               f"a store array is named by config.features_{side} alone")
+  if settings.table:
+    raise errors.ConfigError("config.table describes the rows of feature files; a store "
+                             "has its own ids (set config.table='')")
+  reader = _reader(settings, store_a.info(name_a)) if settings.read_data else None
+  return store_source.store_source(store_a, name_a, name_b, pairing=settings.pairing,
+                                   reader=reader)
+
+
+def _side_name(path: str) -> str:
+  """A short name of one side: the array name of a store path, else the file name."""
+  return path.split("::", 1)[1] if "::" in path else os.path.basename(path)
+
+
+def _reader(settings, info: dict):
   """The dataset reader the store's source description names (None for imported arrays)."""
   described = info.get("source") or {}
   name = described.get("name")
@@ -177,18 +263,17 @@ def _reader(config, info: dict):
     return toy_source.ToySource(n=int(described["n"]))
   if name in tfds_sources.DATASETS:
     return tfds_sources.TfdsSource(name, split=described.get("split", ""),
-                                   data_dir=get(config, "data_dir", str) or None)
-  paths = get(config, "paths", str)
-  if not paths:
+                                   data_dir=settings.data_dir or None)
+  if not settings.paths:
     raise errors.ConfigError(f"the store was extracted from {name} shards: pass "
                              f"--config.paths=FILES to show their images and captions, or "
                              f"--config.read_data=False")
   if name == "webdataset":
-    return shard_sources.WebDatasetSource(paths)
+    return shard_sources.WebDatasetSource(settings.paths)
   if name == "parquet":
     columns = ("image_column", "caption_column", "id_column", "label_column")
-    return shard_sources.ParquetSource(paths, **{c: described[c] for c in columns
-                                                 if c in described})
+    return shard_sources.ParquetSource(settings.paths, **{c: described[c] for c in columns
+                                                          if c in described})
   raise errors.ConfigError(f"the store's dataset {name!r} has no reader here; pass "
                            f"--config.read_data=False")
 
@@ -228,4 +313,3 @@ def summary(result: dict) -> str:
       "time: " + ", ".join(f"{key} {value:.1f}s" for key, value in result["seconds"].items()),
   ]
   return "\n".join(lines)
-

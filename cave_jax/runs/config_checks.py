@@ -32,7 +32,6 @@ import numpy as np
 
 from cave_jax import errors
 from cave_jax.metrics import hits as hit_definitions
-from cave_jax.runs.outputs import write_json  # noqa: F401  # the name runs/extract.py uses
 
 # The keys of the statistics every experiment reports (``statistics.stat_row``).
 STATS = ("ks", "n_draws", "n_boot", "n_perm", "confidence", "seed", "figure")
@@ -106,6 +105,40 @@ FIELDS = {
     "output": Field(str),
     "n_layers": Field(int, low=1),
     "independent": Field(bool),
+    # browse (the report of one pool; its source may also be "toy")
+    "candidates": Field(int, low=1),
+    "toy_n": Field(int, low=1),
+    "pairing": Field(str, choices=("all", "first")),  # browse.sources.PAIRINGS
+    "table": Field(str),
+    "read_data": Field(bool),
+    "data_dir": Field(str),
+    "paths": Field(str),
+    "thumb_size": Field(int, low=8),
+    "thumb_format": Field(str, choices=("webp", "png")),  # browse.thumbs.FORMATS
+    "thumb_quality": Field(int, low=1, high=100),
+    "title": Field(str),
+    # extract
+    "model": Field(str),
+    "checkpoint": Field(str),
+    "model_dtype": Field(str, choices=("float32", "bfloat16", "float16")),
+    "layers": Field(str),
+    "poolings": Field(str),
+    "dataset": Field(str),
+    "split": Field(str),
+    "image_column": Field(str),
+    "caption_column": Field(str),
+    "id_column": Field(str),
+    "label_column": Field(str),
+    "store": Field(str),
+    "chunk_rows": Field(int, low=1),
+    "batch_size": Field(int, low=1),
+    "dtype": Field(str, choices=("float32", "float16", "bfloat16")),
+    "captions": Field(str, choices=("all", "first")),  # extract.loop.CAPTIONS
+    "model_axis": Field(int, low=1),
+    "verify_all": Field(bool),
+    "process_index": Field(int, low=-1),
+    "process_count": Field(int, low=-1),
+    "max_new_chunks": Field(int, low=0),
 }
 
 
@@ -114,13 +147,16 @@ class Settings(types.SimpleNamespace):
   ``settings.sim.jitter``. Built by ``read``; treat as read-only."""
 
 
-def read(config, keys) -> Settings:
+def read(config, keys, fields: dict[str, Field] | None = None) -> Settings:
   """Checks ``config`` against the schema and returns the values of ``keys``.
 
   Args:
     config: a ConfigDict (or any nested mapping).
     keys: the keys the experiment uses (names of ``FIELDS``). The config must hold each,
       and nothing else.
+    fields: keys of ``keys`` whose values this experiment checks with its own Field
+      instead of ``FIELDS``' (the same meaning, other choices: browse's source may be
+      "toy"); None for none.
 
   Raises:
     ConfigError: a missing or unknown key, a wrong type, a value out of range or not
@@ -131,9 +167,10 @@ def read(config, keys) -> Settings:
     if key not in FIELDS:
       raise errors.InvalidArgumentError(f"{key!r} is not a key of the config schema")
   _refuse_unknown(config, keys)
+  fields = dict(fields or {})
   settings = Settings()
   for key in keys:
-    value = check(key, _lookup(config, key), FIELDS[key])
+    value = check(key, _lookup(config, key), fields.get(key, FIELDS[key]))
     *parents, last = key.split(".")
     target = settings
     for part in parents:
@@ -144,10 +181,11 @@ def read(config, keys) -> Settings:
   return settings
 
 
-def value(config, key: str):
+def value(config, key: str, field: Field | None = None):
   """The value of one schema key of ``config``, checked (e.g. "source", which decides
-  the other keys an experiment reads); raises ConfigError."""
-  return check(key, _lookup(config, key), FIELDS[key])
+  the other keys an experiment reads) by ``FIELDS[key]``, or by ``field`` when given
+  (as ``read``'s ``fields``); raises ConfigError."""
+  return check(key, _lookup(config, key), field or FIELDS[key])
 
 
 def check(key: str, value, field: Field):
@@ -187,12 +225,6 @@ def check(key: str, value, field: Field):
     return value
   _check_number(where, value, kind, field.low, field.high)
   return kind(value)
-
-
-def get(config, key: str, kind, *, low=None, high=None, choices=None):
-  """``config[key]`` (dotted) checked like a ``Field(kind, low, high, choices)``, for a
-  config whose keys are not in ``FIELDS`` (configs/extract.py); raises ConfigError."""
-  return check(key, _lookup(config, key), Field(kind, low, high, choices))
 
 
 def required_path(settings: Settings, key: str) -> str:

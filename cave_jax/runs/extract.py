@@ -5,7 +5,8 @@ model through ``cave_jax.models``: a checkpoint, or a tiny random model of a rea
 architecture) on a mesh of this process's devices, then runs
 ``cave_jax.extract.extract`` for this process's slice, with a tqdm bar (samples,
 samples/s, ETA when the slice size is known) and absl logging per chunk. It writes
-``<workdir>/extract_h<process>.json`` (the summary) and returns it. Rerunning the same
+``<workdir>/extract_h<process>.json`` (the summary, ``outputs``) and returns it. Every key is
+read once through the config schema (``config_checks.read(config, KEYS)``). Rerunning the same
 command resumes from the last complete chunk; a finished job reruns in seconds
 (verifying the newest chunk, or all with ``verify_all``).
 """
@@ -29,6 +30,13 @@ from cave_jax.extract import catalogue
 from cave_jax.extract import encoders
 from cave_jax.extract import loop
 from cave_jax.runs import config_checks
+from cave_jax.runs import outputs
+
+# The keys of configs/extract.py, checked by the schema (``config_checks.FIELDS``).
+KEYS = ("model", "checkpoint", "model_dtype", "layers", "poolings", "dataset", "split",
+        "data_dir", "paths", "image_column", "caption_column", "id_column", "label_column",
+        "toy_n", "store", "chunk_rows", "batch_size", "dtype", "captions", "model_axis",
+        "verify_all", "process_index", "process_count", "max_new_chunks", "seed")
 
 
 def run(config, workdir: str) -> dict:
@@ -43,35 +51,33 @@ def run(config, workdir: str) -> dict:
     DataError: a dataset that is not on disk yet (the message says which step is
       missing), an unusable source.
     StoreError: a store made with other settings.
+    OutputError: ``workdir`` is a file or cannot be written.
   """
-
-  get = config_checks.get
+  settings = config_checks.read(config, KEYS)
+  outputs.prepare_workdir(workdir)
   _quiet_orbax()
-  index = get(config, "process_index", int, low=-1)
-  count = get(config, "process_count", int, low=-1)
+  index, count = settings.process_index, settings.process_count
   index = jax.process_index() if index < 0 else index
   count = jax.process_count() if count < 0 else count
   if not 0 <= index < count:
     raise errors.ConfigError(f"config.process_index={index} must be in [0, {count})")
-  batch = get(config, "batch_size", int, low=1)
+  batch = settings.batch_size
   if batch % count:
     raise errors.ConfigError(f"config.batch_size={batch} must be divisible by the "
                              f"{count} processes")
   local_batch = batch // count
   # Every host runs its own model replica on a mesh of its own devices.
-  mesh = parallel.make_mesh(model=get(config, "model_axis", int, low=1),
-                            devices=jax.local_devices())
+  mesh = parallel.make_mesh(model=settings.model_axis, devices=jax.local_devices())
   if local_batch % mesh.shape[parallel.DATA]:
     raise errors.ConfigError(f"per-process batch {local_batch} must be divisible by this "
                              f"process's {mesh.shape[parallel.DATA]} devices on the "
                              f"mesh's data axis")
-  source, described = build_source(config)
-  encoder = build_encoder(config, mesh, local_batch)
-  store = get(config, "store", str) or os.path.join(workdir, "store")
-  max_new = get(config, "max_new_chunks", int, low=0) or None
+  source, described = build_source(settings)
+  encoder = build_encoder(settings, mesh, local_batch)
+  store = settings.store or os.path.join(workdir, "store")
   total = getattr(source, "size", lambda *_: None)(index, count)
   with tqdm.tqdm(total=total, unit="sample",
-                 desc=f"extract {config.model} on {config.dataset}",
+                 desc=f"extract {settings.model} on {settings.dataset}",
                  file=sys.stderr, mininterval=1.0, dynamic_ncols=True,
                  disable=index != 0 and count > 1) as bar:
     def progress(samples, skipped, resumed_items):  # all in reader items (source.size)
@@ -81,15 +87,13 @@ def run(config, workdir: str) -> dict:
       bar.set_postfix(skipped=skipped, refresh=False)
 
     result = loop.extract(
-        source, encoder, store, dataset=get(config, "dataset", str),
-        model=get(config, "model", str), chunk_rows=get(config, "chunk_rows", int, low=1),
-        batch_size=local_batch, process_index=index, process_count=count,
-        dtype=get(config, "dtype", str, choices=("float32", "float16", "bfloat16")),
-        captions=get(config, "captions", str, choices=loop.CAPTIONS),
-        verify_all=get(config, "verify_all", bool), source_description=described,
-        max_new_chunks=max_new, progress=progress)
+        source, encoder, store, dataset=settings.dataset, model=settings.model,
+        chunk_rows=settings.chunk_rows, batch_size=local_batch, process_index=index,
+        process_count=count, dtype=settings.dtype, captions=settings.captions,
+        verify_all=settings.verify_all, source_description=described,
+        max_new_chunks=settings.max_new_chunks or None, progress=progress)
   result.update(store=os.path.abspath(store), process_index=index, process_count=count)
-  config_checks.write_json(os.path.join(workdir, f"extract_h{index:05d}.json"), result)
+  outputs.write_json(os.path.join(workdir, f"extract_h{index:05d}.json"), result)
   return result
 
 
@@ -106,23 +110,24 @@ class _DropOrbaxInfo(pylogging.Filter):
     return record.levelno >= pylogging.WARNING or "orbax" not in record.pathname
 
 
-def build_source(config):
-  """(records.Source, JSON description) for config.dataset, checked to be readable.
+def build_source(settings):
+  """(records.Source, JSON description) for settings.dataset, checked to be readable.
+
+  settings: ``config_checks.read(config, KEYS)``.
 
   Raises DataError (one line naming the missing step, docs/data.md) for a dataset that
   is not on disk: tensorflow missing, a tfds dataset not prepared, no shard files.
   """
-  get = config_checks.get
-  dataset = get(config, "dataset", str)
+  dataset = settings.dataset
   if dataset == "toy":
-    n = get(config, "toy_n", int, low=1)
+    n = settings.toy_n
     return toy_source.ToySource(n=n), {"name": "toy", "n": n}
   if dataset in tfds_sources.DATASETS:
-    source = tfds_sources.TfdsSource(dataset, split=get(config, "split", str),
-                                     data_dir=get(config, "data_dir", str) or None)
+    source = tfds_sources.TfdsSource(dataset, split=settings.split,
+                                     data_dir=settings.data_dir or None)
     source.check_ready()  # tensorflow installed, dataset prepared: before any store exists
     return source, {"name": dataset, "split": source.split}
-  paths = get(config, "paths", str)
+  paths = settings.paths
   if not paths:
     raise errors.ConfigError(f"config.dataset={dataset} needs --config.paths=FILES (files, "
                              f"globs or directories, comma-separated)")
@@ -130,8 +135,8 @@ def build_source(config):
     source = shard_sources.WebDatasetSource(paths)
     return source, {"name": dataset, "shards": [os.path.basename(s) for s in source.shards]}
   if dataset == "parquet":
-    columns = {k: get(config, k, str) for k in ("image_column", "caption_column",
-                                                "id_column", "label_column")}
+    columns = {k: getattr(settings, k) for k in ("image_column", "caption_column",
+                                                 "id_column", "label_column")}
     source = shard_sources.ParquetSource(paths, **columns)
     source.check_ready()
     return source, {"name": dataset, "files": [os.path.basename(f) for f in source.files],
@@ -139,23 +144,20 @@ def build_source(config):
   raise errors.ConfigError(f"config.dataset={dataset!r} is unknown")
 
 
-def build_encoder(config, mesh, batch_size: int):
-  """The ModelEncoder of catalogue model config.model, on ``mesh``, restricted to
-  config.layers / config.poolings.
+def build_encoder(settings, mesh, batch_size: int):
+  """The ModelEncoder of catalogue model settings.model, on ``mesh``, restricted to
+  settings.layers / settings.poolings.
 
-  batch_size: the per-process batch.
+  settings: ``config_checks.read(config, KEYS)``. batch_size: the per-process batch.
   """
-  get = config_checks.get
-  name = get(config, "model", str)
-  poolings = tuple(p.strip() for p in get(config, "poolings", str).split(",") if p.strip())
-  model, description = catalogue.load(
-      name, get(config, "checkpoint", str),
-      dtype=get(config, "model_dtype", str, choices=("float32", "bfloat16", "float16")),
-      seed=get(config, "seed", int, low=0))
+  name = settings.model
+  poolings = tuple(p.strip() for p in settings.poolings.split(",") if p.strip())
+  model, description = catalogue.load(name, settings.checkpoint, dtype=settings.model_dtype,
+                                      seed=settings.seed)
   if mesh.size > 1:
     model.shard(mesh)
   return encoders.ModelEncoder(name, model, batch_size=batch_size,
-                               layers=_layers(get(config, "layers", str)),
+                               layers=_layers(settings.layers),
                                poolings=poolings or None, description=description)
 
 

@@ -3,14 +3,18 @@
 import csv
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from cave_jax import errors
+from cave_jax.browse import sources
+from cave_jax.browse import thumbs
 from cave_jax.data import toy_source
 from cave_jax.runs import browse as browse_run
+from cave_jax.runs import config_checks
 from configs import browse as browse_config
 from tests.browse import naive
 from tests.browse import toy_store
@@ -65,7 +69,7 @@ def table_pool(tmp_path):
 def _features_config(path, **overrides):
   config = browse_config.get_config("features,smoke")
   values = dict(features_a=str(path / "a.npy"), features_b=str(path / "b.npy"),
-                table=str(path / "pairs.csv"), k=4, min_n=15, candidates=1000, queries=12,
+                table=str(path / "pairs.csv"), ks=(4,), min_n=15, candidates=1000, queries=12,
                 n_boot=50, n_perm=5)
   config.update({**values, **overrides})
   return config
@@ -120,10 +124,49 @@ def test_bad_tables_and_sizes_are_named(table_pool, tmp_path):
     f.write("id,image_path\nx,img/0.png\n")
   with pytest.raises(errors.DataError, match="lacks the column.s. caption"):
     browse_run.run(_features_config(path, table=str(path / "nocap.csv")), str(tmp_path / "x"))
-  with pytest.raises(errors.ConfigError, match="config.k=20 must be below the smallest gallery 15"):
-    browse_run.run(_features_config(path, k=20), str(tmp_path / "x"))
+  with pytest.raises(errors.ConfigError, match=r"config.ks=\(20,\): k=20 must be below the "
+                                               r"smallest gallery 15"):
+    browse_run.run(_features_config(path, ks=(20,)), str(tmp_path / "x"))
   with pytest.raises(errors.ConfigError, match="config.features_a is required"):
     browse_run.run(_features_config(path, features_a=""), str(tmp_path / "x"))
+  with pytest.raises(errors.ConfigError, match=r"config.pairing='all' applies to two store"):
+    browse_run.run(_features_config(path, pairing="all"), str(tmp_path / "x"))
+  with pytest.raises(errors.ConfigError, match=r"config.paths reads the data of two store"):
+    browse_run.run(_features_config(path, paths="shards/*.tar"), str(tmp_path / "x"))
+
+
+def test_one_k_is_shown_and_several_are_refused(table_pool, tmp_path):
+  path, a, b, *_ = table_pool
+  config = _features_config(path, ks=(3, 3), table="")  # repeats collapse to one k
+  result = browse_run.run(config, str(tmp_path / "one"))
+  data = _read(str(tmp_path / "one"))
+  assert data["meta"]["k"] == result["summary"]["k"] == 3
+  _check_lists(data, a, b)
+  with pytest.raises(errors.ConfigError, match=r"config.ks=\(1, 10\): the browse report shows "
+                                               r"one k; pass one, e.g. --config.ks=10"):
+    browse_run.run(_features_config(path, ks=(10, 1)), str(tmp_path / "two"))
+  assert not os.path.exists(tmp_path / "two")  # refused before anything is written
+
+
+def test_keys_are_checked_by_the_schema(table_pool, tmp_path):
+  path, *_ = table_pool
+  for key, value, match in (
+      ("candidates", 0, r"config.candidates must be >= 1, got 0"),
+      ("queries", 0, r"config.queries must be >= 1"),
+      ("thumb_format", "jpeg", r"config.thumb_format='jpeg' is not one of webp, png"),
+      ("thumb_quality", 101, r"config.thumb_quality must be in \[1, 100\], got 101"),
+      ("confidence", 1.5, r"config.confidence must be in \[0.5, 0.999\], got 1.5")):
+    with pytest.raises(errors.ConfigError, match=match):
+      browse_run.run(_features_config(path, **{key: value}), str(tmp_path / "x"))
+  hand_built = _features_config(path).to_dict()
+  hand_built["k"] = 4  # the old key: not part of browse's config any more
+  with pytest.raises(errors.ConfigError, match=r"config.k is not a key of this experiment"):
+    browse_run.run(hand_built, str(tmp_path / "x"))
+  hand_built = _features_config(path).to_dict()
+  hand_built["source"] = "store"
+  with pytest.raises(errors.ConfigError, match=r"config.source='store' is not one of synthetic, "
+                                               r"toy, features"):
+    browse_run.run(hand_built, str(tmp_path / "x"))
 
 
 @pytest.fixture(scope="module")
@@ -134,9 +177,10 @@ def store_dir(tmp_path_factory):
 
 
 def _store_config(store_dir, **overrides):
-  config = browse_config.get_config("store,smoke")
-  values = dict(store=store_dir, dataset="toy", model_a="img", model_b="txt", k=5, min_n=40,
-                candidates=1000, queries=15, n_boot=50, n_perm=5)
+  config = browse_config.get_config("features,smoke")
+  values = dict(features_a=f"{store_dir}::{toy_store.IMAGE}",
+                features_b=f"{store_dir}::txt/layer_0/mean",  # a unique ending of TEXT
+                ks=(5,), min_n=40, candidates=1000, queries=15, n_boot=50, n_perm=5)
   config.update({**values, **overrides})
   return config
 
@@ -181,25 +225,61 @@ def test_store_without_data_shows_ids_and_says_why(store_dir, tmp_path):
 
 
 def test_store_config_errors_name_what_the_store_has(store_dir, tmp_path):
-  with pytest.raises(errors.ConfigError, match="models of dataset 'toy': img, txt"):
-    browse_run.run(_store_config(store_dir, model_a="dino"), str(tmp_path))
-  with pytest.raises(errors.ConfigError, match="config.store is required"):
-    browse_run.run(_store_config(""), str(tmp_path))
-  with pytest.raises(errors.StoreError, match="not an embedding store"):
-    browse_run.run(_store_config(str(tmp_path)), str(tmp_path))
-  assert browse_run.resolve_array([toy_store.IMAGE], "", toy_store.IMAGE, 0, "", "a") == toy_store.IMAGE
+  with pytest.raises(errors.ConfigError, match=r"config.features_a=.*'dino' names no finished "
+                                               r"array of the store; arrays: toy/img/layer_0/mean, "
+                                               r"toy/txt/layer_0/mean"):
+    browse_run.run(_store_config(store_dir, features_a=f"{store_dir}::dino"), str(tmp_path))
+  with pytest.raises(errors.ConfigError, match=r"'layer_0/mean' matches several arrays"):
+    browse_run.run(_store_config(store_dir, features_b=f"{store_dir}::layer_0/mean"),
+                   str(tmp_path))
+  with pytest.raises(errors.ConfigError, match="config.features_b is required"):
+    browse_run.run(_store_config(store_dir, features_b=""), str(tmp_path))
+  with pytest.raises(errors.ConfigError, match="is not an embedding store"):
+    browse_run.run(_store_config(store_dir, features_a=f"{tmp_path}::{toy_store.IMAGE}"),
+                   str(tmp_path))
+  with pytest.raises(errors.ConfigError, match=r"config.key_b names an array inside"):
+    browse_run.run(_store_config(store_dir, key_b="feats"), str(tmp_path))
+  with pytest.raises(errors.ConfigError, match=r"config.table describes the rows of feature"):
+    browse_run.run(_store_config(store_dir, table="pairs.csv"), str(tmp_path))
+  other = str(tmp_path / "other_store")
+  shutil.copytree(store_dir, other)
+  with pytest.raises(errors.ConfigError, match=r"name arrays of two stores"):
+    browse_run.run(_store_config(store_dir, features_b=f"{other}::{toy_store.TEXT}"),
+                   str(tmp_path))
+
+
+def test_a_store_array_and_a_file_are_read_into_memory(store_dir, tmp_path):
+  samples = toy_store.usable()
+  a = np.stack([toy_store.image_features(s) for s in samples])
+  b = np.stack([toy_store.text_features(s.captions[0]) for s in samples])
+  np.save(tmp_path / "text.npy", b)
+  workdir = str(tmp_path / "mixed")
+  browse_run.run(_store_config(store_dir, features_a=f"{store_dir}::img/layer_0/mean",
+                               features_b=str(tmp_path / "text.npy")), workdir)
+  data = _read(workdir)
+  assert data["meta"]["n"] == len(samples)
+  assert data["meta"]["side_a"] == toy_store.IMAGE and data["meta"]["side_b"] == "text.npy"
+  _check_lists(data, a, b)
 
 
 def test_every_variant_builds_and_conflicts_are_refused():
-  for arg in (None, "smoke", "toy", "toy,smoke", "store", "features", "features,n=5,k=3",
+  for arg in (None, "smoke", "toy", "toy,smoke", "features", "features,n=5,ks=3",
               "queries=7,candidates=9"):
     config = browse_config.get_config(arg)
-    assert config.k >= 1 and config.queries >= 1
+    assert len(config.ks) == 1 and config.queries >= 1
+    browse_run.read_settings(config)  # every key is one of the schema's, of its type
   assert browse_config.get_config("queries=7").queries == 7
-  with pytest.raises(errors.ConfigError, match="choose one of the variants toy, store"):
-    browse_config.get_config("toy,store")
-  with pytest.raises(errors.ConfigError, match="unknown config variant 'tpy'"):
-    browse_config.get_config("tpy")
+  assert browse_config.get_config("features,ks=3").ks == (3,)
+  assert browse_config.get_config("toy,n=33").toy_n == 33
+  with pytest.raises(errors.ConfigError, match="choose one of the variants toy, features"):
+    browse_config.get_config("toy,features")
+  with pytest.raises(errors.ConfigError, match="unknown config variant 'store'"):
+    browse_config.get_config("store")  # store arrays are features_a/_b = STORE_DIR::NAME
+
+
+def test_pairings_and_formats_match_the_library():
+  assert config_checks.FIELDS["pairing"].choices == sources.PAIRINGS
+  assert set(config_checks.FIELDS["thumb_format"].choices) == set(thumbs.FORMATS)
 
 
 def test_entry_point_writes_the_report_and_refuses_bad_keys(tmp_path):
@@ -217,3 +297,9 @@ def test_entry_point_writes_the_report_and_refuses_bad_keys(tmp_path):
   bad = helpers.run_module("experiments.browse", "--config=configs/browse.py:smoke",
                            "--config.quries=3", f"--workdir={workdir}")
   assert bad.returncode == 1 and "unknown config key 'quries'" in bad.stderr
+  bad = helpers.run_module("experiments.browse", "--config=configs/browse.py:smoke",
+                           "--config.ks=1,10", f"--workdir={tmp_path / 'two_ks'}")
+  assert bad.returncode == 1 and "Traceback" not in bad.stderr
+  assert bad.stderr.strip().splitlines()[-1] == (
+      "ConfigError: config.ks=(1, 10): the browse report shows one k; pass one, e.g. "
+      "--config.ks=10")

@@ -8,6 +8,7 @@ import pytest
 
 from cave_jax import errors
 from cave_jax.extract import catalogue
+from cave_jax.extract import loop
 from cave_jax.runs import extract as extract_run
 from cave_jax.store import EmbeddingStore
 from configs import extract as extract_config
@@ -122,3 +123,27 @@ def test_cli_reports_an_unprepared_dataset_in_one_line(tmp_path):
   assert last.startswith("DataError: tfds dataset imagenet2012 is not prepared in "
                          f"{data_dir}: put ILSVRC2012_img_train.tar"), done.stderr[-2000:]
   assert "Traceback" not in done.stderr and not os.path.exists(tmp_path / "store")
+
+
+def test_every_key_is_checked_by_the_schema(tmp_path):
+  extract_run.config_checks.read(extract_config.get_config("smoke"), extract_run.KEYS)
+  assert extract_run.config_checks.FIELDS["captions"].choices == loop.CAPTIONS
+  hand_built = extract_config.get_config("smoke").to_dict()
+  hand_built["chunkrows"] = 3  # a typo in a notebook's config
+  with pytest.raises(errors.ConfigError, match="config.chunkrows is not a key of this"):
+    extract_run.run(hand_built, str(tmp_path))
+  for key, value, match in (("chunk_rows", 0, r"config.chunk_rows must be >= 1, got 0"),
+                            ("dtype", "int8", r"config.dtype='int8' is not one of"),
+                            ("verify_all", 1, r"config.verify_all must be True or False")):
+    bad = extract_config.get_config("smoke").to_dict()
+    bad[key] = value
+    with pytest.raises(errors.ConfigError, match=match):
+      extract_run.run(bad, str(tmp_path))
+  assert os.listdir(tmp_path) == []
+
+
+def test_a_workdir_that_is_a_file_fails_before_a_store_exists(tmp_path):
+  (tmp_path / "a_file").write_text("x")
+  with pytest.raises(errors.OutputError, match=r"workdir .*a_file exists and is not a directory"):
+    extract_run.run(extract_config.get_config("smoke,n=20"), str(tmp_path / "a_file"))
+  assert sorted(os.listdir(tmp_path)) == ["a_file"]
