@@ -284,11 +284,17 @@ def summary(result: dict) -> str:
     if r["beyond_class"] is None:
       continue
     lines.append(f"{r['m']:>3} {r['k']:>3} {r['measure']:<16} {r['score']:>7.4f} "
-                 f"{r['within_class_null']:>7.4f} {r['beyond_class']:>12.4f} "
-                 f"[{r['beyond_class_ci_low']:.4f}, {r['beyond_class_ci_high']:.4f}] "
+                 f"{r['within_class_null']:>7.4f} {_zero(r['beyond_class']):>12.4f} "
+                 f"[{_zero(r['beyond_class_ci_low']):.4f}, "
+                 f"{_zero(r['beyond_class_ci_high']):.4f}] "
                  f"{r['within_class_p_value']:>6.3f}")
   lines.append(reporting.footer(result))
   return "\n".join(lines)
+
+
+def _zero(value: float) -> float:
+  """``value`` with rounding noise below the table's last digit shown as 0 (not -0)."""
+  return 0.0 if abs(value) < 5e-5 else value
 
 
 def _normalised(row: dict) -> str:
