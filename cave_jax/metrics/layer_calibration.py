@@ -8,10 +8,17 @@ maximum over L_a x L_b correlated cells, which is larger than the null of any on
 (a best-of-L^2 score beats a single pair's chance level even for unrelated models).
 
 No k-NN search is repeated: each layer's lists are searched once (L_a + L_b calls to
-``knn_metrics.neighbour_lists``, or none when the caller passes them) and a permutation
-relabels them (``permuted_lists``); kernel metrics permute prepared kernels or singular
-vectors (``permuted_kernels``). Definitions of τ, p and the calibrated score: see
-``calibration``.
+``knn.neighbour_sets``, or none when the caller passes them) and a permutation relabels
+them (``permuted_lists``); kernel metrics permute prepared kernels or singular vectors
+(``permuted_kernels``).
+
+The k-NN list metrics are tie-aware: the raw score and every shuffle's score are
+expectations under random tie-breaking, computed from each layer's neighbour sets (the
+lists plus the rows tied at each row's k-th score); without boundary ties they equal the
+scores of the lists. ``prh_compat=True`` scores the index-rule lists as platonic-rep
+does. CKNNA takes the index-rule lists (it has no tie-aware form).
+
+Definitions of τ, p and the calibrated score: see ``calibration``.
 
 ``calibrate_pair`` is the same for one pair of layers.
 """
@@ -21,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from cave_jax import errors
+from cave_jax import knn
 from cave_jax import validation
 from cave_jax.metrics import calibration
 from cave_jax.metrics import checks
@@ -76,7 +84,9 @@ def split_layers(feats, *, name: str, prh_compat: bool = False) -> list[np.ndarr
   return [checks.rescaled(x, name=f"{name} layer {i}") for i, x in enumerate(layers)]
 
 
-def _lists(given, layers, k, name):
+def _lists(given, layers, k, name, *, tie_aware: bool):
+  """The per-layer lists or sets of one model: the given ones (checked) or a search of
+  every layer (``knn.neighbour_sets`` when tie_aware, else the index-rule lists)."""
   if given is not None:
     lists = permuted_lists.check_lists(given, name=name,
                                        n=None if layers is None else layers[0].shape[0])
@@ -84,12 +94,15 @@ def _lists(given, layers, k, name):
       raise errors.ShapeMismatchError(
           f"{name} has {len(lists)} layers of neighbour lists but the features have "
           f"{len(layers)} layers")
-    if lists[0].shape[1] != k:
+    width = permuted_lists.layer_width(lists[0])
+    if width != k:
       raise errors.ShapeMismatchError(
-          f"{name} has {lists[0].shape[1]} neighbours per row but k={k}")
+          f"{name} has {width} neighbours per row but k={k}")
     return lists
   if layers is None:
     raise errors.InvalidArgumentError(f"give the features or {name}")
+  if tie_aware:
+    return [knn.neighbour_sets(x, k) for x in layers]
   return [knn_metrics.neighbour_lists(x, k) for x in layers]
 
 
@@ -104,9 +117,12 @@ def layer_scores(metric: str, feats_a=None, feats_b=None, *, lists_a=None, lists
     feats_a, feats_b: each model's layers ([N, D], [N, L, D] or a list of [N, D_l]);
       optional for the list metrics when both lists are given.
     lists_a, lists_b: per-layer neighbour lists int [N, k] of the features as scored
-      (after platonic-rep's preprocessing with prh_compat); searched when not given.
+      (after platonic-rep's preprocessing with prh_compat), or per-layer self-search
+      ``knn.ties.NeighbourSets`` [N, k] (tie-aware list metrics); searched when not
+      given: sets for the list metrics, lists with prh_compat and for CKNNA.
     k: neighbours per row (list metrics and CKNNA).
-    prh_compat: platonic-rep's preprocessing and definitions (``layers.layer_search``).
+    prh_compat: platonic-rep's preprocessing and definitions (``layers.layer_search``);
+      the list metrics score the index-rule lists as they are (no tie correction).
     kernel, rbf_sigma: CKA's kernel. cca_dim: SVCCA's directions.
     max_gram_bytes: memory limit of the CKA null's N x N matrices.
   """
@@ -120,9 +136,12 @@ def layer_scores(metric: str, feats_a=None, feats_b=None, *, lists_a=None, lists
   if metric not in permuted_lists.LIST_METRICS and (layers_a is None or layers_b is None):
     raise errors.InvalidArgumentError(f"{metric} needs the features of both models")
   if metric in NEEDS_LISTS:
-    n = (layers_a or layers_b or permuted_lists.check_lists(lists_a, name="lists_a"))[0].shape[0]
+    n = (layers_a[0].shape[0] if layers_a else layers_b[0].shape[0] if layers_b else
+         permuted_lists.layer_rows(permuted_lists.check_lists(lists_a, name="lists_a")[0]))
     k = validation.check_k(k, n)
-    nn_a, nn_b = _lists(lists_a, layers_a, k, "lists_a"), _lists(lists_b, layers_b, k, "lists_b")
+    tie_aware = metric != "cknna" and not prh_compat
+    nn_a = _lists(lists_a, layers_a, k, "lists_a", tie_aware=tie_aware)
+    nn_b = _lists(lists_b, layers_b, k, "lists_b", tie_aware=tie_aware)
     if metric == "cknna":
       return permuted_lists.CknnaLayerScores(layers_a, layers_b, nn_a, nn_b,
                                              prh_compat=prh_compat)
@@ -188,8 +207,8 @@ def calibrate_pair(metric: str, a=None, b=None, *, knn_a=None, knn_b=None, k: in
                    s_max: float | None = None, seed: int = 0, prh_compat: bool = False,
                    kernel: str = "linear", rbf_sigma: float = 1.0,
                    cca_dim: int = 10) -> calibration.CalibratedScore:
-  """One pair of layers a [N, D_a], b [N, D_b] (or their lists knn_a, knn_b [N, k]) against
-  its permutation null; arguments as ``calibrate_layers``."""
+  """One pair of layers a [N, D_a], b [N, D_b] (or their lists knn_a, knn_b [N, k], or
+  their NeighbourSets) against its permutation null; arguments as ``calibrate_layers``."""
   for x, what in ((a, "a"), (b, "b")):
     if x is not None and np.ndim(x) != 2:
       raise errors.InvalidFeaturesError(

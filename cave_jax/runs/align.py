@@ -10,7 +10,16 @@ shuffles the pairing once (B's rows, ``numpy.random.default_rng(seed + 1)``) and
 every layer pair under it (``metrics.layer_calibration``: each layer's k-NN lists are
 searched once, the shuffle relabels them), so the null of the best-pair score is the null
 of a maximum over L_a x L_b correlated cells, not of one cell. The same draws calibrate
-the mean over all pairs and each layer's best partner. Written to one JSON file:
+the mean over all pairs and each layer's best partner.
+
+The k-NN list metrics (mutual, cycle, LCS, edit distance) are tie-aware: every layer's
+neighbour sets are searched once (``knn.neighbour_sets``: the lists plus every row tied
+with a row's k-th), and the raw score, each shuffle's score and the interval's per-row
+values are expectations under uniformly random, independent tie-breaking on each side,
+so duplicated rows do not manufacture agreement through a shared index rule (without
+ties they equal the lists' scores). ``prh_compat`` scores the index-rule lists as
+platonic-rep does. CKNNA takes the index-rule lists (no tie-aware form). Written to one
+JSON file:
 
   {"experiment": "align", "source": "features" | "synthetic", "n": N, "ks": [k, ...],
    "prh_compat": bool, "n_perm": K, "alpha": α, "permutation_seed": seed + 1,
@@ -53,6 +62,7 @@ import numpy as np
 
 from cave_jax import data
 from cave_jax import errors
+from cave_jax import knn
 from cave_jax import metrics
 from cave_jax import validation
 from cave_jax.metrics import calibration
@@ -62,6 +72,7 @@ from cave_jax.metrics import layer_calibration
 from cave_jax.metrics import layers as layer_metrics
 from cave_jax.metrics import permuted_lists
 from cave_jax.metrics import prh
+from cave_jax.metrics import ties
 from cave_jax.runs import align_example
 from cave_jax.runs import config_checks
 from cave_jax.runs import outputs
@@ -122,7 +133,9 @@ def run(config, workdir: str) -> dict:
   order = [(name, k) for name in names
            for k in (settings.ks if name in layer_metrics.NEEDS_NEIGHBOURS else (None,))]
   with reporting.Progress(_total_cost(order, layers, settings), "align") as bar:
-    lists = _search(layers, max(settings.ks), bar) if any(k for _, k in order) else None
+    lists = None
+    if any(k for _, k in order):
+      lists = _search(layers, max(settings.ks), bar, tie_aware=not settings.prh_compat)
     found = {(name, k): _calibrate(name, k, feats, layers, lists, settings, bar)
              for name, k in order}
   layered = feats[0].ndim == 3 or feats[1].ndim == 3
@@ -184,16 +197,32 @@ def _load(settings):
 # ------------------------------------------------------------------------- the work
 
 
-def _search(layers, k: int, bar) -> list[list[np.ndarray]]:
-  """Every layer's k-NN lists int [N, k], once per layer and side (smaller ks: prefixes)."""
+def _search(layers, k: int, bar, *, tie_aware: bool) -> dict:
+  """Every layer's neighbour sets (tie_aware) or index-rule lists int [N, k], searched
+  once per layer and side at the largest k: {k: [side][layer]} for that k, smaller ks
+  filled in by ``_at``."""
   out = []
   for side in layers:
     found = []
     for x in side:
-      found.append(knn_metrics.neighbour_lists(x, k))
+      found.append(knn.neighbour_sets(x, k) if tie_aware else knn_metrics.neighbour_lists(x, k))
       bar.add(reporting.search_cost(x.shape[0], x.shape[1]))
     out.append(found)
-  return out
+  return {k: out}
+
+
+def _at(lists: dict, k: int) -> list:
+  """[side][layer] sets or lists at k (restricted or cut from the largest k, cached)."""
+  if k not in lists:
+    top = lists[max(lists)]
+    lists[k] = [[x.restrict(k) if ties.is_sets(x) else x[:, :k] for x in side]
+                for side in top]
+  return lists[k]
+
+
+def _indices(x) -> np.ndarray:
+  """The index-rule lists of sets or lists int [N, k]."""
+  return x.indices if ties.is_sets(x) else x
 
 
 class _Counted:
@@ -213,11 +242,15 @@ def _calibrate(name, k, feats, layers, lists, settings, bar):
   """(raw [L_a, L_b] scores, LayerCalibration or None when n_perm = 0) of one metric."""
   with_lists = name in layer_metrics.NEEDS_NEIGHBOURS
   needs_feats = name not in permuted_lists.LIST_METRICS
+  given = [None, None]
+  if with_lists:
+    given = _at(lists, k)
+    if name == "cknna":
+      given = [[_indices(x) for x in side] for side in given]
   scorer = layer_calibration.layer_scores(
       name, feats[0] if needs_feats else None, feats[1] if needs_feats else None,
-      lists_a=[x[:, :k] for x in lists[0]] if with_lists else None,
-      lists_b=[x[:, :k] for x in lists[1]] if with_lists else None,
-      k=k if with_lists else 10, prh_compat=settings.prh_compat)
+      lists_a=given[0], lists_b=given[1], k=k if with_lists else 10,
+      prh_compat=settings.prh_compat)
   counted = _Counted(scorer, bar, _draw_cost(name, k, layers))
   if settings.n_perm == 0:
     return counted.matrix(None), None
@@ -262,8 +295,9 @@ def _row(name, k, found, layers, lists, settings, layered: bool) -> dict:
   row.update(ci_low=None, ci_high=None, interval=None, interval_note=None)
   if name in _LIST_SCORES:
     options = {"prh_compat": settings.prh_compat} if name == "lcs_knn" else {}
-    pair = _LIST_SCORES[name](lists[0][i][:, :k], lists[1][j][:, :k], ci=settings.ci,
-                              seed=settings.seed, **options)
+    at_k = _at(lists, k)
+    pair = _LIST_SCORES[name](at_k[0][i], at_k[1][j], ci=settings.ci, seed=settings.seed,
+                              **options)
     row["chance"] = None if pair.chance is None else float(pair.chance)
     if settings.ci:
       row.update(ci_low=float(pair.ci[0]), ci_high=float(pair.ci[1]), interval=BOOTSTRAP)
@@ -305,6 +339,10 @@ def summary(result: dict) -> str:
   lines = [_describe(result, "a"), _describe(result, "b"),
            f"N={result['n']}  k={', '.join(str(k) for k in result['ks'])}  "
            f"prh_compat={result['prh_compat']}"]
+  if any(row["k"] is not None for row in result["rows"]):
+    lines.append("k-NN list scores: " + (
+        "the index-rule lists as they are (platonic-rep)" if result["prh_compat"] else
+        "tie-aware (expected under random tie-breaking on each side)"))
   pairs = result["rows"][0]["layer_pairs"]
   if result["n_perm"]:
     search = (f"; the best pair against the null of the best of {pairs} layer pairs"

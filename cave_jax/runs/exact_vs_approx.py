@@ -16,6 +16,15 @@ Per (N, k, method): mutual k-NN of the approximate lists with the full statistic
 Δ = score(approx) - score(exact), the mean over draws of the paired difference with its
 own nested-bootstrap interval over the per-row differences.
 
+Ties: the exact reference is tie-aware, as in the scale sweep (``sweep.subset_sets``:
+each row's expected mutual k-NN under random tie-breaking on each side, its null from
+the renamed sets). The approximate methods report lists only, no tied sets, so their
+score is the overlap of the lists they return, whatever order their search gives tied
+rows; on data with ties Δ includes what that tie-breaking adds. Recall is tie-aware
+too: a returned row counts as found when some tie-breaking of the exact search lists
+it, i.e. per row |L ∩ S| + min(|L ∩ T|, m) of the k (S the rows above the k-th score,
+T the rows tied with it, m = k - |S|); without ties, |L ∩ exact list|.
+
 Trust criterion: an approximate score is *trustworthy* at N when |Δ| <= h(N), the
 half-width of the exact score's confidence interval (the approximation moves the
 number by less than its own statistical uncertainty). ``first_untrustworthy_n`` lists,
@@ -33,10 +42,10 @@ from absl import logging
 import numpy as np
 
 from cave_jax import errors
-from cave_jax import knn
 from cave_jax.knn import approx
 from cave_jax.metrics import knn_metrics
 from cave_jax.metrics import stats
+from cave_jax.metrics import ties
 from cave_jax.runs import config_checks
 from cave_jax.runs import pool as pools
 from cave_jax.runs import reporting
@@ -85,11 +94,12 @@ def run(config, workdir: str) -> dict:
       sides = subsets.take(draw, n)
       indexes = ({}, {})  # per side: faiss indexes built once, searched by every setting
       tic = time.perf_counter()
-      exact = [_search("exact", x, max(ks), {}) for x in sides]
+      exact_sets = sweep.subset_sets(sides, max(ks))
       exact_seconds = time.perf_counter() - tic
       bar.add(per_search(n))
       for k in ks:
-        _record(found, n, k, "exact", [e[:, :k] for e in exact], exact, exact_seconds)
+        exact = [sweep.at_k(s, k) for s in exact_sets]
+        _record(found, n, k, "exact", exact, exact, exact_seconds)
         for method in methods:
           tic = time.perf_counter()
           lists = [_search(method, x, k, cache) for x, cache in zip(sides, indexes)]
@@ -117,14 +127,36 @@ def run(config, workdir: str) -> dict:
 
 
 def _record(found, n, k, method, lists, exact, seconds) -> None:
-  """Stores one draw's per-row mutual k-NN values, lists and recalls of (n, k, method)."""
-  recalls = ((1.0, 1.0) if method == "exact" else
-             tuple(approx.recall(nn, e[:, :k]) for nn, e in zip(lists, exact)))
-  found.setdefault((n, k, method), []).append(
-      (knn_metrics.mutual_overlap(lists[0], lists[1]) / k, lists[0], lists[1], *recalls,
-       seconds))
-  logging.info("N=%d k=%d %s: %.4f, recall %.3f/%.3f, %.1fs", n, k, method,
-               found[(n, k, method)][-1][0].mean(), *recalls, seconds)
+  """Stores one draw's per-row mutual k-NN values, a null scorer and recalls of
+  (n, k, method); lists: both sides' int [N, k] lists, or for "exact" the sets ``exact``."""
+  if method == "exact":
+    values, recalls = sweep.mutual_values(*exact), (1.0, 1.0)
+    null = sweep.MutualNull(*exact).score
+  else:
+    values = knn_metrics.mutual_overlap(lists[0], lists[1]) / k
+    recalls = tuple(recall(nn, sets) for nn, sets in zip(lists, exact))
+    null = lambda perm, a=lists[0], b=lists[1]: float(knn_metrics.mutual_overlap(
+        a, stats.relabel_neighbours(b, perm)).mean() / k)
+  found.setdefault((n, k, method), []).append((values, null, *recalls, seconds))
+  logging.info("N=%d k=%d %s: %.4f, recall %.3f/%.3f, %.1fs", n, k, method, values.mean(),
+               *recalls, seconds)
+
+
+def recall(nn, sets) -> float:
+  """Tie-aware recall of lists nn int [N, k] against exact self-search sets [N, k]: the
+  mean over rows of (|L ∩ S| + min(|L ∩ T|, m)) / k (module docstring), the largest
+  overlap with any exact list; entries outside [0, N) (e.g. -1 for "none") miss."""
+  nn = np.asarray(nn, np.int64)
+  n, k = nn.shape
+  kinds = np.where(sets.sure(), 1, 2)  # 1: above the k-th score, 2: tied with it
+  rows = np.repeat(np.arange(n, dtype=np.int64), k)
+  valid = (nn.ravel() >= 0) & (nn.ravel() < n)
+  kind = np.where(valid, ties.lookup(ties.entry_keys(sets), kinds,
+                                     rows * n + np.where(valid, nn.ravel(), 0), default=0), 0)
+  sure = np.bincount(rows, weights=kind == 1, minlength=n)
+  tied = np.bincount(rows, weights=kind == 2, minlength=n)
+  _, _, take = sets.counts()
+  return float((sure + np.minimum(tied, take)).sum() / nn.size)
 
 
 def _rows(found, n: int, k: int, methods, settings) -> list[dict]:
@@ -132,15 +164,13 @@ def _rows(found, n: int, k: int, methods, settings) -> list[dict]:
   out, exact_row = [], None
   for method in ("exact",) + tuple(methods):
     draws = found[(n, k, method)]
-    null = lambda rng, draws=draws: float(np.mean([knn_metrics.mutual_overlap(
-        a, stats.relabel_neighbours(b, rng.permutation(n))).mean() / k
-                                                 for _, a, b, *_ in draws]))
+    null = lambda rng, draws=draws: float(np.mean([d[1](rng.permutation(n)) for d in draws]))
     row = statistics.stat_row([d[0] for d in draws], stats.mutual_knn_chance(n, k), null,
                               settings)
     row = {"n": n, "k": k, "method": method, **row,
-           "recall_a": float(np.mean([d[3] for d in draws])),
-           "recall_b": float(np.mean([d[4] for d in draws])),
-           "seconds": float(np.sum([d[5] for d in draws]))}
+           "recall_a": float(np.mean([d[2] for d in draws])),
+           "recall_b": float(np.mean([d[3] for d in draws])),
+           "seconds": float(np.sum([d[4] for d in draws]))}
     if method == "exact":
       exact_row = row
       row["half_width"] = (row["ci_high"] - row["ci_low"]) / 2
@@ -157,16 +187,14 @@ def _rows(found, n: int, k: int, methods, settings) -> list[dict]:
 
 
 def _search(method: str, x, k: int, cache: dict) -> np.ndarray:
-  """int64 [N, k] neighbour lists of x by one method ("exact" or a METHODS spec).
+  """int64 [N, k] neighbour lists of x by one of METHODS (a spec such as "ivf:8").
 
   cache holds the faiss indexes of x, so ivf:1 and ivf:8 share one index (its build
   time is counted in the first setting's seconds). faiss's messages on stderr are
   captured and logged at INFO.
   """
   name, _, param = method.partition(":")
-  if name == "exact":
-    result = knn.exact_knn(x, k)
-  elif name == "approx_max_k":
+  if name == "approx_max_k":
     result = approx.approx_max_k_knn(x, k, recall_target=float(param))
   elif name == "bf16":
     result = approx.bf16_knn(x, k)

@@ -6,20 +6,26 @@ world, two feature files, or two embedding store arrays streamed block by block)
 growth^j up to max_n; max_n = 0: up to and including the whole pool), uses the first N
 rows of each order (so the subsets of one draw are nested). Two scores per (N, k):
 
-* all rows (``score``; sizes up to ``full_max_n``, 0 = every size): the exact k-NN lists
-  of all N rows of both sides, computed once per (N, draw) with the largest k; smaller k
-  use their first columns (top-1 is the prefix of top-10 under "score, then smaller
-  index"). A subset as large as the pool is the same set in every draw, so it is scored
-  once.
+* all rows (``score``; sizes up to ``full_max_n``, 0 = every size): the exact neighbour
+  sets of all N rows of both sides (``sweep.subset_sets``: the k-NN lists plus every row
+  tied with a row's k-th), computed once per (N, draw) with the largest k; smaller k
+  restrict them. A subset as large as the pool is the same set in every draw, so it is
+  scored once.
 * paired (``paired_score``; every size, with ``queries`` = Q > 0): the first Q rows of
   each order are fixed queries, searched in every nested gallery (``scale_paired``) --
   the same queries at every N, so the curve and its changes are paired, and a size as
   large as a 15M-row store costs Q * N * D per draw instead of N^2 * D.
 
+Both scores are tie-aware: each row's (query's) value is its expected mutual k-NN under
+uniformly random, independent tie-breaking on each side, so duplicated rows (the normal
+case at web scale) do not manufacture agreement through a shared index rule; without a
+tie past a row's list the value is exactly the overlap of the lists. ``ties`` in the
+result counts the rows whose tie reaches past their list.
+
 Statistics (``statistics``): for all rows ``envelope_row`` (mean over draws, chance
 k/(N-1), the envelope of the draws' row-bootstrap intervals, and with ``n_perm`` > 0 a
-permutation null: the pairing shuffled ``n_perm`` times per draw, no new search); for
-the paired score ``paired_rows``. Outputs in ``workdir``: scale.json, scale.csv and the
+permutation null: the pairing shuffled ``n_perm`` times per draw, each side's sets
+renamed, no new search: ``sweep.mutual_nulls``); for the paired score ``paired_rows``. Outputs in ``workdir``: scale.json, scale.csv and the
 figure scale.png/.pdf. Progress (stderr) counts work in ``reporting`` cost units, so its
 ETA is honest from the first update.
 """
@@ -32,8 +38,6 @@ from absl import logging
 import jax
 
 from cave_jax import errors
-from cave_jax import knn
-from cave_jax.metrics import knn_metrics
 from cave_jax.metrics import stats
 from cave_jax.runs import config_checks
 from cave_jax.runs import pool as pools
@@ -47,6 +51,8 @@ KEYS = config_checks.STATS + sweep.KEYS + ("queries", "full_max_n", "block_rows"
 COLUMNS = ["n", "k", "score", "chance", "ci_low", "ci_high", "std", "draws", "null_mean",
            "p_value", "calibrated", "queries", "paired_score", "paired_ci_low",
            "paired_ci_high", "paired_change", "paired_change_ci_low", "paired_change_ci_high"]
+TIES = ("tie-aware: each row's expected mutual k-NN under uniformly random, independent "
+        "tie-breaking on each side")
 _EMPTY_FULL = {"score": None, "ci_low": None, "ci_high": None, "std": None, "draws": 0,
                "draw_scores": [], "null_mean": None, "p_value": None, "calibrated": None}
 _EMPTY_PAIRED = {"queries": 0, "paired_score": None, "paired_ci_low": None,
@@ -63,7 +69,10 @@ def run(config, workdir: str) -> dict:
      "ci_low", "ci_high", "std", "draws", "draw_scores", "null_mean", "p_value",
      "calibrated", "queries", "paired_score", "paired_ci_low", "paired_ci_high",
      "paired_change", "paired_change_ci_low", "paired_change_ci_high",
-     "paired_draw_scores"}], "seconds": {"total", "knn", "paired", "by_n"}, "files"}
+     "paired_draw_scores"}], "ties": {"scores", "k", "all_rows_scored",
+     "all_rows_tied_a", "all_rows_tied_b" (+ "paired_queries_scored",
+     "paired_queries_tied_a", "paired_queries_tied_b" with queries)},
+     "seconds": {"total", "knn", "paired", "by_n"}, "files"}
     plus "world" (synthetic) or "features_a"/"features_b". All-rows fields are None for
     sizes above full_max_n, paired ones when queries = 0.
 
@@ -92,6 +101,7 @@ def run(config, workdir: str) -> dict:
   if work:
     sweep.warm_up(work[0][0], pool.dims, max(ks))
   values, nulls, by_n = {}, {}, {}  # (n, k) -> lists over draws
+  tied = {"rows": 0, "a": 0, "b": 0}  # all-rows rows scored, those with a tie past the list
   seconds = {"knn": 0.0, "paired": 0.0}
   with reporting.Progress(costs.total, "scale sweep") as bar:
     if paired is not None or (subsets is not None and subsets.streamed):
@@ -100,16 +110,18 @@ def run(config, workdir: str) -> dict:
       seconds["paired"] = time.perf_counter() - tic
     for n, draw in work:
       tic = time.perf_counter()
-      sides = subsets.take(draw, n)
-      neighbours = [knn.exact_knn_everywhere(side, max(ks)).indices for side in sides]
+      sets = sweep.subset_sets(subsets.take(draw, n), max(ks))
       spent = time.perf_counter() - tic
       seconds["knn"] += spent
       by_n[n] = by_n.get(n, 0.0) + spent
+      for side, found in zip("ab", sets):
+        tied[side] += int(found.tied_rows().sum())
+      tied["rows"] += n
       for k in ks:
-        nn_a, nn_b = neighbours[0][:, :k], neighbours[1][:, :k]
-        values.setdefault((n, k), []).append(knn_metrics.mutual_overlap(nn_a, nn_b) / k)
-        nulls.setdefault((n, k), []).append(statistics.mutual_knn_nulls(
-            nn_a, nn_b, settings.n_perm, seed=(settings.seed, n, draw)))
+        sets_a, sets_b = (sweep.at_k(found, k) for found in sets)
+        values.setdefault((n, k), []).append(sweep.mutual_values(sets_a, sets_b))
+        nulls.setdefault((n, k), []).append(sweep.mutual_nulls(
+            sets_a, sets_b, settings.n_perm, seed=(settings.seed, n, draw)))
       bar.add(costs.unit(n))
       logging.info("N=%d draw %d: mutual_knn(k=%d)=%.4f, search %.1fs; %s", n, draw, max(ks),
                    values[(n, max(ks))][-1].mean(), spent, bar.describe())
@@ -128,7 +140,7 @@ def run(config, workdir: str) -> dict:
       "ci_method": statistics.ENVELOPE_CI_METHOD,
       "paired_ci_method": statistics.PAIRED_CI_METHOD if queries else None,
       "n_perm": settings.n_perm,
-      "paired_rows_recomputed": None if paired is None else paired.rows_recomputed(),
+      "ties": _ties(tied, paired, max(ks)),
       "processes": jax.process_count(),
       "rows": rows,
   }
@@ -141,6 +153,18 @@ def run(config, workdir: str) -> dict:
   return reporting.finish(result, workdir, "scale", start, csv_rows=rows, csv_columns=COLUMNS,
                           figure=figure, seconds={**seconds, "by_n": {
                               str(n): s for n, s in by_n.items()}})
+
+
+def _ties(tied, paired, k) -> dict:
+  """How many scored rows have a tie at their k-th score (largest k) reaching past the
+  list on each side: there the tie-aware value can differ from the index rule's."""
+  out = {"scores": TIES, "k": k, "all_rows_scored": tied["rows"],
+         "all_rows_tied_a": tied["a"], "all_rows_tied_b": tied["b"]}
+  if paired is not None:
+    queries = paired.tied_queries()
+    out.update(paired_queries_scored=len(paired.searches) * len(paired.sizes) * paired.queries,
+               paired_queries_tied_a=queries["a"], paired_queries_tied_b=queries["b"])
+  return out
 
 
 class _Costs:
@@ -218,6 +242,14 @@ def summary(result: dict) -> str:
   if result["queries"]:
     lines.append(f"paired: the same {result['queries']} queries per draw at every N; "
                  f"CI: {result['paired_ci_method']}")
+  ties = result["ties"]
+  line = (f"scores are {ties['scores']}; rows tied past their list at k={ties['k']}: "
+          f"A {ties['all_rows_tied_a']:,}, B {ties['all_rows_tied_b']:,} of "
+          f"{ties['all_rows_scored']:,}")
+  if "paired_queries_scored" in ties:
+    line += (f" (paired: A {ties['paired_queries_tied_a']:,}, B "
+             f"{ties['paired_queries_tied_b']:,} of {ties['paired_queries_scored']:,})")
+  lines.append(line)
   lines.append(f"{'N':>9} {'k':>3} {'score':>9} {'chance':>9}  {f'{conf}% CI':<21} draws"
                + (f" {'paired':>9}  {f'{conf}% CI':<21}" if result["queries"] else ""))
   for row in result["rows"]:

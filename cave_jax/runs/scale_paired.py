@@ -2,21 +2,25 @@
 
 In draw d the pool's rows are ranked by a random order; the gallery of size N is the
 first N rows of that order and the queries are its first Q rows (Q <= the smallest N),
-so every query lies in every gallery. For each side, query and N the exact k-NN list
-within the gallery (self excluded) comes from ``knn.nested.NestedQueries``, fed the pool
-block by block -- one pass over the pool for all draws and sizes, a block in memory at a
-time, Q * N * D work per size instead of N^2 * D. The score of (N, k) is the mean over
-draws of the mean over queries of |A's k-NN & B's k-NN| / k: an unbiased estimate of the
-all-rows mutual k-NN of size N (the queries are a uniform sample of the gallery), measured
-on the same queries at every N, so differences between sizes are paired.
+so every query lies in every gallery. For each side, query and N the exact neighbour
+set within the gallery (self excluded: the k best gallery rows plus every row tied with
+the k-th) comes from ``knn.nested_ties.NestedQuerySets``, fed the pool block by block --
+one pass over the pool for all draws and sizes, a block in memory at a time, Q * N * D
+work per size instead of N^2 * D. A query's value is its tie-aware mutual k-NN, the
+expected |A's k-NN & B's k-NN| / k under random tie-breaking in each gallery
+(``metrics.ties.expected_overlap``; without a tie past its lists exactly the overlap of
+the lists). The score of (N, k) is the mean over draws of the mean over queries: an
+unbiased estimate of the all-rows mutual k-NN of size N (the queries are a uniform
+sample of the gallery), measured on the same queries at every N, so differences between
+sizes are paired.
 
 Statistics: ``statistics.paired_rows`` (draws and queries resampled, one query resample
 for all sizes) gives each size's interval and the interval of its change from the
 smallest size. Chance is k/(N-1) as for all rows.
 
 With several JAX processes every process holds the pool (as for the all-rows search);
-process p searches blocks p, p + P, ... and the partial lists are merged exactly
-(``NestedQueries.merge``) through ``multihost_utils.process_allgather``.
+process p searches blocks p, p + P, ... and the partial sets are merged exactly
+(``NestedQuerySets.merge``) through ``multihost_utils.process_allgather``.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ import jax
 from jax.experimental import multihost_utils
 import numpy as np
 
-from cave_jax.knn import nested
+from cave_jax.knn import nested_ties
+from cave_jax.metrics import ties
 from cave_jax.runs import sweep
 
 
@@ -49,8 +54,9 @@ class PairedQueries:
       ranks = sweep.ranks_of(order)
       mine = slice(d * queries, (d + 1) * queries)
       self.searches.append(tuple(
-          nested.NestedQueries(side[mine], self.query_rows[d], ranks, self.sizes, k)
+          nested_ties.NestedQuerySets(side[mine], self.query_rows[d], ranks, self.sizes, k)
           for side in (a, b)))
+    self._sets = None  # per draw, per side {N: NeighbourSets}, after finish
 
   def feed(self, start: int, block_a: np.ndarray, block_b: np.ndarray) -> None:
     """Searches pool rows start .. start + len(block) - 1 in every draw and size."""
@@ -59,46 +65,55 @@ class PairedQueries:
       search_b.feed(start, block_b)
 
   def finish(self) -> None:
-    """Merges the partial searches of all processes (no-op with one process)."""
-    if jax.process_count() == 1:
-      return
-    for pair in self.searches:
-      for search in pair:
-        _merge_across_processes(search)
+    """Merges the partial searches of all processes (with one process: nothing to merge)
+    and completes every draw's sets."""
+    if jax.process_count() > 1:
+      for pair in self.searches:
+        for search in pair:
+          _merge_across_processes(search)
+    self._sets = [tuple(search.result() for search in pair) for pair in self.searches]
 
   def overlaps(self, k: int) -> list[np.ndarray]:
-    """Per draw, float64 [S, Q]: each query's |A's k-NN & B's k-NN| / k at every size."""
+    """Per draw, float64 [S, Q]: each query's tie-aware mutual k-NN at every size."""
     out = []
-    for search_a, search_b in self.searches:
-      found_a, found_b = search_a.result(), search_b.result()
-      per_size = []
-      for n in self.sizes:
-        nn_a, nn_b = found_a[n][0][:, :k], found_b[n][0][:, :k]
-        shared = (nn_a[:, :, None] == nn_b[:, None, :]).any(-1).sum(-1)
-        per_size.append(shared / k)
-      out.append(np.stack(per_size))
+    for found_a, found_b in self._sets:
+      out.append(np.stack([
+          ties.expected_overlap(sweep.at_k(found_a[n], k), sweep.at_k(found_b[n], k)) / k
+          for n in self.sizes]))
     return out
 
-  def rows_recomputed(self) -> int:
-    return sum(s.rows_recomputed for pair in self.searches for s in pair)
+  def tied_queries(self) -> dict[str, int]:
+    """{"a", "b"}: (draw, size, query) triples of each side whose tie at the largest k
+    reaches past the list (the queries the tie correction can move)."""
+    return {side: int(sum(sets[s][n].tied_rows().sum() for sets in self._sets
+                          for n in self.sizes)) for s, side in enumerate("ab")}
 
 
-def _merge_across_processes(search: nested.NestedQueries) -> None:
-  """Replaces ``search``'s partial lists by the merge of every process's lists."""
+def _merge_across_processes(search: nested_ties.NestedQuerySets) -> None:
+  """Adds every other process's partial entries of ``search`` (ragged, so each process's
+  entries travel padded to the longest)."""
   me = jax.process_index()
+  lengths = np.array([search.entries[n][0].size for n in search.sizes], np.int64)
   # int64 / float64 travel as uint32 pairs: JAX without x64 would narrow them.
-  packed = np.concatenate(
-      [np.stack([search.indices[n].view(np.uint32), search.scores[n].view(np.uint32)])
-       for n in search.sizes], axis=0)  # [2S, Q, 2k]
-  everyone = np.asarray(multihost_utils.process_allgather(packed))  # [P, 2S, Q, 2k]
+  every_length = np.ascontiguousarray(np.asarray(
+      multihost_utils.process_allgather(lengths.view(np.uint32)))).view(np.int64)  # [P, S]
+  width = max(int(every_length.sum(axis=1).max()), 1)
+  packed = np.zeros((3, 2 * width), np.uint32)
+  for row, part in enumerate(zip(*(search.entries[n] for n in search.sizes))):
+    flat = np.concatenate([np.asarray(p, np.float64 if row == 2 else np.int64) for p in part])
+    packed[row, :2 * flat.size] = flat.view(np.uint32)
+  everyone = np.asarray(multihost_utils.process_allgather(packed))  # [P, 3, 2W]
   fed = np.asarray(multihost_utils.process_allgather(np.asarray(search.rows_fed, np.int32)))
-  recomputed = np.asarray(multihost_utils.process_allgather(
-      np.asarray(search.rows_recomputed, np.int32)))
   for p in range(everyone.shape[0]):
-    if p != me:
-      search.add_lists(
-          {n: np.ascontiguousarray(everyone[p, 2 * s]).view(np.int64)
-           for s, n in enumerate(search.sizes)},
-          {n: np.ascontiguousarray(everyone[p, 2 * s + 1]).view(np.float64)
-           for s, n in enumerate(search.sizes)},
-          rows_fed=int(fed[p]), rows_recomputed=int(recomputed[p]))
+    if p == me:
+      continue
+    total = int(every_length[p].sum())
+    columns = [np.ascontiguousarray(everyone[p, row, :2 * total]).view(dtype)
+               for row, dtype in enumerate((np.int64, np.int64, np.float64))]
+    bounds = np.concatenate([[0], np.cumsum(every_length[p])])
+    other = nested_ties.NestedQuerySets(search.queries, search.query_rows, search.ranks,
+                                        search.sizes, search.k)
+    other.entries = {n: tuple(c[bounds[s]:bounds[s + 1]] for c in columns)
+                     for s, n in enumerate(search.sizes)}
+    other.rows_fed = int(fed[p])
+    search.merge(other)

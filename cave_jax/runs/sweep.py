@@ -7,6 +7,13 @@ large as the pool is the same set in every draw, so it is worked on once
 (``nested_work``). ``NestedSubsets`` hands out the subsets, from memory or collected
 while a streamed pool is read once in blocks.
 
+Scores of a subset are tie-aware: ``subset_sets`` searches each side's neighbour sets
+(``knn.neighbour_sets``: the exact lists plus every row tied at a row's k-th score),
+``mutual_values`` is the expected mutual k-NN under random tie-breaking on each side,
+and ``mutual_nulls`` its permutation null, the sets renamed under each shuffled pairing
+(no new search). Data without boundary ties takes the lists' own code and gives
+exactly their numbers.
+
 Config keys (``KEYS``): min_n, max_n (0: the whole pool), growth.
 """
 
@@ -16,6 +23,9 @@ import numpy as np
 
 from cave_jax import errors
 from cave_jax import knn
+from cave_jax.metrics import knn_metrics
+from cave_jax.metrics import permuted_lists
+from cave_jax.metrics import stats
 
 KEYS = ("min_n", "max_n", "growth")
 
@@ -116,3 +126,55 @@ class NestedSubsets:
       return self.pool.gather(np.sort(self.orders[draw][:n]))
     by_row = np.argsort(self.orders[draw][:n])
     return tuple(kept[:n][by_row] for kept in self.rows[draw])
+
+
+def subset_sets(sides, k: int) -> list[knn.NeighbourSets]:
+  """Each side's self-search neighbour sets [N, k] (``knn.neighbour_sets``, run on every
+  device as ``exact_knn_everywhere``); smaller k: ``sets.restrict(k)``."""
+  return [knn.neighbour_sets(side, k) for side in sides]
+
+
+def at_k(sets: knn.NeighbourSets, k: int) -> knn.NeighbourSets:
+  """The sets at k <= sets.k (the sets themselves at their own k)."""
+  return sets if k == sets.k else sets.restrict(k)
+
+
+def mutual_values(sets_a, sets_b) -> np.ndarray:
+  """Per-row tie-aware mutual k-NN of one subset: float64 [N] (their mean is the score;
+  exactly |nn_a[i] & nn_b[i]| / k of the lists where no row's tie reaches past its list)."""
+  return knn_metrics.row_values("mutual_knn", sets_a, sets_b)
+
+
+class MutualNull:
+  """Tie-aware mutual k-NN of one subset under any shuffled pairing.
+
+  ``score(perm)`` pairs A row i with B row perm[i] and renames B's sets
+  (``permuted_lists.SetsOverlap``, no new search), or, when neither side has a tie past
+  its lists, B's lists (``stats.relabel_neighbours``: the same numbers, faster).
+  """
+
+  def __init__(self, sets_a, sets_b):
+    self.n, self.k = sets_a.n, sets_a.k
+    self._sets_b = sets_b
+    self._lists = None
+    self._overlap = None
+    if sets_a.tied_rows().any() or sets_b.tied_rows().any():
+      self._overlap = permuted_lists.SetsOverlap(sets_a)
+    else:
+      self._lists = sets_a.indices, sets_b.indices
+
+  def score(self, perm: np.ndarray) -> float:
+    if self._lists is not None:
+      nn_a, nn_b = self._lists
+      return float(knn_metrics.mutual_overlap(nn_a, stats.relabel_neighbours(nn_b, perm))
+                   .mean() / self.k)
+    return float(self._overlap.values(self._sets_b, perm).mean())
+
+
+def mutual_nulls(sets_a, sets_b, n_perm: int, seed) -> np.ndarray:
+  """Tie-aware mutual k-NN of one subset under ``n_perm`` shuffled pairings: float64
+  [n_perm]; shuffle t uses the t-th permutation of ``numpy.random.default_rng(seed)``
+  (``MutualNull``)."""
+  rng = np.random.default_rng(seed)
+  null = MutualNull(sets_a, sets_b)
+  return np.array([null.score(rng.permutation(null.n)) for _ in range(n_perm)], np.float64)

@@ -209,14 +209,22 @@ def test_no_null_reports_raw_scores_only(tmp_path):
 
 
 def test_each_layer_is_searched_once_for_all_metrics_and_ks(tmp_path, monkeypatch):
-  calls = []
-  original = cave_jax.knn.exact_knn
+  calls, lists = [], []
+  original_sets, original_lists = cave_jax.knn.neighbour_sets, cave_jax.knn.exact_knn
+  monkeypatch.setattr(cave_jax.knn, "neighbour_sets",
+                      lambda x, k, **kw: calls.append(k) or original_sets(x, k, **kw))
   monkeypatch.setattr(cave_jax.knn, "exact_knn",
-                      lambda x, k, **kw: calls.append(k) or original(x, k, **kw))
+                      lambda x, k, **kw: lists.append(k) or original_lists(x, k, **kw))
   (path_a, path_b), _, _ = _models(tmp_path, aligned=True, n=40, layers=(2, 3))
   result = align.run(_config(features_a=path_a, features_b=path_b, ks=(2, 5), n_perm=20,
                              metrics="mutual_knn,lcs_knn,cknna"), str(tmp_path / "w"))
   assert calls == [5] * (2 + 3)  # L_a + L_b searches of the largest k; none per shuffle
+  assert lists == []  # CKNNA takes the sets' lists: no second search
+  # platonic-rep compatibility searches the index-rule lists instead, as often
+  calls.clear()
+  align.run(_config(features_a=path_a, features_b=path_b, ks=(2, 5), n_perm=20,
+                    metrics="mutual_knn,lcs_knn,cknna", prh_compat=True), str(tmp_path / "p"))
+  assert calls == [] and lists == [5] * (2 + 3)
   assert [(r["metric"], r["k"]) for r in result["rows"]] == [
       ("mutual_knn", 2), ("mutual_knn", 5), ("lcs_knn", 2), ("lcs_knn", 5), ("cknna", 2),
       ("cknna", 5)]

@@ -120,14 +120,16 @@ def test_large_n_paths_give_the_small_n_scores(monkeypatch, metric):
 
 @pytest.fixture
 def knn_calls(monkeypatch):
+  """Shapes of every search: index-rule lists (exact_knn) and neighbour sets."""
   calls = []
-  original = cave_jax.knn.exact_knn
+  for name in ("exact_knn", "neighbour_sets"):
+    original = getattr(cave_jax.knn, name)
 
-  def counting(x, k, **kwargs):
-    calls.append(np.asarray(x).shape)
-    return original(x, k, **kwargs)
+    def counting(x, k, original=original, **kwargs):
+      calls.append(np.asarray(x).shape)
+      return original(x, k, **kwargs)
 
-  monkeypatch.setattr(cave_jax.knn, "exact_knn", counting)
+    monkeypatch.setattr(cave_jax.knn, name, counting)
   return calls
 
 
