@@ -26,7 +26,9 @@ where the *naive variance* is the textbook variance of a mean of independent uni
 true variance / naive variance is measured on independent replicates
 (``design_effect``): disjoint subsets or fresh draws of the same size where they exist,
 else of smaller sizes (``split_units``). t_df uses the degrees of freedom of that
-measurement, so a design effect measured on few replicates widens the interval.
+measurement, so a design effect measured on few replicates widens the interval. Scores
+that are means of values in [0, 1] use Wilson's score form of the same interval
+(``make_interval``), which stays in [0, 1] and covers when few rows are non-zero.
 
 Scale-sweep intervals (all rows, paired, paired change) are in
 ``cave_jax.metrics.sweep_intervals``; this module has the shared pieces and the
@@ -280,7 +282,8 @@ def split_groups(statistic: Callable[[np.ndarray], dict], units, *, parts: Seque
 
 
 def mean_interval(scores, naive_variances, deff: DesignEffect, *, overlap: float = 0.0,
-                  confidence: float = 0.95, method: str, estimand: str) -> Interval:
+                  confidence: float = 0.95, method: str, estimand: str,
+                  unit_range: bool = False) -> Interval:
   """estimate +- t * SE for the mean of D replicate scores of one size.
 
   Args:
@@ -293,11 +296,12 @@ def mean_interval(scores, naive_variances, deff: DesignEffect, *, overlap: float
       (then Cov = overlap * Var to first order, and D draws of the whole pool count
       as one).
     confidence, method, estimand: as reported in the Interval.
+    unit_range: the per-row values lie in [0, 1] (``make_interval``: Wilson form).
 
   Returns:
     Interval with SE^2 = deff * mean(naive) * (1/D + (1 - 1/D) * overlap) and a t
-    quantile with deff.df degrees of freedom; [score, score] when every replicate's
-    rows all have one value (a constant score has no sampling error).
+    quantile with deff.df degrees of freedom (``make_interval``); [score, score] when
+    every replicate's rows all have one value (a constant score has no sampling error).
   """
   scores = np.asarray(scores, np.float64).ravel()
   naive = np.asarray(naive_variances, np.float64).ravel()
@@ -319,16 +323,37 @@ def mean_interval(scores, naive_variances, deff: DesignEffect, *, overlap: float
         "the design effect was measured on constant scores only, but these scores vary: "
         "measure it on replicates of this score")
   se = math.sqrt(deff.value * naive.mean() * (1.0 / d + (1.0 - 1.0 / d) * overlap))
-  return make_interval(float(scores.mean()), se, deff.df, confidence, method, estimand)
+  return make_interval(float(scores.mean()), se, deff.df, confidence, method, estimand,
+                       unit_range=unit_range)
 
 
 def make_interval(estimate: float, se: float, df: float, confidence: float, method: str,
-                  estimand: str) -> Interval:
-  """Interval estimate +- t_df(confidence) * se."""
+                  estimand: str, *, unit_range: bool = False) -> Interval:
+  """The interval of ``estimate`` with standard error ``se`` and a t_df quantile q.
+
+  unit_range=False: estimate +- q * se. unit_range=True, for a mean of per-row values in
+  [0, 1]: Wilson's score interval at the effective sample size n = p (1 - p) / se^2,
+  p = estimate, i.e. centre (p + q^2 / 2n) / (1 + q^2 / n) and half-width
+  q sqrt(se^2 + q^2 / 4n^2) / (1 + q^2 / n). It stays inside [0, 1] and, unlike the
+  symmetric interval, covers when few rows are non-zero (k = 1 scores of a few
+  percent over a few hundred queries: the symmetric interval covered 91% there).
+  """
   q = student_t.quantile(confidence, df)
-  return Interval(estimate=float(estimate), low=float(estimate - q * se),
-                  high=float(estimate + q * se), method=method, estimand=estimand,
-                  se=float(se), df=float(df), confidence=float(confidence))
+  estimate, se = float(estimate), float(se)
+  low, high = estimate - q * se, estimate + q * se
+  if unit_range:
+    if not 0.0 <= estimate <= 1.0:
+      raise errors.InvalidArgumentError(
+          f"a mean of values in [0, 1] cannot be {estimate!r} (unit_range=True)")
+    if se > 0 and 0.0 < estimate < 1.0:
+      n = estimate * (1.0 - estimate) / se ** 2
+      shrink = 1.0 + q * q / n
+      centre = (estimate + q * q / (2.0 * n)) / shrink
+      half = q * math.sqrt(se ** 2 + q * q / (4.0 * n * n)) / shrink
+      low, high = centre - half, centre + half
+      method += "; Wilson score interval at the effective sample size"
+  return Interval(estimate=estimate, low=float(low), high=float(high), method=method,
+                  estimand=estimand, se=se, df=float(df), confidence=float(confidence))
 
 
 def group_interval(draw_scores, draw_naive_variances, deff: DesignEffect, *, hit: str,
@@ -353,7 +378,7 @@ def group_interval(draw_scores, draw_naive_variances, deff: DesignEffect, *, hit
       method=(f"t interval: item-level variance x {deff.describe()} from independent "
               f"draws and item splits with recomputed lists; {d} draw(s)"),
       estimand=(f"E[{hit} score] of {items} random items x {images_per_item} image(s) x "
-                f"{captions_per_item} caption(s)"))
+                f"{captions_per_item} caption(s)"), unit_range=True)
 
 
 def class_interval(draw_scores, draw_naive_variances, deff: DesignEffect, *, measure: str,
@@ -380,4 +405,4 @@ def class_interval(draw_scores, draw_naive_variances, deff: DesignEffect, *, mea
       method=(f"t interval: class-level variance x {deff.describe()} from independent "
               f"draws and class splits with recomputed lists; {d} draw(s)"),
       estimand=(f"E[{measure}] of {classes} random classes x {images_per_class} random "
-                f"image(s) per class"))
+                f"image(s) per class"), unit_range=True)

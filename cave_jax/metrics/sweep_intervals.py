@@ -15,10 +15,10 @@ their values in the block's first N0 rows. The estimate is the mean over the B_N
 
 Interval. estimate +- t_df * SE with SE^2 = deff * naive variance (``intervals``):
 
-* all rows: naive = each block's per-row variance / N, divided by B_N; deff pooled over
-  the replicated sizes N' in [N / window, N] (``design_effect_at``), measured as the
-  spread of disjoint blocks over their naive variance; sizes below N only from
-  ``intervals.MIN_ROWS_PER_K`` rows per k up.
+* all rows: naive = each block's per-row variance / N, divided by B_N; deff measured as
+  the spread of disjoint blocks over their naive variance, pooled over N's own blocks
+  and, until 10 degrees of freedom are reached, the nearest smaller sizes (not below
+  N / 16 nor ``intervals.MIN_ROWS_PER_K`` rows per k: ``design_effect_at``).
 * paired: per block, Var = s^2 (1 - Q/N) / Q + deff_all * s^2 / N. The first term is
   exact (the queries are a random subset of the gallery), the second is the all-rows
   variance of the gallery (its lists depend on the sample), with s^2 the queries'
@@ -30,10 +30,11 @@ Interval. estimate +- t_df * SE with SE^2 = deff * naive variance (``intervals``
 What N = P (one block, the whole pool) can and cannot claim. At sizes with B_N >= 2
 the design effect at N is measured at N itself. At N > P/2 there is one block, so
 nothing measures the spread at N: the interval borrows the design effect of the
-largest replicated sizes (P/16 ... P/2 with window 16). That is an assumption -- the
-design effect does not grow between N/16 and N -- which holds in the synthetic world
-(it is flat, or falls at small N/k; ``benchmarks/coverage.py`` measures the coverage
-at N = P too), but cannot be checked on a real pool. The interval then covers the
+largest replicated sizes (P/2, P/4, ... until 10 degrees of freedom). That is an
+assumption -- the design effect at P equals that at P/2 ... P/8 -- which holds in the
+synthetic world (the design effect drifts by less than the width of its own estimate
+there; ``benchmarks/coverage.py`` measures the coverage at N = P too), but cannot be
+checked on a real pool. The interval then covers the
 expected score of a fresh P-sample of the population, not the score of this pool
 (which has no sampling error) and not the score of another dataset; it does not
 shrink with more draws at N = P (every draw is the same pool), only with a larger pool
@@ -60,28 +61,41 @@ def block_count(pool: int, n: int, max_blocks: int) -> int:
   return int(min(max_blocks, pool // n))
 
 
-def design_effect_at(replicates: dict, n: int, *, window: int = 16,
-                     min_borrowed: int = 0) -> intervals.DesignEffect:
-  """The design effect at size n, pooled over replicated sizes n' in [n / window, n].
+def design_effect_at(replicates: dict, n: int, *, window: int = 16, min_borrowed: int = 0,
+                     min_df: int = 10) -> intervals.DesignEffect:
+  """The design effect at size n from the disjoint blocks of n and of the sizes below.
+
+  Sizes are taken from n downwards -- n's own blocks first, then the nearest smaller
+  size, and so on -- until the pooled degrees of freedom reach ``min_df``: the design
+  effect drifts with N (at k = 1 in the synthetic world from 1.1 at N = 256 to 1.4 at
+  1,024), so far sizes are borrowed only when near ones have too few blocks.
 
   Args:
     replicates: {size: (scores [B], naive variances [B])} of disjoint blocks; sizes
       with one block carry no information and are skipped.
     n: the size the design effect is for (may exceed every replicated size: N = P).
-    window: how far down sizes are borrowed from (n / window).
-    min_borrowed: smaller sizes are borrowed only from this size up (their design
-      effect is larger: ``intervals.MIN_ROWS_PER_K * k`` for the score,
-      ``change_min_borrowed`` for the change); n's own blocks always count.
+    window: sizes below n / window are never borrowed.
+    min_borrowed: nor sizes below this (their design effect is larger:
+      ``intervals.MIN_ROWS_PER_K * k`` for the score, ``change_min_borrowed`` for the
+      change); n's own blocks always count.
+    min_df: stop borrowing once this many degrees of freedom are pooled.
 
   Raises:
-    InvalidArgumentError: no size in the window has >= 2 blocks (grow the pool, add
-      a size closer to n, or widen the window).
+    InvalidArgumentError: neither n nor a size in the window has >= 2 blocks (grow the
+      pool or add a size closer to n).
   """
-  if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
-    raise errors.InvalidArgumentError(f"window must be a positive integer, got {window!r}")
+  for name, value in (("window", window), ("min_df", min_df)):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+      raise errors.InvalidArgumentError(f"{name} must be a positive integer, got {value!r}")
   usable = lambda size: size == n or (max(n / window, min_borrowed) <= size < n)
-  groups = [(f"N={size}", scores, naive) for size, (scores, naive) in sorted(replicates.items())
-            if usable(size) and len(np.atleast_1d(scores)) >= 2]
+  groups, df = [], 0
+  for size in sorted(replicates, reverse=True):
+    scores, naive = replicates[size]
+    if df >= min_df:
+      break
+    if usable(size) and len(np.atleast_1d(scores)) >= 2:
+      groups.append((f"N={size}", scores, naive))
+      df += len(np.atleast_1d(scores)) - 1
   if not groups:
     raise errors.InvalidArgumentError(
         f"neither N={n} nor a size in [{max(n / window, min_borrowed):g}, {n}) has >= 2 "
@@ -126,7 +140,7 @@ def all_rows_interval(block_scores, block_naive_variances, deff: intervals.Desig
   return intervals.mean_interval(
       block_scores, block_naive_variances, deff, overlap=overlap, confidence=confidence,
       method=f"t interval: row variance x {deff.describe()}; {where} of the {pool}-row pool",
-      estimand=estimand(n, k))
+      estimand=estimand(n, k), unit_range=True)
 
 
 def paired_interval(query_values, deff_all: intervals.DesignEffect, *, n: int, pool: int,
@@ -158,7 +172,7 @@ def paired_interval(query_values, deff_all: intervals.DesignEffect, *, n: int, p
       float(values.mean()), math.sqrt(total), df, confidence,
       method=(f"t interval: query sampling (exact) + gallery variance from {deff_all.describe()}; "
               f"{blocks} disjoint block(s) of the {pool}-row pool, {q} queries each"),
-      estimand=estimand(n, k))
+      estimand=estimand(n, k), unit_range=True)
 
 
 def paired_change_interval(values_n, values_n0, deff_change: intervals.DesignEffect, *,

@@ -170,8 +170,22 @@ def test_group_and_class_intervals_name_their_unit_and_estimand():
   cls = intervals.class_interval([0.5], [1e-3], deff, measure="item_agreement", classes=200,
                                  images_per_class=10)
   assert "class-level" in cls.method and "200 random classes x 10" in cls.estimand
-  assert cls.high - cls.low == pytest.approx(2 * student_t.quantile(0.95, 8) *
-                                             math.sqrt(2e-3))
+  assert cls.se == pytest.approx(math.sqrt(2e-3)) and "Wilson" in cls.method
+
+
+@pytest.mark.parametrize("estimate, se, df", [(0.04, 0.012, math.inf), (0.5, 0.05, 6),
+                                              (0.97, 0.01, 30), (0.002, 0.002, 12)])
+def test_unit_range_interval_is_wilsons_score_interval_at_the_effective_size(estimate, se, df):
+  found = intervals.make_interval(estimate, se, df, 0.95, "m", "e", unit_range=True)
+  q, n = student_t.quantile(0.95, df), estimate * (1 - estimate) / se ** 2
+  # Wilson's ends are the proportions pi with (p - pi)^2 = q^2 pi (1 - pi) / n.
+  for end in (found.low, found.high):
+    assert (estimate - end) ** 2 == pytest.approx(q * q * end * (1 - end) / n, rel=1e-9)
+  assert 0.0 <= found.low < estimate < found.high <= 1.0
+  symmetric = intervals.make_interval(estimate, se, df, 0.95, "m", "e")
+  assert symmetric.high - estimate == pytest.approx(estimate - symmetric.low)
+  with pytest.raises(errors.CaveError):
+    intervals.make_interval(1.2, se, df, 0.95, "m", "e", unit_range=True)
 
 
 # ------------------------------------------------------------------- sweep intervals
@@ -189,8 +203,10 @@ def test_design_effect_at_borrows_only_replicated_sizes_in_its_window():
   reps = {256: ([0.1, 0.2, 0.15, 0.12], [1e-3] * 4), 1024: ([0.3, 0.35], [2e-3] * 2),
           2048: ([0.4], [1e-3]), 64: ([0.5, 0.7], [1e-3] * 2)}
   found = sweep_intervals.design_effect_at(reps, 2048, window=8)
-  assert [g[0] for g in found.groups] == ["N=256", "N=1024"]
+  assert [g[0] for g in found.groups] == ["N=1024", "N=256"]
   assert found.df == 4
+  nearest = sweep_intervals.design_effect_at(reps, 2048, window=8, min_df=1)
+  assert [g[0] for g in nearest.groups] == ["N=1024"]  # enough df: stops borrowing
   with pytest.raises(errors.CaveError):
     sweep_intervals.design_effect_at(reps, 8192, window=4)  # 2048 alone: one block
 
@@ -199,7 +215,7 @@ def test_design_effect_at_borrows_small_sizes_only_from_min_borrowed_up():
   reps = {256: ([0.1, 0.2, 0.15, 0.12], [1e-3] * 4), 512: ([0.3, 0.35], [2e-3] * 2),
           1024: ([0.2, 0.3], [2e-3] * 2)}
   found = sweep_intervals.design_effect_at(reps, 1024, min_borrowed=500)
-  assert [g[0] for g in found.groups] == ["N=512", "N=1024"]
+  assert [g[0] for g in found.groups] == ["N=1024", "N=512"]
   own = sweep_intervals.design_effect_at(reps, 256, min_borrowed=5000)  # own blocks count
   assert [g[0] for g in own.groups] == ["N=256"]
   with pytest.raises(errors.CaveError):
