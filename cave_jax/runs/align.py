@@ -136,7 +136,7 @@ def run(config, workdir: str) -> dict:
     lists = None
     if any(k for _, k in order):
       lists = _search(layers, max(settings.ks), bar, tie_aware=not settings.prh_compat)
-    found = {(name, k): _calibrate(name, k, feats, layers, lists, settings, bar)
+    found = {(name, k): _calibrate_named(name, k, feats, layers, lists, settings, bar)
              for name, k in order}
   layered = feats[0].ndim == 3 or feats[1].ndim == 3
   result = {
@@ -236,6 +236,20 @@ class _Counted:
     out = self._scorer.matrix(perm)
     self._bar.add(self._cost)
     return out
+
+
+def _calibrate_named(name, k, feats, layers, lists, settings, bar):
+  """``_calibrate``; a tie-aware LCS / edit distance whose ties have too many orderings to
+  enumerate (``metrics.tie_order``) becomes a ConfigError saying what to change."""
+  try:
+    return _calibrate(name, k, feats, layers, lists, settings, bar)
+  except errors.InvalidArgumentError as e:
+    if name not in ("lcs_knn", "edit_distance_knn") or settings.prh_compat:
+      raise
+    raise errors.ConfigError(
+        f"config.metrics: tie-aware {name} at k={k} cannot be computed on these features "
+        f"({e}); leave {name} out of config.metrics, lower k, or set "
+        f"config.prh_compat=True to score the index-rule lists") from e
 
 
 def _calibrate(name, k, feats, layers, lists, settings, bar):

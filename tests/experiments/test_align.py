@@ -161,6 +161,52 @@ def test_prh_compat_keeps_platonic_reps_raw_numbers(tmp_path):
   assert 0 < _row(result, "lcs_knn", 4)["calibrated"] <= 1
 
 
+def test_independent_duplicated_features_calibrate_to_zero_unlike_the_index_rule(tmp_path):
+  """Two models whose layers repeat 10 vectors (about 20 copies each), independently on
+  each side: the tie-aware scores and their nulls agree with a float64 brute force of the
+  expectation under random tie-breaking, and calibrate to 0; platonic-rep's index rule
+  (ties by the smaller row on both sides) makes the same data look aligned."""
+  from .test_scale_ties import duplicated, naive_expected  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  n, n_perm = 200, 30
+  feats_a = np.stack([duplicated(rng, n, 10) for _ in range(2)], axis=1)
+  feats_b = np.stack([duplicated(rng, n, 10) for _ in range(2)], axis=1)
+  np.save(tmp_path / "a.npy", feats_a)
+  np.save(tmp_path / "b.npy", feats_b)
+  common = dict(features_a=str(tmp_path / "a.npy"), features_b=str(tmp_path / "b.npy"),
+                ks=(1, 4), n_perm=n_perm, metrics="mutual_knn,cycle_knn", figure=False)
+  aware = align.run(_config(**common), str(tmp_path / "w"))
+  raw = align.run(_config(**common, prh_compat=True), str(tmp_path / "p"))
+  entry = _entry(aware, "mutual_knn", 4)
+  want = [[naive_expected(feats_a[:, i], feats_b[:, j], 4).mean() for j in range(2)]
+          for i in range(2)]
+  np.testing.assert_allclose(entry["scores"], want, rtol=0, atol=1e-12)
+  perms = np.random.default_rng(1)  # the run's permutation seed: seed + 1
+  null = np.mean([[[naive_expected(feats_a[:, i], feats_b[perm, j], 4).mean()
+                    for j in range(2)] for i in range(2)]
+                  for perm in (perms.permutation(n) for _ in range(n_perm))], axis=0)
+  np.testing.assert_allclose(entry["cells"]["null_mean"], null, rtol=0, atol=1e-12)
+  for metric in ("mutual_knn", "cycle_knn"):
+    for k in (1, 4):
+      row = _row(aware, metric, k)
+      assert row["calibrated"] == 0.0 and not row["significant"], row
+      assert abs(row["score"] - row["null_mean"]) < 0.2 * row["null_mean"], row
+  for k in (1, 4):  # the index rule's agreement beats every shuffle
+    row = _row(raw, "mutual_knn", k)
+    assert row["p_value"] == pytest.approx(1 / (n_perm + 1)) and row["calibrated"] > 0, row
+    assert row["score"] > 3 * row["null_mean"]
+  assert "tie-aware" in align.summary(aware) and "index-rule" in align.summary(raw)
+
+
+def test_order_metrics_with_too_many_tie_orderings_name_the_way_out(tmp_path):
+  from .test_scale_ties import duplicated  # pylint: disable=g-import-not-at-top
+  x = duplicated(np.random.default_rng(0), 120, 4)
+  np.save(tmp_path / "a.npy", x)
+  with pytest.raises(errors.ConfigError, match=r"tie-aware lcs_knn at k=5 .*prh_compat=True"):
+    align.run(_config(features_a=str(tmp_path / "a.npy"), features_b=str(tmp_path / "a.npy"),
+                      ks=(5,), n_perm=20, metrics="lcs_knn"), str(tmp_path / "w"))
+
+
 def test_heatmaps_are_written_with_and_without_a_null(tmp_path):
   (path_a, path_b), _, _ = _models(tmp_path, aligned=True, n=40, layers=(2, 2))
   for n_perm in (0, 20):

@@ -90,3 +90,54 @@ def test_faiss_messages_stay_out_of_the_terminal(tmp_path, capfd):
                               figure=False), str(tmp_path))
   err = capfd.readouterr().err
   assert "WARNING clustering" not in err and "please provide at least" not in err
+
+
+def test_recall_counts_a_row_found_when_some_tie_breaking_lists_it():
+  import itertools  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from cave_jax import knn  # pylint: disable=g-import-not-at-top
+  from .test_scale_ties import cosines, duplicated  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(3)
+  x, k = duplicated(rng, 14, 4, d=3), 3
+  sets = knn.neighbour_sets(x, k)
+  assert sets.tied_rows().sum() >= 5
+  lists = np.array([rng.choice([j for j in range(14) if j != i], k, replace=False)
+                    for i in range(14)])
+  lists[:4] = sets.indices[:4]  # rows listed by the index rule: found in full
+  lists[4] = sets.members[sets.offsets[4]:sets.offsets[5]][-k:]  # the tie's last rows
+  best = 0
+  for i in range(14):  # the largest overlap with any exact list, by enumeration
+    others = np.array([j for j in range(14) if j != i])
+    s = cosines(x, i, others)
+    kth = np.sort(s)[::-1][k - 1]
+    above, tied = set(others[s > kth]), others[s == kth]
+    best += max(len(set(lists[i]) & (above | set(c)))
+                for c in itertools.combinations(tied, k - len(above)))
+  assert exact_vs_approx.recall(lists, sets) == pytest.approx(best / (14 * k), abs=1e-15)
+  assert exact_vs_approx.recall(sets.indices, sets) == 1.0
+  from cave_jax.knn import approx  # pylint: disable=g-import-not-at-top
+  assert approx.recall(lists, sets.indices) < exact_vs_approx.recall(lists, sets)
+
+
+def test_the_exact_reference_is_tie_aware_and_approximations_score_their_lists(tmp_path):
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from cave_jax.knn import approx  # pylint: disable=g-import-not-at-top
+  from cave_jax.metrics import knn_metrics  # pylint: disable=g-import-not-at-top
+  from .test_scale_ties import duplicated, naive_expected  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(9)
+  a, b = duplicated(rng, 200, 10), duplicated(rng, 200, 10)
+  np.save(tmp_path / "a.npy", a)
+  np.save(tmp_path / "b.npy", b)
+  config = config_module.get_config("smoke,features")
+  config.update(dict(features_a=str(tmp_path / "a.npy"), features_b=str(tmp_path / "b.npy"),
+                     min_n=100, max_n=200, growth=2, ks=(1, 4), methods="bf16", n_draws=1,
+                     n_boot=50, n_perm=5, figure=False))
+  result = exact_vs_approx.run(config, str(tmp_path / "w"))
+  rows = np.sort(np.random.default_rng([0, 0]).permutation(200)[:100])
+  for k in (1, 4):
+    exact = next(r for r in result["rows"] if (r["n"], r["k"], r["method"]) == (100, k, "exact"))
+    assert exact["score"] == pytest.approx(naive_expected(a[rows], b[rows], k).mean(), abs=1e-12)
+    bf16 = next(r for r in result["rows"] if (r["n"], r["k"], r["method"]) == (100, k, "bf16"))
+    lists = [approx.bf16_knn(x[rows], k).indices for x in (a, b)]
+    assert bf16["score"] == pytest.approx(knn_metrics.mutual_knn(*lists).score, abs=1e-12)
+    assert bf16["delta"] == pytest.approx(bf16["score"] - exact["score"], abs=1e-12)
