@@ -67,24 +67,7 @@ class NestedQueries:
   def feed(self, start: int, rows) -> None:
     """Searches pool rows start .. start + len(rows) - 1 (rows: [B, D]) for every size."""
     rows = np.asarray(rows)
-    if rows.ndim != 2 or rows.shape[1] != self.queries.shape[1]:
-      raise errors.ShapeMismatchError(
-          f"block of shape {rows.shape} does not match the queries' D={self.queries.shape[1]}")
-    stop = start + rows.shape[0]
-    if start < 0 or stop > self.ranks.size:
-      raise errors.InvalidArgumentError(
-          f"block rows [{start}, {stop}) outside the pool of {self.ranks.size}")
-    block_ranks = self.ranks[start:stop]
-    for n in self.sizes:
-      local = np.flatnonzero(block_ranks < n)
-      if local.size == 0:
-        continue
-      pool_rows = start + local
-      # Position of each query's own row among this block's gallery rows, or -1.
-      where = np.searchsorted(pool_rows, self.query_rows)
-      found = where < pool_rows.size
-      found[found] = pool_rows[where[found]] == self.query_rows[found]
-      exclude = np.where(found, where, -1)
+    for n, local, pool_rows, exclude in gallery_parts(self, start, rows):
       indices, scores = self._search(rows[local], exclude)
       self._merge_into(n, pool_rows[indices], scores, indices < 0)
     self.rows_fed += rows.shape[0]
@@ -151,3 +134,35 @@ def _brute_force64(queries, gallery, exclude, k):
     indices = np.pad(indices, ((0, 0), (0, k - take)), constant_values=-1)
     scores = np.pad(scores, ((0, 0), (0, k - take)), constant_values=-np.inf)
   return indices, scores
+
+
+def gallery_parts(search, start: int, rows: np.ndarray):
+  """For a block of pool rows fed to a nested query search, each size's part of it.
+
+  search: has ``queries`` [Q, D], ``query_rows`` (sorted pool rows of the queries),
+  ``ranks`` (each pool row's rank in the gallery order) and ``sizes``. Yields
+  (n, local, pool_rows, exclude) for every size n the block reaches: ``local`` the block
+  positions of the rows with rank < n, ``pool_rows`` their pool rows, ``exclude`` per
+  query the position of its own row among them, or -1.
+
+  Raises:
+    ShapeMismatchError / InvalidArgumentError: a block of the wrong width, or rows outside
+      the pool.
+  """
+  if rows.ndim != 2 or rows.shape[1] != search.queries.shape[1]:
+    raise errors.ShapeMismatchError(
+        f"block of shape {rows.shape} does not match the queries' D={search.queries.shape[1]}")
+  stop = start + rows.shape[0]
+  if start < 0 or stop > search.ranks.size:
+    raise errors.InvalidArgumentError(
+        f"block rows [{start}, {stop}) outside the pool of {search.ranks.size}")
+  block_ranks = search.ranks[start:stop]
+  for n in search.sizes:
+    local = np.flatnonzero(block_ranks < n)
+    if local.size == 0:
+      continue
+    pool_rows = start + local
+    where = np.searchsorted(pool_rows, search.query_rows)
+    found = where < pool_rows.size
+    found[found] = pool_rows[where[found]] == search.query_rows[found]
+    yield n, local, pool_rows, np.where(found, where, -1)

@@ -39,23 +39,7 @@ class NestedQuerySets:
   def feed(self, start: int, rows) -> None:
     """Searches pool rows start .. start + len(rows) - 1 (rows: [B, D]) for every size."""
     rows = np.asarray(rows)
-    if rows.ndim != 2 or rows.shape[1] != self.queries.shape[1]:
-      raise errors.ShapeMismatchError(
-          f"block of shape {rows.shape} does not match the queries' D={self.queries.shape[1]}")
-    stop = start + rows.shape[0]
-    if start < 0 or stop > self.ranks.size:
-      raise errors.InvalidArgumentError(
-          f"block rows [{start}, {stop}) outside the pool of {self.ranks.size}")
-    block_ranks = self.ranks[start:stop]
-    for n in self.sizes:
-      local = np.flatnonzero(block_ranks < n)
-      if local.size == 0:
-        continue
-      pool_rows = start + local
-      where = np.searchsorted(pool_rows, self.query_rows)
-      found = where < pool_rows.size
-      found[found] = pool_rows[where[found]] == self.query_rows[found]
-      exclude = np.where(found, where, -1)
+    for n, local, pool_rows, exclude in nested.gallery_parts(self, start, rows):
       q, member, score = self._search(rows[local], exclude)
       self._merge_into(n, q, pool_rows[member], score)
     self.rows_fed += rows.shape[0]
