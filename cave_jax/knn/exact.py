@@ -195,7 +195,7 @@ def exact_knn(x, k: int, *, block_size: int | None = None, mesh=None,
       mesh, precision), or no intact save.
   """
   precision = sharded.check_precision(precision)
-  host = geo.host_tiles(tile_backend, jax.default_backend())
+  host = geo.host_tiles(tile_backend, geo.current_backend())
   ring_needed = mesh is not None or precision != "fp32" or jax.process_count() > 1
   if schedule not in ("auto", "tiles", "ring"):
     raise errors.InvalidArgumentError(
@@ -210,7 +210,7 @@ def exact_knn(x, k: int, *, block_size: int | None = None, mesh=None,
   n, d = x.shape
   k = validation.check_k(k, n)
   block = _check_block(block_size, n)
-  geometry = geo.tile_geometry(jax.default_backend(), d, k, n, block)
+  geometry = geo.tile_geometry(geo.current_backend(), d, k, n, block)
   k_s = _shortlist_length(k, n - 1)
   # Rows go to the tiles in a fixed random order so that no tile holds many of a row's
   # neighbours (sorted or clustered inputs would otherwise fail certificates); the
@@ -329,7 +329,7 @@ def exact_knn_query64(queries, database, k: int, *, exclude=None,
   Returns:
     (indices int64 [Nq, k], scores float64 [Nq, k], rows recomputed).
   """
-  host = geo.host_tiles(tile_backend, jax.default_backend())
+  host = geo.host_tiles(tile_backend, geo.current_backend())
   queries = validation.check_features(queries, name="queries", min_rows=1)
   database = validation.check_features(database, name="database", min_rows=1)
   if queries.shape[1] != database.shape[1]:

@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
+
 from cave_jax import errors
 
 TILE_BACKENDS = ("auto", "host", "device")
@@ -70,6 +72,12 @@ def backend_kind(backend: str) -> str:
         f"unknown backend {backend!r} for the tile geometry; expected one of "
         f"{sorted(_ALIASES)}")
   return kind
+
+
+def current_backend() -> str:
+  """The running JAX backend as "cpu", "gpu" or "tpu" (another accelerator platform,
+  e.g. a plugin's, gets the gpu geometry)."""
+  return _ALIASES.get(jax.default_backend().lower(), "gpu")
 
 
 def tile_geometry(backend: str, d: int, k: int, n: int, block: int | None = None) -> TileGeometry:

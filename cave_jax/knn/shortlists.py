@@ -129,6 +129,7 @@ def self_shortlists(x_unit: np.ndarray, n: int, k_s: int, k: int, geometry: geo.
   if checkpoint is not None:
     done, state = checkpoint.restore(state, len(units))
   run = (state["values"], state["ids"], state["out"])
+  del state  # the steps donate (reuse) these buffers: hold no other reference
   feed = _HostRows(x, geometry) if host else _DeviceRows(x, geometry)
   k_col = tiles._offer(k_s, k, b, n)
   for index in range(done, len(units)):
@@ -198,7 +199,7 @@ def query_shortlists(q_unit: np.ndarray, db_unit: np.ndarray, k_s: int, *, host:
     (shortlist, tile_scores, thresholds) as in ``self_shortlists``.
   """
   nq, nd = q_unit.shape[0], n_db or db_unit.shape[0]
-  b, w = geo.query_geometry(jax.default_backend(), nq, nd, block)
+  b, w = geo.query_geometry(geo.current_backend(), nq, nd, block)
   db = _pad_rows(db_unit, -(-nd // w) * w)
   panels = -(-nd // w)
   db_dev = None if host else jnp.asarray(db)
