@@ -220,11 +220,6 @@ def _at(lists: dict, k: int) -> list:
   return lists[k]
 
 
-def _indices(x) -> np.ndarray:
-  """The index-rule lists of sets or lists int [N, k]."""
-  return x.indices if ties.is_sets(x) else x
-
-
 class _Counted:
   """A layer scorer whose every ``matrix`` call advances the progress bar by ``cost``."""
 
@@ -260,7 +255,7 @@ def _calibrate(name, k, feats, layers, lists, settings, bar):
   if with_lists:
     given = _at(lists, k)
     if name == "cknna":
-      given = [[_indices(x) for x in side] for side in given]
+      given = [[x.indices if ties.is_sets(x) else x for x in side] for side in given]
   scorer = layer_calibration.layer_scores(
       name, feats[0] if needs_feats else None, feats[1] if needs_feats else None,
       lists_a=given[0], lists_b=given[1], k=k if with_lists else 10,

@@ -25,9 +25,10 @@ result counts the rows whose tie reaches past their list.
 Statistics (``statistics``): for all rows ``envelope_row`` (mean over draws, chance
 k/(N-1), the envelope of the draws' row-bootstrap intervals, and with ``n_perm`` > 0 a
 permutation null: the pairing shuffled ``n_perm`` times per draw, each side's sets
-renamed, no new search: ``sweep.mutual_nulls``); for the paired score ``paired_rows``. Outputs in ``workdir``: scale.json, scale.csv and the
-figure scale.png/.pdf. Progress (stderr) counts work in ``reporting`` cost units, so its
-ETA is honest from the first update.
+renamed, no new search: ``sweep.mutual_nulls``); for the paired score ``paired_rows``.
+Outputs in ``workdir``: scale.json, scale.csv and the figure scale.png/.pdf. Progress
+(stderr) counts work in ``reporting`` cost units, so its ETA is honest from the first
+update.
 """
 
 from __future__ import annotations

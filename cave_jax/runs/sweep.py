@@ -141,8 +141,11 @@ def at_k(sets: knn.NeighbourSets, k: int) -> knn.NeighbourSets:
 
 def mutual_values(sets_a, sets_b) -> np.ndarray:
   """Per-row tie-aware mutual k-NN of one subset: float64 [N] (their mean is the score;
-  exactly |nn_a[i] & nn_b[i]| / k of the lists where no row's tie reaches past its list)."""
-  return knn_metrics.row_values("mutual_knn", sets_a, sets_b)
+  exactly |nn_a[i] & nn_b[i]| / k of the lists where no row's tie reaches past its list,
+  computed from the lists when that holds for every row of both sides)."""
+  if sets_a.tied_rows().any() or sets_b.tied_rows().any():
+    return knn_metrics.row_values("mutual_knn", sets_a, sets_b)
+  return knn_metrics.mutual_overlap(sets_a.indices, sets_b.indices) / sets_a.k
 
 
 class MutualNull:
