@@ -4,7 +4,7 @@ The galleries are the scale sweep's: a random draw order ranks the P pool rows, 
 gallery of size N holds the rows of rank < N, so galleries are nested and the largest,
 N = P, is the whole pool. A query's neighbours in a gallery are its k gallery rows other
 than itself with the largest cosine similarity, ties broken by the smaller pool row
-(DESIGN.md's rule); a query need not lie in the smaller galleries.
+(the neighbour rule of docs/architecture.md); a query need not lie in the smaller galleries.
 
 The search is ``cave_jax.knn.nested.NestedQueries``: queries x gallery blocks through the
 exact engine (float32 tiles, float64 rescoring, per-row certificate), fed block by block,

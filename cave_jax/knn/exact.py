@@ -1,6 +1,6 @@
 """Exact all-pairs k-nearest-neighbour search: the public API.
 
-Semantics (DESIGN.md): the neighbours of row i are the k rows j != i with the largest
+Semantics (docs/architecture.md): the neighbours of row i are the k rows j != i with the largest
 cosine similarity (inner product of the L2-normalised rows), ties broken by the smaller
 j; each row of the result is ordered by score, then index. "Exact" means equal to a
 float64 brute force under that rule, so the result is a pure function of the data: the

@@ -4,7 +4,7 @@ The scale sweep's paired curve: a random draw order ranks the P rows of a pool; 
 gallery of size N is the rows of rank < N (so galleries are nested), and the queries
 are rows of the pool too, typically the first Q of the draw order, which lie in every
 gallery. For every size N each query gets its k best gallery rows other than itself,
-under the rule of DESIGN.md (largest cosine, ties by smaller pool row).
+under the neighbour rule of docs/architecture.md (largest cosine, ties by smaller pool row).
 
 ``NestedQueries`` is fed the pool block by block (any block order, each row once) and
 never holds more than one block: per block and size it searches the block's gallery

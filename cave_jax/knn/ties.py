@@ -2,7 +2,7 @@
 
 ``exact_knn`` breaks ties by the smaller index, so its lists are a pure function of the
 data. A score built from them should not depend on how tied rows happen to be numbered
-(DESIGN: scores are tie-aware): it needs, per row, which rows another tie-breaking could
+(docs/architecture.md: scores are tie-aware): it needs, per row, which rows another tie-breaking could
 have listed. With s_k(i) the k-th largest float64 score of row i among its candidates:
 
   S_i  rows scoring > s_k(i): listed under every tie-breaking (|S_i| < k);

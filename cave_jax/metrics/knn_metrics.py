@@ -5,7 +5,7 @@ i in representation A (resp. B), best first, never i itself and never a repeated
 (as ``cave_jax.knn.exact_knn`` returns them), or ``knn.ties.NeighbourSets`` of both
 sides (``knn.neighbour_sets``): the lists plus the rows tied at each row's k-th score.
 
-With neighbour sets every score is tie-aware (DESIGN): the expectation of the score
+With neighbour sets every score is tie-aware (docs/architecture.md): the expectation of the score
 under uniformly random, independent tie-breaking on each side (``metrics.ties``), so it
 does not depend on how tied rows are numbered; without boundary ties it equals the
 score of the lists. ``prh_compat=True`` scores the sets' deterministic lists as they

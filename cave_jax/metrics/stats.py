@@ -3,7 +3,7 @@
 Every metric returns a ``Score``: the number together with the expected value for
 unrelated representations (``chance``), an optional percentile-bootstrap interval, the
 number of paired rows ``n`` and the neighbourhood size ``k``. A number is never reported
-without N and k (DESIGN.md, "Scores").
+without N and k (docs/architecture.md, "Semantics every stage keeps").
 
 Chance levels of the neighbour-list metrics use one null model: every row's neighbour
 list on each side is an ordered k-subset of the N-1 other rows drawn uniformly at

@@ -4,7 +4,7 @@ Inputs are ``cave_jax.knn.ties.NeighbourSets`` of the two sides (``sets_a``, ``s
 per row i the rows S_i scoring above the k-th score, the complete tied set T_i at the
 k-th score and m_i = k - |S_i|.
 
-The model (DESIGN: scores are tie-aware). Every row's list on each side is S_i plus a
+The model (docs/architecture.md: scores are tie-aware). Every row's list on each side is S_i plus a
 uniformly random m_i-subset of T_i, in a uniformly random order inside each run of
 equal scores; rows and the two sides are independent. An entry j of row i is listed
 with probability p_i(j) = 1 (j in S_i) or m_i / |T_i| (j in T_i). Every function here
