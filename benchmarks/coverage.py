@@ -1,20 +1,32 @@
 """Coverage of every interval the runs print, measured on fresh pools of the synthetic world.
 
   python -m benchmarks.coverage                 # full: 200 fresh pools per experiment
-  python -m benchmarks.coverage --quick         # 40 pools, smaller pool: a smoke check
+  python -m benchmarks.coverage --quick         # 40 pools, P = 2,048: a smoke check
   python -m benchmarks.coverage --reps 400 --only scale
 
 For each of R reps a fresh sample of the synthetic world (``cave_jax.data.scenes``, new
 random streams; the world itself -- classes, views -- is fixed, it is the population)
 goes through a scaled-down protocol of each experiment (``coverage_protocols``):
 
-  scale      a pool of P rows in disjoint blocks at sizes min_n * 2^j <= P, k in {1, 10},
-             Q paired queries per block: all rows, paired and paired change intervals
-             (``cave_jax.metrics.sweep_intervals``) at every N, N = P included;
-  groups     many-to-many: 3 independent draws of ~rows paired rows per (images x
-             captions per item) setting, every hit definition, item-level intervals;
-  classes    ImageNet-style: 3 independent draws of C classes x m images (nested m),
-             every measure of ``class_metrics``, class-level intervals.
+  scale      a pool of P = 4,096 rows (2,048 with --quick) cut into disjoint blocks
+             at sizes 256 ... 4,096 (P/16 * 2^j, at most 16 blocks a size), k in
+             {1, 10}, the first 256 rows of each block as paired queries: all rows,
+             paired and paired change (from the smallest size) intervals of
+             ``cave_jax.metrics.sweep_intervals`` at every N, N = P included;
+  groups     many-to-many: 3 independent draws of ~1,024 paired rows per setting (4
+             or 12 images per caption, 3 captions per image), k = 10, every hit
+             definition (flat, any, fraction, fraction_other), item-level intervals
+             with design effects from the draws and item halves of each draw;
+  classes    ImageNet-style: 3 independent draws of 200 classes x m = 1, 3, 9 images
+             (nested in m), k in {1, 10}, every measure of ``class_metrics``,
+             class-level intervals with design effects from the draws and class
+             halves/quarters (where ``intervals.can_borrow``).
+
+k-NN lists come from an independent float64 numpy brute force (the Gram matrix of a
+sample once, every subset reads its part), for speed only; ``--engine cave`` uses
+``cave_jax.knn.exact_knn`` (the same lists, slower). Scores are the
+``cave_jax.metrics`` per-row values (``knn_metrics.mutual_overlap``,
+``group_metrics.group_hit_values``, ``class_metrics.decomposition_values``).
 
 Truth: every estimate is unbiased for its estimand (the expected score of a fresh
 sample of that size and design), and the reps are independent fresh samples, so the
@@ -49,7 +61,7 @@ def parse_args(argv=None):
       prog="python -m benchmarks.coverage",
       description="Coverage of the calibrated intervals on fresh synthetic pools.")
   parser.add_argument("--quick", action="store_true",
-                      help="40 reps and a 2,048-row pool: a smoke check (about a minute)")
+                      help="40 reps and a 2,048-row pool: a smoke check (a few minutes)")
   parser.add_argument("--reps", type=int, default=None,
                       help="fresh pools per experiment (default 200; 40 with --quick)")
   parser.add_argument("--only", default="scale,groups,classes",
