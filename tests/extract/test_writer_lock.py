@@ -24,9 +24,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 JOB = os.path.join("jobs", "toy", "fake")
 
 
-def _start(store):
+def _start(store, hold=False):
+  env = dict(os.environ, PYTHONPATH=REPO, LOCK_WORKER_HOLD="1" if hold else "0")
   return subprocess.Popen([sys.executable, "-m", "tests.extract.lock_worker", str(store)],
-                          cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO),
+                          cwd=REPO, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -52,16 +53,15 @@ def _wait_for_chunks(store, child, count, timeout=120):
 
 def test_a_second_writer_is_refused_and_a_killed_writers_lock_is_recovered(tmp_path):
   store = tmp_path / "store"
-  first = _start(store)
+  first = _start(store, hold=True)  # stops after lock_worker.HOLD_AT items, lock held
   try:
-    _wait_for_chunks(store, first, 2)
+    _wait_for_chunks(store, first, 4)
     second = _start(store)
     out, _ = second.communicate(timeout=120)
     assert second.returncode == 3, out[-3000:]
     assert "LockedError:" in out and f"pid {first.pid}, started 20" in out
     assert "writer of host 0 of job 'toy/fake'" in out
     assert first.poll() is None  # the holder went on undisturbed
-    _wait_for_chunks(store, first, 4)
     os.kill(first.pid, signal.SIGKILL)
     first.wait()
   finally:
