@@ -2,7 +2,7 @@ r"""Many-to-many pairing: flat vs group-aware mutual k-NN hits (Koepke et al. 20
 
   python -m experiments.many_to_many --config=configs/many_to_many.py[:smoke] [--workdir=DIR]
   python -m experiments.many_to_many --config=configs/many_to_many.py:store \
-      --config.store=DIR --config.images=NAME --config.captions=NAME [--workdir=DIR]
+      --config.features_a=STORE_DIR::IMAGE_ARRAY --config.features_b=STORE_DIR::CAPTION_ARRAY
 
 Writes config.json, many_to_many.json, many_to_many.csv and many_to_many.png/.pdf under --workdir
 (default results/many_to_many/), reports progress with ETA on stderr and prints the table.
