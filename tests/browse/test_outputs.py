@@ -133,6 +133,9 @@ def test_unusable_workdirs_are_output_errors(pictures, tmp_path):
     browse_run.run(_config(pictures), str(tmp_path / "a_file"))
   with pytest.raises(errors.OutputError, match=r"cannot create workdir .*a_file/sub"):
     browse_run.run(_config(pictures), str(tmp_path / "a_file" / "sub"))
+
+
+def test_an_unwritable_workdir_is_an_output_error(pictures, tmp_path):
   locked = tmp_path / "locked"
   locked.mkdir()
   if os.geteuid() != 0:

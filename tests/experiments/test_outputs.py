@@ -108,6 +108,12 @@ def test_cli_workdir_problems_fail_with_one_clear_line(tmp_path, paired_files):
   assert proc.returncode == 1 and "Traceback" not in proc.stderr
   assert proc.stderr.strip().splitlines()[-1] == (
       f"OutputError: output path {tmp_path / 'out_dir'} is a directory; name a file")
+
+
+def test_cli_unwritable_workdir_fails_with_one_clear_line(tmp_path, paired_files):
+  path_a, path_b, _ = paired_files
+  args = ("experiments.align", "--config=configs/align.py", f"--config.features_a={path_a}",
+          f"--config.features_b={path_b}")
   locked = tmp_path / "locked"
   locked.mkdir()
   undo = _unwritable(locked)
