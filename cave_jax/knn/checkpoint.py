@@ -9,7 +9,9 @@ handles multi-host arrays).
 
 What a save records besides the lists (``meta``): the format, what the search is (N,
 D, k, k_s, mesh shape, precision, a digest of the data) and a checksum of the saved
-arrays (a position-weighted sum of their bits, computed on the devices).
+arrays (a position-weighted sum of their bits, ``_checksum``). Both are streamed in
+chunks, so a save holds nothing array-sized beyond the state itself (a restore holds
+the restored arrays, and while reading them orbax's buffers of about their size).
 
 Guarantees (``RingCheckpoint`` as a context manager):
   * the directory is checked first: a path that is a file, a missing parent, or a
@@ -28,11 +30,11 @@ Guarantees (``RingCheckpoint`` as a context manager):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
@@ -44,9 +46,12 @@ FORMAT = 2
 _ERRORS = (errors.OutputError, errors.LockedError, errors.ResumeError)
 
 
-def data_digest(x_local: np.ndarray) -> str:
+def data_digest(x_local: np.ndarray, rows: int = 1 << 14) -> str:
   """A digest of every process's rows (all processes get the same string)."""
-  mine = hashlib.sha256(np.ascontiguousarray(x_local).tobytes()).digest()[:8]
+  h = hashlib.sha256()  # fed in chunks of rows: the same digest without a copy of x
+  for start in range(0, x_local.shape[0], rows):
+    h.update(np.ascontiguousarray(x_local[start:start + rows]).data)
+  mine = h.digest()[:8]
   value = np.frombuffer(mine, np.uint8)
   if jax.process_count() > 1:
     value = multihost_utils.process_allgather(value).reshape(-1)
@@ -171,7 +176,7 @@ class RingCheckpoint:
   def save(self, units_done: int, state) -> None:
     """Saves the state after ``units_done`` units (the arrays are copied before return)."""
     meta = {"format": FORMAT, "search": self.fingerprint,
-            "checksum": [int(v) for v in np.asarray(_checksum(state))]}
+            "checksum": _checksum(state)}
     try:
       self._manager.save(units_done, args=ocp.args.Composite(
           state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
@@ -216,7 +221,7 @@ class RingCheckpoint:
     except Exception as e:
       state, why = None, f"unreadable arrays ({_short(e)})"
     state, why = _agree_value(state, why)
-    if why is None and [int(v) for v in np.asarray(_checksum(state))] != checksum:
+    if why is None and _checksum(state) != checksum:
       state, why = None, "arrays differ from their checksum"
     return state, why
 
@@ -232,21 +237,88 @@ class RingCheckpoint:
         f"complete save.")
 
 
-@jax.jit
-def _checksum(state):
-  """uint32 [2 * leaves]: per array, sum(bits) and sum(bits * (2 * position + 1)) mod 2^32.
+CHUNK_ELEMENTS = 1 << 20  # elements per checksum chunk (4 MB of float32)
+
+
+def _checksum(state, chunk_elements: int = CHUNK_ELEMENTS) -> list[int]:
+  """[2 * leaves] ints in [0, 2^32): per array, sum(bits) and sum(bits * (2 * position + 1))
+  mod 2^32, position being the element's flat (C-order) index in the global array.
 
   Any single flipped bit changes the second sum (an odd multiple of a power of two
   below 2^32 is never 0 mod 2^32); missing or zero-filled data changes either.
+  bits: the uint32 view of 4-byte dtypes; for narrower dtypes the integer value
+  (floats first viewed as unsigned integers of their width), widened to uint32.
+
+  Streamed: each process reads its own shards (one replica of each) in chunks of
+  about ``chunk_elements`` elements along the first axis, sliced on the device and
+  summed on the host, so the memory beyond the state is a few chunks, whatever the
+  array sizes; the partial sums of all processes are added mod 2^32.
   """
   sums = []
   for a in jax.tree.leaves(state):
-    bits = jax.lax.bitcast_convert_type(a, jnp.uint32) if a.dtype.itemsize == 4 else \
-        a.astype(jnp.uint32)
-    position = jnp.arange(a.size, dtype=jnp.uint32).reshape(a.shape)
-    sums.append(jnp.sum(bits, dtype=jnp.uint32))
-    sums.append(jnp.sum(bits * (2 * position + 1), dtype=jnp.uint32))
-  return jnp.stack(sums)
+    total = np.zeros(2, np.uint32)
+    if isinstance(a, jax.Array):
+      parts = [(s.data, s.index) for s in a.addressable_shards if s.replica_id == 0]
+    else:
+      parts = [(np.asarray(a), ())]
+    for data, index in parts:
+      total += _shard_sums(data, index, a.shape, chunk_elements)
+    sums.extend(total)
+  sums = np.asarray(sums, np.uint32)
+  if jax.process_count() > 1:
+    sums = np.sum(multihost_utils.process_allgather(sums), axis=0, dtype=np.uint32)
+  return [int(v) for v in sums]
+
+
+def _shard_sums(data, index, shape, chunk_elements: int) -> np.ndarray:
+  """uint32 [2]: the two sums over one shard ``data`` at ``index`` (slices) of ``shape``."""
+  if len(shape) == 0:
+    data, index, shape = data.reshape(1), (), (1,)
+  local = data.shape
+  offsets = [(s.start or 0) if isinstance(s, slice) else 0 for s in index]
+  offsets += [0] * (len(shape) - len(offsets))
+  strides = np.cumprod((shape[1:] + (1,))[::-1])[::-1]  # elements per step along each axis
+  tail = int(np.prod(local[1:], dtype=np.int64))
+  step = max(1, chunk_elements // max(1, tail))
+  # Position of element (r, j...) of the chunk: sum over axes of (offset + local) * stride.
+  inner = np.zeros(local[1:], np.uint32)
+  for axis in range(1, len(shape)):
+    along = (np.arange(local[axis], dtype=np.uint64) + offsets[axis]) * int(strides[axis])
+    inner += (along % (1 << 32)).astype(np.uint32).reshape(
+        (-1,) + (1,) * (len(shape) - 1 - axis))
+  total = np.zeros(2, np.uint32)
+  for start in range(0, local[0], step):
+    rows = _rows(data, start, min(local[0], start + step))
+    bits = _bits(rows)
+    first = (np.arange(start, start + rows.shape[0], dtype=np.uint64) + offsets[0]) \
+        * int(strides[0])
+    position = (first % (1 << 32)).astype(np.uint32).reshape((-1,) + (1,) * (len(shape) - 1))
+    position = position + inner  # uint32 arithmetic wraps mod 2^32
+    total += np.array([np.sum(bits, dtype=np.uint32),  # arrays: adds wrap silently
+                       np.sum(bits * (np.uint32(2) * position + np.uint32(1)), dtype=np.uint32)])
+  return total
+
+
+def _bits(rows: np.ndarray) -> np.ndarray:
+  if rows.dtype.itemsize == 4:
+    return rows.view(np.uint32)
+  if rows.dtype.kind == "f":
+    rows = rows.view(np.dtype(f"u{rows.dtype.itemsize}"))
+  return rows.astype(np.uint32)
+
+
+def _rows(data, start: int, stop: int) -> np.ndarray:
+  """data[start:stop] on the host; a device array is sliced on its device first."""
+  if isinstance(data, np.ndarray):
+    return data[start:stop]
+  size = stop - start
+  first = min(start, data.shape[0] - size)  # a full-size slice (one compilation per size)
+  return np.asarray(_slice(data, np.int32(first), size))[start - first:]
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _slice(data, start, size):
+  return jax.lax.dynamic_slice_in_dim(data, start, size)
 
 
 def _short(e: Exception, limit: int = 300) -> str:
