@@ -11,14 +11,15 @@ Default: `n_classes` = 200 classes drawn from the synthetic world, m = 1 ... 49 
 per class (N = 200 m, nested in m), ks = (1, 10), 3 draws (other classes, other
 scenes). Measures (`cave_jax.metrics.class_metrics`): each modality's correct-class
 neighbour rate, both-correct rate, same-item agreement (mutual k-NN) and class-label
-mutual k-NN, each with chance, nested bootstrap CI and a permutation null; the pairing
+mutual k-NN, all tie-aware, each with chance, a class-level calibrated CI (design effect
+from the draws and class splits) and a permutation null; the pairing
 measures also with the ceiling (side A's lists on both sides), the normalised score and
 the within-class permutation null (the pairing shuffled only among rows of one class):
 agreement beyond class = score - within-class null, with its interval and p-value.
 Keys shared with the other experiments: configs/common.py.
 
 Variants (the `:arg` string, comma-separated):
-  smoke          20 classes, m in {1, 3, 10}, 1 draw, 100 resamples, 20 permutations
+  smoke          20 classes, m in {1, 3, 10}, 2 draws, 100 resamples, 20 permutations
   features       two feature files or embedding store arrays (STORE_DIR::NAME); class
                  labels from --config.labels=labels.npy (int [N], -1: none) or, left
                  empty, from side A's store (a labelled dataset such as imagenet2012)
@@ -40,7 +41,7 @@ def get_config(arg=None):
     config.labels = ""  # int [N] .npy of class labels (-1: none); "" = side A's store's
   config.n_classes = arg.classes or (20 if arg.smoke else 200)  # classes in the gallery
   config.images_per_class = (1, 3, 10) if arg.smoke else (1, 2, 3, 5, 7, 10, 15, 20, 30, 40, 49)
-  common.add_statistics(config, ks=(1, 10), n_draws=arg.draws or (1 if arg.smoke else 3),
+  common.add_statistics(config, ks=(1, 10), n_draws=arg.draws or (2 if arg.smoke else 3),
                         n_boot=100 if arg.smoke else 1000, n_perm=20 if arg.smoke else 100)
   config.lock()
   return config

@@ -7,7 +7,8 @@ Default: the synthetic world (`cave_jax.data.scenes.grouped_pairs`, knobs under
 `world`), about `rows` = 8,192 paired rows per setting (items = rows // group size), ks =
 (10,), 3 draws; every hit definition of `cave_jax.metrics.group_metrics` (`hits`: flat,
 any, fraction and their `_other` forms that drop each row's own group first) with
-chance, nested bootstrap CI, an item-shuffling permutation null, the ceiling (identical
+chance, an item-level calibrated CI (design effect from the draws and item
+splits), an item-shuffling permutation null, the ceiling (identical
 features on both sides, one vector per item) and the normalised score (score - null) /
 (ceiling - ceiling null), None where the ceiling's headroom is ~0. Every setting is also
 scored at the item level (one point per item per side: the mean of its unit rows) and
@@ -35,7 +36,7 @@ a whole array name or a unique ending of one ("minilm/layer_5/mean"). Keys share
 the other experiments: configs/common.py.
 
 Variants (the `:arg` string, comma-separated):
-  smoke      1,024 rows, images per caption 1, 4; captions per image 1, 3; 1 draw,
+  smoke      1,024 rows, images per caption 1, 4; captions per image 1, 3; 2 draws,
              100 bootstrap resamples, 20 permutations (with store: 1,024 pairs per draw)
   store      real images and captions from an embedding store (above; source
              "features", no `world`)
@@ -68,7 +69,7 @@ def get_config(arg=None):
   config.hits = "flat,any,fraction,fraction_other"  # cave_jax.metrics.hits; *_other drops own group
   # draws: independent samples of the items; n_perm: item-shuffling permutations (the
   # same shuffles give the ceiling's null)
-  common.add_statistics(config, ks=(10,), n_draws=arg.draws or (1 if arg.smoke else 3),
+  common.add_statistics(config, ks=(10,), n_draws=arg.draws or (2 if arg.smoke else 3),
                         n_boot=100 if arg.smoke else 1000, n_perm=20 if arg.smoke else 50)
   config.lock()
   return config

@@ -4,9 +4,12 @@ A *hit name* is one of ``group_metrics.HITS`` ("flat", "any", "fraction"), optio
 with the suffix "_other": the same hit after dropping each row's own group from both
 lists (``own_group="drop"``). A *draw* is one sampled set of paired rows:
 ``(nn_a, nn_b, groups)`` with int [R, >= k + largest group - 1] row neighbour lists of
-both sides (self excluded) and int [R] row groups (``group_metrics.pair_groups``).
+both sides (self excluded), or both sides' ``knn.neighbour_sets`` of that width
+(tie-aware: every value is its expectation under random tie-breaking,
+``metrics.tie_groups``), and int [R] row groups (``group_metrics.pair_groups``).
 
   hit_values(draws, name, k)           per draw, float64 [R_d] per-row values
+  shuffled_values(draws, name, k, rng) per draw, the per-row values under one shuffle
   shuffled_score(draws, name, k, rng)  the score (mean over draws of the mean per-row
                                        value) with whole groups shuffled between the two
                                        sides in every draw: one sample of the
@@ -23,8 +26,10 @@ from __future__ import annotations
 import numpy as np
 
 from cave_jax import errors
+from cave_jax import knn
 from cave_jax.metrics import group_metrics
 from cave_jax.metrics import stats
+from cave_jax.metrics import ties
 
 HITS = tuple(h + suffix for suffix in ("", "_other") for h in group_metrics.HITS)
 
@@ -44,13 +49,29 @@ def hit_values(draws, name: str, k: int) -> list[np.ndarray]:
           for nn_a, nn_b, groups in draws]
 
 
+def shuffled_values(draws, name: str, k: int, rng: np.random.Generator) -> list[np.ndarray]:
+  """Per draw, the float64 [R_d] per-row values of hit ``name`` with whole groups
+  shuffled between the sides (``group_metrics.group_permutation``, one permutation per
+  draw from ``rng``): B's lists renamed by ``stats.relabel_neighbours``, or its
+  NeighbourSets by ``knn.relabel_sets`` (tie-aware: the expectation under random
+  tie-breaking of the shuffled pairing)."""
+  hit, own = parse_hit(name)
+  return [group_metrics.group_hit_values(
+      nn_a, relabel(nn_b, group_metrics.group_permutation(groups, rng)), groups, hit=hit,
+      own_group=own, k=k) for nn_a, nn_b, groups in draws]
+
+
 def shuffled_score(draws, name: str, k: int, rng: np.random.Generator) -> float:
   """The score of hit ``name`` with whole groups shuffled between the sides in every
-  draw (one sample of its permutation null)."""
-  hit, own = parse_hit(name)
-  return float(np.mean([group_metrics.group_hit_values(
-      nn_a, stats.relabel_neighbours(nn_b, group_metrics.group_permutation(groups, rng)),
-      groups, hit=hit, own_group=own, k=k).mean() for nn_a, nn_b, groups in draws]))
+  draw (one sample of its permutation null; lists or NeighbourSets, ``shuffled_values``)."""
+  return float(np.mean([v.mean() for v in shuffled_values(draws, name, k, rng)]))
+
+
+def relabel(nn_b, perm):
+  """B's lists or NeighbourSets under the pairing "row i <-> row perm[i]"."""
+  if ties.is_sets(nn_b):
+    return knn.relabel_sets(nn_b, perm)
+  return stats.relabel_neighbours(nn_b, perm)
 
 
 def hit_chance(draws, name: str, k: int) -> float | None:

@@ -9,8 +9,9 @@ int .npy, or else from side A's store, e.g. imagenet2012) the classes are drawn 
 those with at least max(images_per_class) labelled samples and the samples at random
 within each class. For each m in ``images_per_class`` (the paper's 1 ... 49) the first m
 scenes of every class form the gallery (N = n_classes * m, nested in m), both sides'
-exact k-NN lists are computed and every measure of ``cave_jax.metrics.class_metrics`` is
-scored for every k in ``ks``:
+exact tie-aware neighbour sets are searched (``knn.neighbour_sets``: every value is its
+expectation under random tie-breaking, ``metrics.tie_classes``) and every measure of
+``cave_jax.metrics.class_metrics`` is scored for every k in ``ks``:
 
   class_hit_a/_b   each modality's correct-class neighbour rate (precision@k);
   both_correct     both modalities' neighbours of the right class;
@@ -20,19 +21,28 @@ scored for every k in ``ks``:
 Statistics per (m, k, measure): ``statistics.stat_row`` over the draws. Nulls: the
 per-side class-hit rates shuffle the labels of that side's rows (their expectation is
 the chance level); the others shuffle the pairing of the two sides (B's rows, with their
-own labels and correctness, move together), so a p-value says whether the modalities
-agree beyond what each does alone. The pairing measures also get
+own labels and correctness, move together; ``metrics.class_nulls``), so a p-value says
+whether the modalities agree beyond what each does alone. The pairing measures also get
 
-  a ceiling     A's lists on both sides (identical features), its null the same
+  a ceiling     A's sets on both sides (identical features), its null the same
                 shuffles, and the normalised score (``statistics``); the one-side
                 class-hit rates have none;
   a within-class null
                 the pairing shuffled only among rows of the same class: what two
                 representations that share the class structure and nothing about the
                 item score. "beyond_class" = score - within-class null (agreement
-                beyond class), with its nested-bootstrap interval and the p-value of the
-                score against that null (``statistics.null_contrast``). At m = 1 a class
-                has one row, the shuffle moves nothing and beyond_class is 0.
+                beyond class), with its interval and the p-value of the score against
+                that null (``statistics.null_contrast``). At m = 1 a class has one
+                row, the shuffle moves nothing and beyond_class is exactly 0.
+
+Intervals (``metrics.replicated``): the class is the unit. Each draw is scored whole and
+on random class halves and quarters (lists searched again inside each; for
+beyond_class the within-class shuffles drawn again too); the spread of the draws and
+splits gives the design effect of the class-level naive variance. Every measure gets
+``intervals.class_interval``, beyond_class the same recipe on the per-row differences
+(symmetric t form); the normalised score's interval is the score's mapped through the
+normalisation. Estimand: the expected value for a fresh gallery of as many random
+classes and images.
 
 Outputs in ``workdir``: imagenet_decomposition.json, .csv and .png/.pdf.
 """
@@ -49,8 +59,8 @@ from cave_jax import errors
 from cave_jax import knn
 from cave_jax.data import scenes
 from cave_jax.metrics import class_metrics
-from cave_jax.metrics import knn_metrics
-from cave_jax.metrics import stats
+from cave_jax.metrics import class_nulls
+from cave_jax.metrics import replicated
 from cave_jax.runs import config_checks
 from cave_jax.runs import pool as pools
 from cave_jax.runs import reporting
@@ -60,13 +70,18 @@ from cave_jax.runs.figures import decomposition as figures
 KEYS = config_checks.STATS + ("n_classes", "images_per_class")
 NULL = "class_hit_*: labels shuffled within the side; others: pairing shuffled"
 WITHIN_CLASS_NULL = "pairing shuffled only among rows of the same class"
-PAIRING_MEASURES = ("both_correct", "item_agreement", "label_agreement")
+PAIRING_MEASURES = class_nulls.PAIRING
 CEILING = "side A's neighbour lists on both sides (identical features)"
 NO_CEILING = "a one-side measure: no pairing, so no ceiling of perfect alignment"
-BEYOND_CLASS_CI_METHOD = ("nested bootstrap over draws and rows of each row's value minus "
-                          "its mean under the within-class shuffles")
+CI_METHOD = ("class-level t interval (Wilson form): naive variance with classes as units "
+             "x design effect measured on independent draws and random class halves and "
+             "quarters with recomputed neighbour sets (metrics.replicated)")
+BEYOND_CLASS_CI_METHOD = ("class-level t interval of each row's value minus its mean under "
+                          "the within-class shuffles: the same recipe, the shuffles drawn "
+                          "again inside every class split")
 BEYOND_CLASS_COLUMNS = ["within_class_null", "within_class_null_std", "within_class_p_value",
-                        "beyond_class", "beyond_class_ci_low", "beyond_class_ci_high"]
+                        "beyond_class", "beyond_class_ci_low", "beyond_class_ci_high",
+                        "beyond_class_se", "beyond_class_df"]
 
 
 def run(config, workdir: str) -> dict:
@@ -94,45 +109,45 @@ def run(config, workdir: str) -> dict:
     described = {"source": "synthetic", "world": dataclasses.asdict(spec)}
     dims = (spec.dim_a, spec.dim_b)
     gallery = lambda draw: _gallery(spec, settings, draw)
+    overlap = lambda m: 0.0  # fresh scenes every draw
   else:
     pool = pools.open_pool(settings)
     labels = _real_labels(settings, pool)
     described = dict(pool.description, labelled=int(np.sum(labels >= 0)))
     dims = pool.dims
     gallery = lambda draw: _real_gallery(pool, labels, settings, draw)
+    overlap = lambda m: _pool_overlap(labels, settings, m)
   sizes, ks = settings.images_per_class, settings.ks
   config_checks.check_ks(ks, settings.n_classes * sizes[0],
                          "the smallest gallery n_classes * min(images_per_class)")
   unit = lambda m: sum(reporting.search_cost(settings.n_classes * m, d) for d in dims)
-  stats_cost = lambda m: reporting.numpy_cost(
+  stats_cost = lambda m: reporting.numpy_cost(  # shuffles: score, ceiling, within (x3)
       settings.n_classes * m * settings.n_draws * len(class_metrics.MEASURES)
-      * 2 * (settings.n_boot + settings.n_perm * 2 * max(ks)))
-  total = sum(settings.n_draws * unit(m) + len(ks) * stats_cost(m) for m in sizes)
-  lists = {}  # (m, draw) -> (nn_a, nn_b, labels)
+      * 5 * settings.n_perm * 2 * max(ks))
+  total = sum(3 * settings.n_draws * unit(m) + len(ks) * stats_cost(m) for m in sizes)
+  galleries = {}  # (m, draw) -> Gallery
   with reporting.Progress(total, "decomposition") as bar:
     for draw in range(settings.n_draws):
       a, b, labels, within = gallery(draw)
       for m in sizes:
         rows = np.flatnonzero(within < m)
         tic = time.perf_counter()
-        nn_a = np.asarray(knn.exact_knn(a[rows], max(ks)).indices, np.int64)
-        nn_b = np.asarray(knn.exact_knn(b[rows], max(ks)).indices, np.int64)
-        lists[(m, draw)] = (nn_a, nn_b, labels[rows])
+        galleries[(m, draw)] = Gallery(a[rows], b[rows], labels[rows], max(ks))
         bar.add(unit(m))
         logging.info("draw %d m=%d: N=%d, searches %.1fs; %s", draw, m, rows.size,
                      time.perf_counter() - tic, bar.describe())
     out = []
     for m in sizes:
-      for k in ks:
-        out.extend(_score(m, k, lists, settings))
-        bar.add(stats_cost(m))
+      draws = [galleries[(m, d)] for d in range(settings.n_draws)]
+      out.extend(_score(m, ks, draws, settings, overlap(m)))
+      bar.add(len(ks) * stats_cost(m) + 2 * settings.n_draws * unit(m))
   result = {"experiment": "imagenet_decomposition", **described,
             "n_classes": settings.n_classes, "images_per_class": list(sizes),
             "ks": list(ks), "n_draws": settings.n_draws, "n_boot": settings.n_boot,
             "n_perm": settings.n_perm, "confidence": settings.confidence, "null": NULL,
             "within_class_null": WITHIN_CLASS_NULL, "ceiling_features": CEILING,
-            "ci_method": statistics.CI_METHOD,
-            "normalised_ci_method": statistics.NORMALISED_CI_METHOD,
+            "ci_method": CI_METHOD,
+            "normalised_ci_method": statistics.MAPPED_NORMALISED_CI_METHOD,
             "beyond_class_ci_method": BEYOND_CLASS_CI_METHOD,
             "min_headroom": statistics.MIN_HEADROOM, "rows": out}
   figure = None
@@ -146,45 +161,155 @@ def run(config, workdir: str) -> dict:
                           figure=figure)
 
 
-def _score(m: int, k: int, lists: dict, settings) -> list[dict]:
-  """The rows of every measure at m images per class and k neighbours."""
-  draws = [(a[:, :k], b[:, :k], y) for (mm, _), (a, b, y) in sorted(lists.items())
-           if mm == m]
-  tops = [(a, a, y) for a, _, y in draws]  # ceiling: A's lists on both sides
-  values = [class_metrics.decomposition_values(*d) for d in draws]
-  top_values = [class_metrics.decomposition_values(*d) for d in tops]
-  chance = class_metrics.decomposition_chance(draws[0][2], k)
-  out = []
-  for measure in class_metrics.MEASURES:
-    per_row = [v[measure] for v in values]
-    null = lambda rng, measure=measure: [_null_rows(measure, *d, rng) for d in draws]
-    if measure in PAIRING_MEASURES:
-      ceiling = statistics.Ceiling(
-          values=[v[measure] for v in top_values],
-          null_rows=lambda rng, measure=measure: [_null_rows(measure, *d, rng) for d in tops],
-          features=CEILING)
-    else:
-      ceiling = None
-    row = statistics.stat_row(per_row, chance[measure], None, settings, null_rows=null,
-                              ceiling=ceiling, no_ceiling=NO_CEILING)
-    row.update(_beyond_class(measure, per_row, draws, settings))
-    out.append({"m": m, "n": int(draws[0][2].size), "k": k, "measure": measure, **row})
+class Gallery:
+  """One draw's gallery at one m: features, labels, tie-aware sets; searches subsets.
+
+  a, b: float [N, Da], [N, Db]; labels: int64 [N]; k: the largest k. ``full`` holds
+  both sides' ``knn.neighbour_sets`` of all N rows (width k).
+  """
+
+  def __init__(self, a, b, labels, k: int):
+    self.a, self.b, self.labels, self.k = a, b, np.asarray(labels, np.int64), k
+    self.full = self.sets(None)
+
+  def sets(self, rows):
+    """(sets_a, sets_b) of ``rows`` (int indices, None: all), searched inside them."""
+    pick = slice(None) if rows is None else rows
+    width = self.k if rows is None else min(self.k, len(rows) - 1)
+    return tuple(knn.neighbour_sets(np.asarray(x[pick], np.float32), width)
+                 for x in (self.a, self.b))
+
+
+def measure_values(sets, labels, ks) -> dict:
+  """{(k, measure): float64 [N] tie-aware per-row values} of a pair of sets."""
+  out = {}
+  for k in ks:
+    found = class_metrics.decomposition_values(sets[0].restrict(k), sets[1].restrict(k),
+                                               labels)
+    out.update({(k, measure): v for measure, v in found.items()})
   return out
 
 
-def _beyond_class(measure: str, per_row, draws, settings) -> dict:
+def null_rows(measure: str, sets, labels, rng, within_class: bool = False) -> np.ndarray:
+  """float64 [N] per-row values of a measure under one shuffle (module docstring);
+  ``within_class``: the pairing shuffled only among rows of the same class."""
+  if measure in class_nulls.ONE_SIDE:
+    return class_nulls.shuffled_labels(measure, *sets, labels, rng)
+  perm = (class_metrics.within_class_permutation(labels, rng) if within_class
+          else rng.permutation(labels.size))
+  return class_nulls.shuffled_values(measure, *sets, labels, perm)
+
+
+def _within_means(measure, sets, labels, n_perm: int, rng) -> np.ndarray:
+  """float64 [N]: each row's mean value under n_perm within-class shuffles."""
+  return np.mean([null_rows(measure, sets, labels, rng, within_class=True)
+                  for _ in range(n_perm)], axis=0)
+
+
+def _statistic(gallery: Gallery, ks, full: dict, within: dict, settings, seed):
+  """The ``replicated.Sample`` statistic of one draw: row indices -> {(k, measure):
+  (score, class-level naive variance)} with (k, "beyond", measure) the value minus the
+  row's mean under within-class shuffles (``within`` on the full draw, drawn again in a
+  subset)."""
+  def score(rows):
+    whole = rows.size == gallery.labels.size
+    labels = gallery.labels[rows]
+    if whole:
+      values = dict(full)
+      values.update({(k, "beyond", measure): full[(k, measure)] - means
+                     for (k, measure), means in within.items()})
+    else:
+      sets = gallery.sets(rows)
+      fits = [k for k in ks if k <= sets[0].k]  # a split too small for k leaves it out
+      values = measure_values(sets, labels, fits)
+      if settings.n_perm > 0:
+        rng = np.random.default_rng([*seed, rows.size, int(rows[0]), int(rows.sum())])
+        for k in fits:
+          small = tuple(x.restrict(k) for x in sets)
+          for measure in PAIRING_MEASURES:
+            values[(k, "beyond", measure)] = values[(k, measure)] - _within_means(
+                measure, small, labels, settings.n_perm, rng)
+    return {key: replicated.unit_score(v, labels) for key, v in values.items()}
+  return score
+
+
+def _pool_overlap(labels, settings, m: int) -> float:
+  """Expected share of a draw's rows that another draw of the same real pool also
+  holds: (classes drawn / eligible classes) x mean over eligible classes of m / their
+  labelled samples (``_real_gallery``)."""
+  _, counts = np.unique(labels[labels >= 0], return_counts=True)
+  eligible = counts[counts >= max(settings.images_per_class)]
+  if eligible.size == 0:
+    return 0.0
+  return float(min(1.0, settings.n_classes / eligible.size * np.mean(m / eligible)))
+
+
+def _score(m: int, ks, draws: list, settings, overlap: float = 0.0) -> list[dict]:
+  """The rows of every measure at m images per class for every k (``overlap``: the
+  share of rows two draws have in common, 0 for fresh draws)."""
+  labels = [g.labels for g in draws]
+  full = [measure_values(g.full, g.labels, ks) for g in draws]
+  tops = [(g.full[0], g.full[0]) for g in draws]  # ceiling: A's sets on both sides
+  top_values = [measure_values(t, y, ks) for t, y in zip(tops, labels)]
+  n_classes = int(np.unique(labels[0]).size)
+  within = {}  # (k, measure) -> (calibration, D arrays [N]): the within-class null
+  for k in ks:
+    small = [tuple(x.restrict(k) for x in g.full) for g in draws]
+    for measure in PAIRING_MEASURES if settings.n_perm > 0 else ():
+      rows_of = lambda rng, measure=measure, small=small: [
+          null_rows(measure, s, y, rng, within_class=True) for s, y in zip(small, labels)]
+      score = float(np.mean([f[(k, measure)].mean() for f in full]))
+      within[(k, measure)] = statistics.row_null(score, rows_of, settings.n_perm,
+                                                 settings.seed + 5 + 7919 * k)
+  samples = [replicated.Sample(
+      _statistic(g, ks, f, {key: means[d] for key, (_, means) in within.items()}, settings,
+                 seed=[settings.seed, 13, m, d]), g.labels) for d, (g, f) in
+             enumerate(zip(draws, full))]
+  reps = replicated.replicate(samples, k_of=lambda key: key[0], seed=[settings.seed, 17, m],
+                              overlap=overlap)
+  out = []
+  for k in ks:
+    chance = class_metrics.decomposition_chance(labels[0], k)
+    small = [tuple(x.restrict(k) for x in g.full) for g in draws]
+    top_small = [tuple(x.restrict(k) for x in t) for t in tops]
+    for measure in class_metrics.MEASURES:
+      per_row = [f[(k, measure)] for f in full]
+      null = lambda rng, measure=measure, small=small: [
+          null_rows(measure, s, y, rng) for s, y in zip(small, labels)]
+      ceiling = None
+      if measure in PAIRING_MEASURES:
+        ceiling = statistics.Ceiling(
+            values=[v[(k, measure)] for v in top_values],
+            null_rows=lambda rng, measure=measure, top_small=top_small: [
+                null_rows(measure, s, y, rng) for s, y in zip(top_small, labels)],
+            features=CEILING)
+      interval = reps[(k, measure)].class_interval(
+          measure=measure, classes=n_classes, images_per_class=m,
+          confidence=settings.confidence)
+      row = statistics.stat_row(per_row, chance[measure], None, settings, null_rows=null,
+                                ceiling=ceiling, no_ceiling=NO_CEILING, interval=interval)
+      row.update(_beyond_class(k, measure, per_row, within, reps, settings, n_classes, m))
+      out.append({"m": m, "n": int(labels[0].size), "k": k, "measure": measure, **row})
+  return out
+
+
+def _beyond_class(k, measure: str, per_row, within, reps, settings, n_classes, m) -> dict:
   """The within-class null fields of a pairing measure (None for the others)."""
   fields = dict.fromkeys(BEYOND_CLASS_COLUMNS)
-  if measure not in PAIRING_MEASURES or settings.n_perm == 0:
+  if (k, measure) not in within:
     return fields
-  within = lambda rng: [_null_rows(measure, *d, rng, within_class=True) for d in draws]
-  contrast = statistics.null_contrast(per_row, within, settings, seed=settings.seed + 5)
+  interval = reps[(k, "beyond", measure)].class_difference_interval(
+      measure=measure, null="its mean under within-class shuffles", classes=n_classes,
+      images_per_class=m, confidence=settings.confidence)
+  contrast = statistics.null_contrast(per_row, None, settings, seed=0,
+                                      interval=interval, null=within[(k, measure)])
   return {"within_class_null": contrast["null_mean"],
           "within_class_null_std": contrast["null_std"],
           "within_class_p_value": contrast["p_value"],
           "beyond_class": contrast["difference"],
           "beyond_class_ci_low": contrast["ci_low"],
-          "beyond_class_ci_high": contrast["ci_high"]}
+          "beyond_class_ci_high": contrast["ci_high"],
+          "beyond_class_se": contrast["se"], "beyond_class_df": contrast["df"]}
 
 
 def _gallery(spec, settings, draw):
@@ -239,27 +364,6 @@ def _real_gallery(pool, labels, settings, draw):
   a, b = pool.gather(rows)
   within = np.tile(np.arange(most), settings.n_classes)
   return a, b, np.repeat(chosen, most).astype(np.int64), within
-
-
-def _null_rows(measure, nn_a, nn_b, labels, rng, within_class: bool = False) -> np.ndarray:
-  """float64 [N] per-row values of the measure under one shuffle (module docstring) of
-  one draw; ``within_class``: the pairing shuffled only among rows of the same class."""
-  n = labels.size
-  if measure in ("class_hit_a", "class_hit_b"):
-    nn = nn_a if measure == "class_hit_a" else nn_b
-    shuffled = labels[rng.permutation(n)]
-    return (shuffled[nn] == shuffled[:, None]).mean(axis=1)
-  # A row i <-> B row perm[i]; B's rows keep their own labels and correctness
-  perm = (class_metrics.within_class_permutation(labels, rng) if within_class
-          else rng.permutation(n))
-  if measure == "item_agreement":
-    return (knn_metrics.mutual_overlap(nn_a, stats.relabel_neighbours(nn_b, perm))
-            / nn_a.shape[1])
-  if measure == "label_agreement":
-    return class_metrics.multiset_overlap(labels[nn_a], labels[nn_b[perm]]) / nn_a.shape[1]
-  hit_a = (labels[nn_a] == labels[:, None]).mean(axis=1)
-  hit_b = (labels[nn_b] == labels[:, None]).mean(axis=1)
-  return hit_a * hit_b[perm]
 
 
 def summary(result: dict) -> str:

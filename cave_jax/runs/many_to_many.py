@@ -34,12 +34,15 @@ Two sources (``config.source``):
              sample, the same rows in every draw); the captions-per-image distribution
              of the store and of each draw is reported.
 
-Per setting and draw the exact neighbour lists are computed once: both sides and the
-ceiling's features over the rows with max(ks) + (largest group - 1) neighbours, and the
-item points and matched one-to-one rows of both sides. Statistics per (setting,
-evaluation, k, hit): ``statistics.stat_row`` over the draws with the chance level
-(``hits.hit_chance``, None for "any"), a permutation null that shuffles whole items
-between the two sides, keeping each side's duplicate structure, and the ceiling. Outputs
+Per setting and draw the exact tie-aware neighbour sets are computed once: both sides
+and the ceiling's features over the rows with max(ks) + (largest group - 1) neighbours,
+and the item points and matched one-to-one rows of both sides; again inside random
+item halves and quarters for the intervals. Statistics per (setting, evaluation, k,
+hit): ``statistics.stat_row`` over the draws with the chance level (``hits.hit_chance``,
+None for "any"), a permutation null that shuffles whole items between the two sides,
+keeping each side's duplicate structure, the ceiling, and the item-level calibrated
+interval of ``runs.many_to_many_scores`` (items as the unit, design effect from the
+draws and item splits). Outputs
 in ``workdir``: many_to_many.json, many_to_many.csv, many_to_many.png/.pdf.
 """
 
@@ -96,16 +99,18 @@ def run(config, workdir: str) -> dict:
 
 def _stats_cost(rows: int, items: int, settings) -> float:
   """Bootstrap and shuffles (score and ceiling) of every k and evaluation of a draw."""
-  per_row = 2 * settings.n_boot + 2 * settings.n_perm * max(settings.ks) ** 2
+  per_row = 2 * settings.n_perm * max(settings.ks) ** 2
   units = rows * len(settings.hits) + 2 * items
   return reporting.numpy_cost(units * per_row * len(settings.ks))
 
 
 def _draw_cost(rows: int, items: int, dims, settings) -> float:
   """Searches of one draw (``scores.search_draw``: rows of A, B and the ceiling; items
-  and matched one-to-one rows of A and B) and its statistics."""
-  search = (2 * reporting.search_cost(rows, dims[0]) + reporting.search_cost(rows, dims[1])
-            + 2 * sum(reporting.search_cost(items, d) for d in dims))
+  and matched one-to-one rows of A and B; again on item halves and quarters, about
+  3/4 of a whole draw's search) and its statistics."""
+  search = 1.75 * (2 * reporting.search_cost(rows, dims[0])
+                   + reporting.search_cost(rows, dims[1])
+                   + 2 * sum(reporting.search_cost(items, d) for d in dims))
   return search + _stats_cost(rows, items, settings)
 
 
@@ -116,8 +121,8 @@ def _describe(settings) -> dict:
           "n_boot": settings.n_boot, "n_perm": settings.n_perm,
           "confidence": settings.confidence, "nulls": dict(scores.NULLS),
           "ceiling_features": dict(scores.CEILING_FEATURES),
-          "ci_method": statistics.CI_METHOD,
-          "normalised_ci_method": statistics.NORMALISED_CI_METHOD,
+          "ci_method": scores.CI_METHOD,
+          "normalised_ci_method": statistics.MAPPED_NORMALISED_CI_METHOD,
           "min_headroom": statistics.MIN_HEADROOM}
 
 
@@ -174,8 +179,10 @@ def _score_setting(spec, settings, m: int, c: int, bar, dims) -> list[dict]:
     bar.add(_draw_cost(len(groups), items, dims, settings))
     logging.info("m=%d c=%d draw %d: %d rows, %d items, searches %.1fs; %s", m, c, draw,
                  len(groups), items, time.perf_counter() - tic, bar.describe())
+  design = {"items": items, "images_per_item": m, "captions_per_item": c}
   return [{"images_per_item": m, "captions_per_item": c, "items": items, **row}
-          for row in scores.score_setting(draws, settings.ks, settings.hits, settings)]
+          for row in scores.score_setting(draws, settings.ks, settings.hits, settings,
+                                          design=design, seed=(m, c))]
 
 
 # ------------------------------------------------------------------------------- store
@@ -217,8 +224,12 @@ def _run_store(settings, workdir: str, start: float) -> dict:
       logging.info("store draw %d: %d samples, %d pairs, searches %.1fs; %s", draw,
                    items.size, groups.size, time.perf_counter() - tic, bar.describe())
   items = int(round(np.mean([d["items"] for d in details])))
+  design = {"items": items, "images_per_item": 1,
+            "captions_per_item": f"{float(pairs.counts.mean()):.2f} (mean, the store's mix)"}
   rows = [{**row, "items": items}
-          for row in scores.score_setting(draws, settings.ks, settings.hits, settings)]
+          for row in scores.score_setting(draws, settings.ks, settings.hits, settings,
+                                          design=design,
+                                          overlap=min(1.0, items / pairs.samples))]
   result = {"experiment": "many_to_many", "source": "features",
             "features_a": {"path": pairs.paths[0]}, "features_b": {"path": pairs.paths[1]},
             "samples": pairs.samples, "pairs": int(pairs.counts.sum()),
@@ -276,6 +287,7 @@ def summary(result: dict) -> str:
             for e, text in result["nulls"].items()]
   lines += [f"ceiling ({label({'evaluation': e, 'hit': 'flat'})}): {text}"
             for e, text in result["ceiling_features"].items()]
+  lines.append(f"CI ({round(100 * result['confidence'])}%): {result['ci_method']}")
   lines.append(f"normalised = (score - null) / (ceiling - ceiling null); n/a: ceiling - "
                f"ceiling null < {result['min_headroom']}, the score does not depend on "
                f"the pairing; CI: {result['normalised_ci_method']}")

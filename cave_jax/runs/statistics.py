@@ -4,11 +4,14 @@ Every number an experiment reports comes out of this module, so a change of meth
 one edit here:
 
   stat_row      the score (mean over the random draws of each draw's mean per-row
-                value), its chance level, a nested bootstrap interval over draws and rows
-                (``stats.nested_bootstrap_ci``) and a permutation null
+                value), its chance level, its interval and a permutation null
                 (``stats.permutation_test``: the pairing shuffled in every draw, the same
                 aggregate recomputed): null mean, one-sided p-value and the
-                null-subtracted ("calibrated") score. Used by every experiment but scale.
+                null-subtracted ("calibrated") score. The interval is the calibrated
+                ``intervals.Interval`` the caller passes (``interval=``: many-to-many
+                and class decomposition, from ``metrics.replicated``), else a nested
+                bootstrap over draws and rows (``stats.nested_bootstrap_ci``,
+                ``CI_METHOD``). Every row says which: ci_method, estimand, se, df.
   envelope_row  the scale sweep's all-rows row: the same score, its interval the
                 envelope (lowest low, highest high) of the draws' percentile-bootstrap
                 intervals over rows, and a null from ``mutual_knn_nulls`` per draw.
@@ -27,18 +30,27 @@ the null-subtracted score as a share of what identical features gain over their 
 shuffles: 1 for identical features, about 0 for independent ones. Where the null does
 not depend on the features (one-to-one pairing: both are about k/(N-1)) it is (score -
 null) / (ceiling - null). Without a permutation null the closed-form chance level
-stands in for both nulls. Its interval: the nested bootstrap over draws and rows
-(``CI_METHOD``) with the four per-row quantities (value, its mean under the shuffles,
-ceiling value, its mean under the shuffles) resampled together and the ratio taken per
-resample (``NORMALISED_CI_METHOD``). The normalised score is None, with the reason in
-``normalised_note``, where the ceiling's headroom ceiling - ceiling null is below
-``MIN_HEADROOM`` (the protocol cannot tell perfect alignment from a shuffle: the score no
-longer depends on the pairing); its interval is None where a resample's headroom is not
-positive. Never NaN or inf.
+stands in for both nulls. Its interval:
+
+  * with a calibrated ``interval`` of the score: that interval mapped through
+    x -> (x - null) / (ceiling - ceiling null) with the null, the ceiling and its null
+    held at their reported values (``MAPPED_NORMALISED_CI_METHOD``). Estimand: the
+    score's estimand on that scale, i.e. (E score - null) / (ceiling - ceiling null)
+    given the reported references; the references' own sampling error is not in it.
+  * otherwise the nested bootstrap over draws and rows (``CI_METHOD``) with the four
+    per-row quantities (value, its mean under the shuffles, ceiling value, its mean
+    under the shuffles) resampled together and the ratio taken per resample
+    (``NORMALISED_CI_METHOD``).
+
+The normalised score is None, with the reason in ``normalised_note``, where the
+ceiling's headroom ceiling - ceiling null is below ``MIN_HEADROOM`` (the protocol
+cannot tell perfect alignment from a shuffle: the score no longer depends on the
+pairing); its bootstrap interval is None where a resample's headroom is not positive.
+Never NaN or inf.
 
 ``null_contrast`` compares a score with a second null (e.g. the pairing shuffled only
 within classes): that null's mean and p-value and the difference score - null with its
-nested-bootstrap interval.
+interval (calibrated where the caller passes ``interval``, else a nested bootstrap).
 
 ``settings`` is a ``config_checks.Settings`` with n_boot, n_perm, confidence and seed.
 """
@@ -51,18 +63,22 @@ from typing import Callable
 import numpy as np
 
 from cave_jax import errors
+from cave_jax.metrics import intervals
 from cave_jax.metrics import knn_metrics
 from cave_jax.metrics import stats
 
 STAT_COLUMNS = ["score", "chance", "ci_low", "ci_high", "null_mean", "p_value",
-                "calibrated", "draws"]
+                "calibrated", "draws", "ci_method", "se", "df", "estimand"]
 CEILING_COLUMNS = ["ceiling", "ceiling_null", "normalised", "normalised_ci_low",
-                   "normalised_ci_high", "normalised_note"]
+                   "normalised_ci_high", "normalised_ci_method", "normalised_note"]
 CI_METHOD = "nested bootstrap over draws and rows"
 NORMALISED_CI_METHOD = (
     "nested bootstrap over draws and rows; value, its mean under the shuffles, ceiling "
     "value and its mean under the shuffles resampled together, ratio (score - null) / "
     "(ceiling - ceiling null) per resample, percentile interval")
+MAPPED_NORMALISED_CI_METHOD = (
+    "the score's calibrated interval mapped through (x - null) / (ceiling - ceiling "
+    "null), null and ceiling held at their reported values")
 MIN_HEADROOM = 0.01  # ceiling - ceiling null below this: the normalised score is undefined
 NO_CEILING = "no ceiling computed for this number"
 ENVELOPE_CI_METHOD = ("envelope of the draws' row-bootstrap intervals (lowest low, highest "
@@ -91,7 +107,8 @@ class Ceiling:
 def stat_row(per_draw_values: list[np.ndarray], chance: float | None,
              null_statistic: Callable[[np.random.Generator], float] | None,
              settings, *, null_rows: Callable[[np.random.Generator], list] | None = None,
-             ceiling: Ceiling | None = None, no_ceiling: str = NO_CEILING) -> dict:
+             ceiling: Ceiling | None = None, no_ceiling: str = NO_CEILING,
+             interval: intervals.Interval | None = None) -> dict:
   """Statistics of one reported number.
 
   Args:
@@ -106,31 +123,35 @@ def stat_row(per_draw_values: list[np.ndarray], chance: float | None,
       with the rows; with ``null_statistic`` the null is held fixed in the resamples.
     ceiling: the ceiling protocol (``Ceiling``), or None.
     no_ceiling: why there is no ceiling (``normalised_note`` when ``ceiling`` is None).
+    interval: the score's calibrated interval (``intervals.Interval``, its estimate the
+      score); replaces the nested bootstrap, and the normalised score's interval is it
+      mapped through the normalisation (module docstring).
 
   Returns:
-    {"score", "chance", "ci_low", "ci_high", "null_mean", "null_std", "p_value",
-     "calibrated", "draws", "draw_scores", "ceiling", "ceiling_null", "normalised",
-     "normalised_ci_low", "normalised_ci_high", "normalised_note"} (null fields None
-    without a null; ceiling fields None without a ceiling, normalised fields None where
-    it is undefined, the reason in normalised_note).
+    {"score", "chance", "ci_low", "ci_high", "ci_method", "estimand", "se", "df",
+     "null_mean", "null_std", "p_value", "calibrated", "draws", "draw_scores",
+     "ceiling", "ceiling_null", "normalised", "normalised_ci_low",
+     "normalised_ci_high", "normalised_ci_method", "normalised_note"} (estimand, se,
+    df None for the bootstrap; null fields None without a null; ceiling fields None
+    without a ceiling, normalised fields None where it is undefined, the reason in
+    normalised_note).
 
   Raises:
-    InvalidArgumentError: both null_statistic and null_rows, or ceiling values whose
-      draws or rows differ from the score's.
+    InvalidArgumentError: both null_statistic and null_rows, ceiling values whose
+      draws or rows differ from the score's, or an interval of another estimate.
   """
   if null_statistic is not None and null_rows is not None:
     raise errors.InvalidArgumentError("stat_row takes null_statistic or null_rows, not both")
   draw_scores = [float(np.mean(v)) for v in per_draw_values]
   score = float(np.mean(draw_scores))
-  low, high = stats.nested_bootstrap_ci(per_draw_values, n_boot=settings.n_boot,
-                                        confidence=settings.confidence, seed=settings.seed)
   row = {"score": score, "chance": None if chance is None else float(chance),
-         "ci_low": low, "ci_high": high, "null_mean": None, "null_std": None,
+         **_interval_fields(score, per_draw_values, interval, settings),
+         "null_mean": None, "null_std": None,
          "p_value": None, "calibrated": None, "draws": len(draw_scores),
          "draw_scores": draw_scores}
   null_means = None  # D arrays [N_d]: each row's mean value under the shuffles
   if settings.n_perm > 0 and null_rows is not None:
-    cal, null_means = _row_null(score, null_rows, settings.n_perm, settings.seed + 1)
+    cal, null_means = row_null(score, null_rows, settings.n_perm, settings.seed + 1)
   elif settings.n_perm > 0 and null_statistic is not None:
     cal = stats.permutation_test(score, null_statistic, n_perm=settings.n_perm,
                                  seed=settings.seed + 1)
@@ -140,13 +161,35 @@ def stat_row(per_draw_values: list[np.ndarray], chance: float | None,
   if cal is not None:
     row.update(null_mean=cal.null_mean, null_std=cal.null_std, p_value=cal.p_value,
                calibrated=cal.calibrated)
-  row.update(_normalised(per_draw_values, null_means, chance, ceiling, no_ceiling, settings))
+  row.update(_normalised(per_draw_values, null_means, chance, ceiling, no_ceiling, settings,
+                         interval))
   return row
+
+
+def _interval_fields(score: float, per_draw_values, interval, settings) -> dict:
+  """ci_low, ci_high, ci_method, estimand, se, df: the calibrated interval's, or the
+  nested bootstrap's (estimand, se, df None)."""
+  if interval is None:
+    low, high = stats.nested_bootstrap_ci(per_draw_values, n_boot=settings.n_boot,
+                                          confidence=settings.confidence, seed=settings.seed)
+    return {"ci_low": low, "ci_high": high, "ci_method": CI_METHOD, "estimand": None,
+            "se": None, "df": None}
+  if not isinstance(interval, intervals.Interval):
+    raise errors.InvalidArgumentError(
+        f"interval must be an intervals.Interval, got {type(interval).__name__}")
+  if abs(interval.estimate - score) > 1e-9 * max(1.0, abs(score)):
+    raise errors.InvalidArgumentError(
+        f"the interval is about the estimate {interval.estimate!r}, but the score of these "
+        f"values is {score!r}: pass the interval of this score")
+  fields = interval.to_dict()
+  del fields["score"]
+  return fields
 
 
 def null_contrast(per_draw_values: list[np.ndarray],
                   null_rows: Callable[[np.random.Generator], list], settings, *,
-                  seed: int) -> dict:
+                  seed: int, interval: intervals.Interval | None = None,
+                  null: tuple | None = None) -> dict:
   """The score against a second permutation null (e.g. shuffles within classes).
 
   Args:
@@ -154,20 +197,34 @@ def null_contrast(per_draw_values: list[np.ndarray],
     null_rows: rng -> D arrays [N_d], the per-row values under one such shuffle.
     settings: n_boot, n_perm (> 0), confidence.
     seed: seed of the shuffles (the bootstrap uses seed + 1).
+    interval: optional calibrated ``intervals.Interval`` of the difference (its
+      estimate the mean over draws of the per-row value minus the row's mean under
+      these shuffles, e.g. from ``metrics.replicated``); replaces the bootstrap.
+    null: optional ``row_null(score, null_rows, settings.n_perm, seed)`` already
+      computed (the shuffles are then not drawn again).
 
   Returns:
-    {"null_mean", "null_std", "p_value", "difference", "ci_low", "ci_high"}: the null's
-    mean and spread over n_perm shuffles, the one-sided p-value of the score against it,
-    difference = score - null mean, and its interval (nested bootstrap over draws and
-    rows of the per-row value minus the row's mean under the shuffles).
+    {"null_mean", "null_std", "p_value", "difference", "ci_low", "ci_high",
+     "ci_method", "estimand", "se", "df"}: the null's mean and spread over n_perm
+    shuffles, the one-sided p-value of the score against it, difference = score - null
+    mean, and its interval: the calibrated one, or a nested bootstrap over draws and
+    rows of the per-row value minus the row's mean under the shuffles (estimand, se, df
+    None).
   """
   score = float(np.mean([np.mean(v) for v in per_draw_values]))
-  cal, null_means = _row_null(score, null_rows, settings.n_perm, seed)
+  cal, null_means = null if null is not None else row_null(score, null_rows,
+                                                           settings.n_perm, seed)
   diff = [np.asarray(v, np.float64) - m for v, m in zip(per_draw_values, null_means)]
-  low, high = stats.nested_bootstrap_ci(diff, n_boot=settings.n_boot,
-                                        confidence=settings.confidence, seed=seed + 1)
+  if interval is None:
+    low, high = stats.nested_bootstrap_ci(diff, n_boot=settings.n_boot,
+                                          confidence=settings.confidence, seed=seed + 1)
+    fields = {"ci_low": low, "ci_high": high, "ci_method": CI_METHOD, "estimand": None,
+              "se": None, "df": None}
+  else:
+    difference = float(np.mean([d.mean() for d in diff]))
+    fields = _interval_fields(difference, diff, interval, settings)
   return {"null_mean": cal.null_mean, "null_std": cal.null_std, "p_value": cal.p_value,
-          "difference": cal.calibrated, "ci_low": low, "ci_high": high}
+          "difference": cal.calibrated, **fields}
 
 
 def joint_replicates(per_draw_columns: list[np.ndarray], n_boot: int,
@@ -199,8 +256,9 @@ def joint_replicates(per_draw_columns: list[np.ndarray], n_boot: int,
   return means[chosen, np.arange(n_boot)[:, None]].mean(axis=1)
 
 
-def _row_null(score: float, null_rows, n_perm: int, seed):
-  """(Calibration over n_perm shuffles, D arrays [N_d] of each row's mean under them)."""
+def row_null(score: float, null_rows, n_perm: int, seed):
+  """(Calibration of ``score`` over n_perm shuffles ``null_rows(rng)``, D arrays [N_d] of
+  each row's mean value under them); rng = default_rng(seed)."""
   rng = np.random.default_rng(seed)
   sums, scores = None, []
   for _ in range(n_perm):
@@ -211,10 +269,11 @@ def _row_null(score: float, null_rows, n_perm: int, seed):
 
 
 def _normalised(per_draw_values, null_means, chance, ceiling: Ceiling | None,
-                no_ceiling: str, settings) -> dict:
+                no_ceiling: str, settings, interval=None) -> dict:
   """The ceiling fields of a row (module docstring)."""
   out = {"ceiling": None, "ceiling_null": None, "normalised": None,
-         "normalised_ci_low": None, "normalised_ci_high": None, "normalised_note": no_ceiling}
+         "normalised_ci_low": None, "normalised_ci_high": None,
+         "normalised_ci_method": None, "normalised_note": no_ceiling}
   if ceiling is None:
     return out
   values = [np.asarray(v, np.float64) for v in per_draw_values]
@@ -226,7 +285,7 @@ def _normalised(per_draw_values, null_means, chance, ceiling: Ceiling | None,
   top = float(np.mean([v.mean() for v in tops]))
   out["ceiling"] = top
   if null_means is not None and ceiling.null_rows is not None:
-    cal, top_null_means = _row_null(top, ceiling.null_rows, settings.n_perm, settings.seed + 1)
+    cal, top_null_means = row_null(top, ceiling.null_rows, settings.n_perm, settings.seed + 1)
     out["ceiling_null"] = cal.null_mean
   elif chance is not None:  # no permutation null: the closed-form chance of both
     null_means = [np.full(v.shape, float(chance)) for v in values]
@@ -246,6 +305,11 @@ def _normalised(per_draw_values, null_means, chance, ceiling: Ceiling | None,
   null = float(np.mean([m.mean() for m in null_means]))
   score = float(np.mean([v.mean() for v in values]))
   out["normalised"] = (score - null) / headroom
+  if interval is not None:
+    out.update(normalised_ci_low=(interval.low - null) / headroom,
+               normalised_ci_high=(interval.high - null) / headroom,
+               normalised_ci_method=MAPPED_NORMALISED_CI_METHOD, normalised_note=None)
+    return out
   columns = [np.stack([v, m, t, tm], axis=1)
              for v, m, t, tm in zip(values, null_means, tops, top_null_means)]
   reps = joint_replicates(columns, settings.n_boot, settings.seed + 3)
@@ -257,7 +321,7 @@ def _normalised(per_draw_values, null_means, chance, ceiling: Ceiling | None,
   alpha = (1.0 - settings.confidence) / 2.0
   low, high = np.quantile((reps[:, 0] - reps[:, 1]) / gaps, [alpha, 1.0 - alpha])
   out.update(normalised_ci_low=float(low), normalised_ci_high=float(high),
-             normalised_note=None)
+             normalised_ci_method=NORMALISED_CI_METHOD, normalised_note=None)
   return out
 
 

@@ -86,7 +86,7 @@ def test_within_class_permutation_keeps_classes_and_shuffles_inside_them():
 def _features_config(tmp_path, share_item: bool):
   """Two sides built from class centroids + independent noise (+ a shared item vector)."""
   rng = np.random.default_rng(1)
-  classes, per, dim = 10, 16, 16
+  classes, per, dim = 32, 16, 16
   labels = np.repeat(np.arange(classes), per)
   centroids = 3.0 * rng.standard_normal((classes, dim))
   item = 1.5 * rng.standard_normal((labels.size, dim)) if share_item else 0.0

@@ -87,7 +87,8 @@ def test_store_run_reports_every_hit_and_the_caption_distribution(store, usable,
   assert list(hits) == list(hit_definitions.HITS)
   stat_fields = {"score", "chance", "ci_low", "ci_high", "null_mean", "null_std", "p_value",
                  "calibrated", "draws", "draw_scores", "ceiling", "ceiling_null", "normalised",
-                 "normalised_ci_low", "normalised_ci_high", "normalised_note"}
+                 "normalised_ci_low", "normalised_ci_high", "normalised_note", "ci_method",
+                 "estimand", "se", "df", "normalised_ci_method"}
   assert [r["evaluation"] for r in result["rows"]] == ["rows"] * len(hits) + [
       "items", "one_to_one"]
   for row in result["rows"]:
@@ -112,15 +113,40 @@ def test_store_run_reports_every_hit_and_the_caption_distribution(store, usable,
   assert "captions per image" in many_to_many.summary(result)
 
 
+def _identical_flat(x, k):
+  """Per-row tie-aware flat mutual k-NN of x against itself (float64 brute force)."""
+  unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+  unique, inverse = np.unique(unit, axis=0, return_inverse=True)
+  sims = (unique @ unique.T)[np.ix_(inverse.ravel(), inverse.ravel())]  # equal rows tie
+  np.fill_diagonal(sims, -np.inf)
+  out = []
+  for row in sims:
+    kth = np.sort(row)[::-1][k - 1]
+    sure, tied = int(np.sum(row > kth)), int(np.sum(row == kth))
+    out.append((sure + (k - sure) ** 2 / tied) / k)
+  return np.array(out)
+
+
 @pytest.mark.parametrize("side", [CAPTIONS, IMAGES])
 def test_the_same_array_on_both_sides_agrees_perfectly(store, tmp_path, side):
-  result = many_to_many.run(_config(store, images=side, captions=side, n_perm=5),
-                            str(tmp_path))
+  config = _config(store, images=side, captions=side, n_perm=5)
+  result = many_to_many.run(config, str(tmp_path))
+  # Identical features, tie-aware: each side lists the sure rows S and a random m of the
+  # tied rows T independently, so flat = (|S| + m^2 / |T|) / k per row (float64 brute
+  # force on the run's draws); 1 only where no tie crosses the k-th neighbour.
+  pairs = store_pairs.StorePairs([(EmbeddingStore.open(store), side)] * 2)
+  want = []
+  for draw in range(2):
+    items = pairs.draw(200, np.random.default_rng([config.seed, draw]))
+    x = pairs.pairs(items)[0].astype(np.float64)
+    want.append(np.mean(_identical_flat(x, 5)))
+  flat = _by_hit(result)["flat"]
+  assert flat["draw_scores"] == pytest.approx(want, abs=1e-12)
+  assert flat["null_mean"] < 0.5
   for name, row in _by_hit(result).items():
-    assert row["score"] == 1.0, name
-  assert _by_hit(result)["flat"]["null_mean"] < 0.5
+    assert flat["score"] - 1e-12 <= row["score"] <= 1.0, name
   for row in result["rows"]:  # identical features: the items and the baseline agree too
-    assert row["score"] == 1.0 and row["ceiling"] == 1.0
+    assert row["ceiling"] <= 1.0 and row["score"] <= 1.0
   if side == IMAGES:  # one vector per sample already: the ceiling's own features
     for row in result["rows"]:
       assert row["ceiling_null"] == pytest.approx(row["null_mean"])

@@ -1,0 +1,85 @@
+"""Per-row values of the class-decomposition measures under shuffles (tie-aware).
+
+The measures are those of ``metrics.class_metrics`` (class_hit_a/_b, both_correct,
+item_agreement, label_agreement); inputs are both sides' ``knn.neighbour_sets``
+(self-search, same N and k) or index lists int [N, k], and labels int [N]. Every value is
+the expectation under random tie-breaking on each side (``metrics.tie_classes``); with
+lists it is the value of the lists.
+
+  shuffled_values(measure, nn_a, nn_b, labels, perm)
+      the pairing "A row i <-> B row perm[i]": B's rows move with their own labels and
+      their own correctness (their neighbours keep their classes), so
+      item_agreement  renames B's neighbours (``knn.relabel_sets``),
+      label_agreement compares A's neighbour labels with B row perm[i]'s,
+      both_correct    multiplies A's class hit with B row perm[i]'s.
+  shuffled_labels(measure, nn_a, nn_b, labels, rng)
+      class_hit_a / class_hit_b with that side's labels shuffled (its null: the chance
+      level in expectation).
+
+A uniform ``perm`` is the global null, a within-class one
+(``class_metrics.within_class_permutation``) the null of sharing only the class.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cave_jax import errors
+from cave_jax.knn import ties as knn_ties
+from cave_jax.metrics import class_metrics
+from cave_jax.metrics import knn_metrics
+from cave_jax.metrics import stats
+from cave_jax.metrics import tie_classes
+from cave_jax.metrics import ties
+
+PAIRING = ("both_correct", "item_agreement", "label_agreement")
+ONE_SIDE = ("class_hit_a", "class_hit_b")
+
+
+def move_rows(sets, perm):
+  """Sets whose row i is row perm[i] of ``sets``, members unchanged (their original
+  row numbers, so their labels are the original labels)."""
+  perm = np.asarray(perm, np.int64)
+  lengths = sets.lengths()[perm]
+  offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+  take = np.repeat(sets.offsets[perm] - offsets[:-1], lengths) + np.arange(offsets[-1])
+  return knn_ties.NeighbourSets(sets.indices[perm], offsets, sets.members[take],
+                                sets.scores[take], sets.n_database)
+
+
+def shuffled_values(measure: str, nn_a, nn_b, labels, perm) -> np.ndarray:
+  """float64 [N] per-row values of a pairing measure with A row i paired to B row
+  perm[i] (module docstring)."""
+  labels = np.asarray(labels, np.int64)
+  perm = np.asarray(perm, np.int64)
+  if perm.shape != labels.shape:
+    raise errors.ShapeMismatchError(f"perm {perm.shape} and labels {labels.shape} differ")
+  sets = ties.is_sets(nn_a)
+  if measure == "item_agreement":
+    if sets:
+      k = nn_a.k
+      return ties.expected_overlap(nn_a, knn_ties.relabel_sets(nn_b, perm)) / k
+    return knn_metrics.mutual_overlap(nn_a, stats.relabel_neighbours(nn_b, perm)) / nn_a.shape[1]
+  if measure == "label_agreement":
+    if sets:
+      return tie_classes.expected_label_overlap(nn_a, move_rows(nn_b, perm), labels) / nn_a.k
+    return class_metrics.multiset_overlap(labels[nn_a], labels[nn_b[perm]]) / nn_a.shape[1]
+  if measure == "both_correct":
+    return class_hit(nn_a, labels) * class_hit(nn_b, labels)[perm]
+  raise errors.InvalidArgumentError(f"{measure!r} is not a pairing measure {PAIRING}")
+
+
+def shuffled_labels(measure: str, nn_a, nn_b, labels, rng: np.random.Generator) -> np.ndarray:
+  """float64 [N]: class_hit_a or class_hit_b with the labels shuffled uniformly."""
+  if measure not in ONE_SIDE:
+    raise errors.InvalidArgumentError(f"{measure!r} is not one of {ONE_SIDE}")
+  labels = np.asarray(labels, np.int64)
+  nn = nn_a if measure == "class_hit_a" else nn_b
+  return class_hit(nn, labels[rng.permutation(labels.size)])
+
+
+def class_hit(nn, labels) -> np.ndarray:
+  """float64 [N]: each row's (expected) share of neighbours with its label."""
+  if ties.is_sets(nn):
+    return tie_classes.class_hit_values(nn, labels)
+  return class_metrics.class_hit_values(np.asarray(nn), labels)

@@ -1,0 +1,216 @@
+"""The replicated interval recipe of grouped and class-decomposed scores, in one place.
+
+One recipe makes every item-level (many-to-many) and class-level (class decomposition)
+interval that the runs print, and ``benchmarks/coverage_protocols`` measures the
+coverage of this same code:
+
+1. D independent draws (fresh items or classes each). Per draw a *statistic*
+   scores a subset of its units with neighbour lists recomputed inside the subset
+   and returns, per measure, (score, naive variance with the unit as the cluster:
+   ``intervals.naive_variance(values, units)``).
+2. The draws' full scores are one replicate group ("draws", D - 1 df); random
+   splits of each draw into 2 and 4 disjoint unit subsets (``intervals.split_units``)
+   are more groups (1 and 3 df each), at a smaller size. A split lends its design
+   effect to a measure only where ``intervals.can_borrow`` holds for its rows,
+   units and the measure's k (smaller samples with few rows per neighbour measure
+   a larger design effect).
+3. ``intervals.design_effect`` pools them; the interval is then
+   ``intervals.group_interval`` or ``intervals.class_interval`` of the draws' scores
+   and naive variances (``Replicates.interval``).
+
+Shapes: a draw is a ``Sample``; its statistic takes int64 indices into the draw's
+``units`` array (which need not be rows: many-to-many splits items, one index per
+item, with ``weights`` the rows of each item).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Hashable, Sequence
+
+import numpy as np
+
+from cave_jax import errors
+from cave_jax.metrics import intervals
+
+PARTS = (2, 4)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+  """One independent draw for the recipe.
+
+  Attributes:
+    statistic: int64 indices (a subset of 0..U-1, sorted) -> {name: (score, naive
+      variance)}, neighbour lists recomputed on that subset; names are hashable keys
+      (e.g. (evaluation, k, hit)), the same for every subset.
+    units: int [U], the sampling unit of each index (item, class); indices of one unit
+      always go together into a split.
+    weights: optional int [U], rows each index stands for (default 1 each): the rows
+      of a split, for ``intervals.can_borrow``.
+  """
+  statistic: Callable[[np.ndarray], dict]
+  units: np.ndarray
+  weights: np.ndarray | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Replicates:
+  """One measure over the draws: what an interval is made of.
+
+  Attributes:
+    scores: float64 [D], each draw's full score; naive: float64 [D], their naive
+      variances; deff: the pooled design effect (draws and borrowed splits).
+    overlap: expected share of a draw's rows that another draw also holds (0: fresh
+      draws; draws of one finite pool overlap), ``intervals.mean_interval``'s overlap.
+  """
+  scores: np.ndarray
+  naive: np.ndarray
+  deff: intervals.DesignEffect
+  overlap: float = 0.0
+
+  def group_interval(self, *, hit: str, items: int, images_per_item, captions_per_item,
+                     confidence: float = 0.95) -> intervals.Interval:
+    """``intervals.group_interval`` of these replicates (with overlapping draws, the
+    same interval with the overlap in its standard error)."""
+    if self.overlap == 0.0:
+      return intervals.group_interval(
+          self.scores, self.naive, self.deff, hit=hit, items=items,
+          images_per_item=images_per_item, captions_per_item=captions_per_item,
+          confidence=confidence)
+    return self._overlapping(
+        "item", confidence, unit_range=True,
+        estimand=(f"E[{hit} score] of {items} random items x {images_per_item} image(s) "
+                  f"x {captions_per_item} caption(s)"))
+
+  def class_interval(self, *, measure: str, classes: int, images_per_class: int,
+                     confidence: float = 0.95) -> intervals.Interval:
+    """``intervals.class_interval`` of these replicates (with overlapping draws, the
+    same interval with the overlap in its standard error)."""
+    if self.overlap == 0.0:
+      return intervals.class_interval(
+          self.scores, self.naive, self.deff, measure=measure, classes=classes,
+          images_per_class=images_per_class, confidence=confidence)
+    return self._overlapping(
+        "class", confidence, unit_range=True,
+        estimand=(f"E[{measure}] of {classes} random classes x {images_per_class} "
+                  f"random image(s) per class"))
+
+  def class_difference_interval(self, *, measure: str, null: str, classes: int,
+                                images_per_class: int,
+                                confidence: float = 0.95) -> intervals.Interval:
+    """Class-level interval of a difference of per-row values (a measure minus each
+    row's mean under a null), which may be negative: the symmetric t form of
+    ``intervals.mean_interval`` (no Wilson form)."""
+    return self._overlapping(
+        "class", confidence, unit_range=False, what=" of the per-row differences",
+        estimand=(f"E[{measure} - {null}] of {classes} random classes x "
+                  f"{images_per_class} random image(s) per class"))
+
+  def _overlapping(self, unit: str, confidence: float, *, unit_range: bool, estimand: str,
+                   what: str = "") -> intervals.Interval:
+    shared = (f"; the draws share {100 * self.overlap:.0f}% of their rows (one finite "
+              f"pool): they enter the standard error with that overlap and not the "
+              f"design effect" if self.overlap > 0 else "")
+    source = "class splits" if unit == "class" else "item splits"
+    draws = "independent draws and " if self.overlap == 0 else ""
+    return intervals.mean_interval(
+        self.scores, self.naive, self.deff, overlap=self.overlap, confidence=confidence,
+        method=(f"t interval: {unit}-level variance{what} x {self.deff.describe()} from "
+                f"{draws}{source} with recomputed lists; {self.scores.size} draw(s)"
+                f"{shared}"),
+        estimand=estimand, unit_range=unit_range)
+
+
+def replicate(samples: Sequence[Sample], *, k_of: Callable[[Hashable], int], seed,
+              parts: Sequence[int] = PARTS,
+              unit_level: Callable[[Hashable], bool] = lambda name: False,
+              overlap: float = 0.0) -> dict:
+  """Scores every draw and its splits; pools the design effect of every measure.
+
+  Args:
+    samples: the D >= 1 draws (``Sample``).
+    k_of: measure name -> its neighbourhood size k (for ``intervals.can_borrow``).
+    seed: sequence of ints; draw d's partitions use ``[*seed, d]``.
+    parts: split sizes (default halves and quarters).
+    unit_level: measure name -> whether it scores one point per unit (many-to-many's
+      item-level and matched one-to-one evaluations): its split size for
+      ``intervals.can_borrow`` is the units, not the rows. A split's statistic may
+      leave out such measures (too few units to search); they are then not lent for.
+    overlap: expected share of a draw's rows another draw holds too (draws of one
+      finite pool, e.g. real features); 0 for fresh draws.
+
+  The draws are a replicate group only when they are independent (D >= 2, overlap 0):
+  draws that share rows vary less than fresh samples. Otherwise the design effect comes
+  from the splits alone, and the halves of every draw lend to every measure even below
+  the borrowing rule (labelled so; at least 2 units each), since nothing else could:
+  smaller replicates measure a larger design effect, so such an interval is
+  conservative.
+
+  Returns:
+    {name: Replicates}, names as the statistic returns them.
+
+  Raises:
+    InvalidArgumentError: no draw, a bad overlap, or a measure with no replicate
+      group at all (more draws or more units needed).
+  """
+  if not samples:
+    raise errors.InvalidArgumentError("replicate needs at least one draw")
+  if not 0.0 <= overlap <= 1.0:
+    raise errors.InvalidArgumentError(f"overlap must be in [0, 1], got {overlap!r}")
+  independent = len(samples) >= 2 and overlap == 0.0
+  seed = [int(s) for s in np.atleast_1d(seed)]
+  full, split_groups = [], {}
+  for d, sample in enumerate(samples):
+    units = np.asarray(sample.units)
+    count = units.size
+    weights = (np.ones(count, np.int64) if sample.weights is None
+               else np.asarray(sample.weights, np.int64))
+    if weights.shape != units.shape:
+      raise errors.ShapeMismatchError(
+          f"draw {d}: weights {weights.shape} and units {units.shape} differ")
+    found = sample.statistic(np.arange(count, dtype=np.int64))
+    full.append(found)
+    n_units = np.unique(units).size
+    rng = np.random.default_rng([*seed, d])
+    for p in parts:
+      per = n_units // p
+      fallback = not independent and p == min(parts) and per >= 2
+      if per < intervals.MIN_UNITS and not fallback:
+        continue
+      subsets = intervals.split_units(units, p, rng)
+      rows = int(min(weights[s].sum() for s in subsets))
+      size = lambda name: per if unit_level(name) else rows
+      lend = [name for name in found if per >= intervals.MIN_UNITS
+              and intervals.can_borrow(size(name), k_of(name), per)]
+      note = ""
+      if fallback and len(lend) < len(found):
+        lend, note = list(found), " (below the borrowing rule)"  # else no replicates
+      if not lend:
+        continue
+      values = [sample.statistic(s) for s in subsets]
+      for name in lend:
+        if all(name in v for v in values):
+          split_groups.setdefault(name, []).append(
+              (f"draw {d} 1/{p}{note}", [v[name][0] for v in values],
+               [v[name][1] for v in values]))
+  out = {}
+  for name in full[0]:
+    scores = np.array([f[name][0] for f in full], np.float64)
+    naive = np.array([f[name][1] for f in full], np.float64)
+    groups = ([("draws", scores, naive)] if independent else []) + split_groups.get(name, [])
+    if not groups:
+      raise errors.InvalidArgumentError(
+          f"no replicates for {name!r}: the draws are not independent (one draw or "
+          f"overlapping draws) and no split of them could be scored at its k "
+          f"({k_of(name)}); use more independent draws or a larger sample")
+    out[name] = Replicates(scores=scores, naive=naive, deff=intervals.design_effect(groups),
+                           overlap=float(overlap))
+  return out
+
+
+def unit_score(values, units) -> tuple[float, float]:
+  """(mean of per-row values, their naive variance with ``units`` as clusters): the
+  pair a statistic returns per measure. values float [N]; units int [N]."""
+  values = np.asarray(values, np.float64)
+  return float(values.mean()), intervals.naive_variance(values, units)
