@@ -60,8 +60,8 @@ from cave_jax import knn
 from cave_jax.data import scenes
 from cave_jax.metrics import class_metrics
 from cave_jax.metrics import class_nulls
-from cave_jax.metrics import replicated
 from cave_jax.runs import config_checks
+from cave_jax.runs import decomposition_scores as scores
 from cave_jax.runs import pool as pools
 from cave_jax.runs import reporting
 from cave_jax.runs import statistics
@@ -132,7 +132,7 @@ def run(config, workdir: str) -> dict:
       for m in sizes:
         rows = np.flatnonzero(within < m)
         tic = time.perf_counter()
-        galleries[(m, draw)] = Gallery(a[rows], b[rows], labels[rows], max(ks))
+        galleries[(m, draw)] = scores.Gallery(a[rows], b[rows], labels[rows], max(ks))
         bar.add(unit(m))
         logging.info("draw %d m=%d: N=%d, searches %.1fs; %s", draw, m, rows.size,
                      time.perf_counter() - tic, bar.describe())
@@ -161,78 +161,6 @@ def run(config, workdir: str) -> dict:
                           figure=figure)
 
 
-class Gallery:
-  """One draw's gallery at one m: features, labels, tie-aware sets; searches subsets.
-
-  a, b: float [N, Da], [N, Db]; labels: int64 [N]; k: the largest k. ``full`` holds
-  both sides' ``knn.neighbour_sets`` of all N rows (width k).
-  """
-
-  def __init__(self, a, b, labels, k: int):
-    self.a, self.b, self.labels, self.k = a, b, np.asarray(labels, np.int64), k
-    self.full = self.sets(None)
-
-  def sets(self, rows):
-    """(sets_a, sets_b) of ``rows`` (int indices, None: all), searched inside them."""
-    pick = slice(None) if rows is None else rows
-    width = self.k if rows is None else min(self.k, len(rows) - 1)
-    return tuple(knn.neighbour_sets(np.asarray(x[pick], np.float32), width)
-                 for x in (self.a, self.b))
-
-
-def measure_values(sets, labels, ks) -> dict:
-  """{(k, measure): float64 [N] tie-aware per-row values} of a pair of sets."""
-  out = {}
-  for k in ks:
-    found = class_metrics.decomposition_values(sets[0].restrict(k), sets[1].restrict(k),
-                                               labels)
-    out.update({(k, measure): v for measure, v in found.items()})
-  return out
-
-
-def null_rows(measure: str, sets, labels, rng, within_class: bool = False) -> np.ndarray:
-  """float64 [N] per-row values of a measure under one shuffle (module docstring);
-  ``within_class``: the pairing shuffled only among rows of the same class."""
-  if measure in class_nulls.ONE_SIDE:
-    return class_nulls.shuffled_labels(measure, *sets, labels, rng)
-  perm = (class_metrics.within_class_permutation(labels, rng) if within_class
-          else rng.permutation(labels.size))
-  return class_nulls.shuffled_values(measure, *sets, labels, perm)
-
-
-def _within_means(measure, sets, labels, n_perm: int, rng) -> np.ndarray:
-  """float64 [N]: each row's mean value under n_perm within-class shuffles."""
-  return np.mean([null_rows(measure, sets, labels, rng, within_class=True)
-                  for _ in range(n_perm)], axis=0)
-
-
-def _statistic(gallery: Gallery, ks, full: dict, within: dict, settings, seed):
-  """The ``replicated.Sample`` statistic of one draw: row indices -> {(k, measure):
-  (score, class-level naive variance)} with (k, "beyond", measure) the value minus the
-  row's mean under within-class shuffles (``within`` on the full draw, drawn again in a
-  subset)."""
-  def score(rows):
-    whole = rows.size == gallery.labels.size
-    labels = gallery.labels[rows]
-    if whole:
-      values = dict(full)
-      values.update({(k, "beyond", measure): full[(k, measure)] - means
-                     for (k, measure), means in within.items()})
-    else:
-      sets = gallery.sets(rows)
-      fits = [k for k in ks if k <= sets[0].k]  # a split too small for k leaves it out
-      values = measure_values(sets, labels, fits)
-      if settings.n_perm > 0:
-        rng = np.random.default_rng([*seed, rows.size, int(rows[0]), int(rows.sum())])
-        for k in fits:
-          small = tuple(x.restrict(k) for x in sets)
-          for measure in PAIRING_MEASURES:
-            values[(k, "beyond", measure)] = values[(k, measure)] - _within_means(
-                measure, small, labels, settings.n_perm, rng)
-    return {key: replicated.unit_score(v, labels) for key, v in values.items()}
-  return score
-
-
 def _pool_overlap(labels, settings, m: int) -> float:
   """Expected share of a draw's rows that another draw of the same real pool also
   holds: (classes drawn / eligible classes) x mean over eligible classes of m / their
@@ -248,25 +176,13 @@ def _score(m: int, ks, draws: list, settings, overlap: float = 0.0) -> list[dict
   """The rows of every measure at m images per class for every k (``overlap``: the
   share of rows two draws have in common, 0 for fresh draws)."""
   labels = [g.labels for g in draws]
-  full = [measure_values(g.full, g.labels, ks) for g in draws]
+  full = [scores.measure_values(g.full, g.labels, ks) for g in draws]
   tops = [(g.full[0], g.full[0]) for g in draws]  # ceiling: A's sets on both sides
-  top_values = [measure_values(t, y, ks) for t, y in zip(tops, labels)]
+  top_values = [scores.measure_values(t, y, ks) for t, y in zip(tops, labels)]
   n_classes = int(np.unique(labels[0]).size)
-  within = {}  # (k, measure) -> (calibration, D arrays [N]): the within-class null
-  for k in ks:
-    small = [tuple(x.restrict(k) for x in g.full) for g in draws]
-    for measure in PAIRING_MEASURES if settings.n_perm > 0 else ():
-      rows_of = lambda rng, measure=measure, small=small: [
-          null_rows(measure, s, y, rng, within_class=True) for s, y in zip(small, labels)]
-      score = float(np.mean([f[(k, measure)].mean() for f in full]))
-      within[(k, measure)] = statistics.row_null(score, rows_of, settings.n_perm,
-                                                 settings.seed + 5 + 7919 * k)
-  samples = [replicated.Sample(
-      _statistic(g, ks, f, {key: means[d] for key, (_, means) in within.items()}, settings,
-                 seed=[settings.seed, 13, m, d]), g.labels) for d, (g, f) in
-             enumerate(zip(draws, full))]
-  reps = replicated.replicate(samples, k_of=lambda key: key[0], seed=[settings.seed, 17, m],
-                              overlap=overlap)
+  within = scores.within_class_nulls(draws, full, ks, settings.n_perm, settings.seed)
+  reps = scores.replicate(draws, full, ks, within, n_perm=settings.n_perm,
+                          seed=[settings.seed, m], overlap=overlap)
   out = []
   for k in ks:
     chance = class_metrics.decomposition_chance(labels[0], k)
@@ -275,13 +191,13 @@ def _score(m: int, ks, draws: list, settings, overlap: float = 0.0) -> list[dict
     for measure in class_metrics.MEASURES:
       per_row = [f[(k, measure)] for f in full]
       null = lambda rng, measure=measure, small=small: [
-          null_rows(measure, s, y, rng) for s, y in zip(small, labels)]
+          scores.null_rows(measure, s, y, rng) for s, y in zip(small, labels)]
       ceiling = None
       if measure in PAIRING_MEASURES:
         ceiling = statistics.Ceiling(
             values=[v[(k, measure)] for v in top_values],
             null_rows=lambda rng, measure=measure, top_small=top_small: [
-                null_rows(measure, s, y, rng) for s, y in zip(top_small, labels)],
+                scores.null_rows(measure, s, y, rng) for s, y in zip(top_small, labels)],
             features=CEILING)
       interval = reps[(k, measure)].class_interval(
           measure=measure, classes=n_classes, images_per_class=m,

@@ -1,0 +1,131 @@
+"""The class decomposition's tie-aware values, nulls and replicated intervals.
+
+A *gallery* is one draw at one m: N = classes x m rows with labels, both sides'
+``knn.neighbour_sets`` (``Gallery``). ``measure_values`` scores every measure of
+``metrics.class_metrics`` from sets (tie-aware: expectations under random
+tie-breaking, ``metrics.tie_classes``); ``null_rows`` scores one shuffle
+(``metrics.class_nulls``); ``within_class_nulls`` is the within-class permutation null
+of the pairing measures; ``replicate`` runs the class-level recipe of
+``metrics.replicated`` for every measure and for "beyond class" (value minus the row's
+mean under within-class shuffles, the shuffles drawn again inside every class split).
+``runs.imagenet_decomposition`` and ``benchmarks/coverage_protocols`` both use these,
+so the coverage benchmark measures the intervals the run prints.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cave_jax import knn
+from cave_jax.metrics import class_metrics
+from cave_jax.metrics import class_nulls
+from cave_jax.metrics import replicated
+from cave_jax.runs import statistics
+
+PAIRING_MEASURES = class_nulls.PAIRING
+
+
+class Gallery:
+  """One draw's gallery at one m: features, labels, tie-aware sets; searches subsets.
+
+  a, b: float [N, Da], [N, Db]; labels: int64 [N]; k: the largest k. ``full`` holds
+  both sides' ``knn.neighbour_sets`` of all N rows (width k).
+  """
+
+  def __init__(self, a, b, labels, k: int):
+    self.a, self.b, self.labels, self.k = a, b, np.asarray(labels, np.int64), k
+    self.full = self.sets(None)
+
+  def sets(self, rows):
+    """(sets_a, sets_b) of ``rows`` (int indices, None: all), searched inside them."""
+    pick = slice(None) if rows is None else rows
+    width = self.k if rows is None else min(self.k, len(rows) - 1)
+    return tuple(knn.neighbour_sets(np.asarray(x[pick], np.float32), width)
+                 for x in (self.a, self.b))
+
+
+def measure_values(sets, labels, ks) -> dict:
+  """{(k, measure): float64 [N] tie-aware per-row values} of a pair of sets."""
+  out = {}
+  for k in ks:
+    found = class_metrics.decomposition_values(sets[0].restrict(k), sets[1].restrict(k),
+                                               labels)
+    out.update({(k, measure): v for measure, v in found.items()})
+  return out
+
+
+def null_rows(measure: str, sets, labels, rng, within_class: bool = False) -> np.ndarray:
+  """float64 [N] per-row values of a measure under one shuffle (module docstring);
+  ``within_class``: the pairing shuffled only among rows of the same class."""
+  if measure in class_nulls.ONE_SIDE:
+    return class_nulls.shuffled_labels(measure, *sets, labels, rng)
+  perm = (class_metrics.within_class_permutation(labels, rng) if within_class
+          else rng.permutation(labels.size))
+  return class_nulls.shuffled_values(measure, *sets, labels, perm)
+
+
+def _within_means(measure, sets, labels, n_perm: int, rng) -> np.ndarray:
+  """float64 [N]: each row's mean value under n_perm within-class shuffles."""
+  return np.mean([null_rows(measure, sets, labels, rng, within_class=True)
+                  for _ in range(n_perm)], axis=0)
+
+
+def _statistic(gallery, ks, full: dict, within: dict, n_perm: int, seed):
+  """The ``replicated.Sample`` statistic of one draw: row indices -> {(k, measure):
+  (score, class-level naive variance)} with (k, "beyond", measure) the value minus the
+  row's mean under within-class shuffles (``within`` on the full draw, drawn again in a
+  subset)."""
+  def score(rows):
+    whole = rows.size == gallery.labels.size
+    labels = gallery.labels[rows]
+    if whole:
+      values = dict(full)
+      values.update({(k, "beyond", measure): full[(k, measure)] - means
+                     for (k, measure), means in within.items()})
+    else:
+      sets = gallery.sets(rows)
+      fits = [k for k in ks if k <= sets[0].k]  # a split too small for k leaves it out
+      values = measure_values(sets, labels, fits)
+      if n_perm > 0:
+        rng = np.random.default_rng([*seed, rows.size, int(rows[0]), int(rows.sum())])
+        for k in fits:
+          small = tuple(x.restrict(k) for x in sets)
+          for measure in PAIRING_MEASURES:
+            values[(k, "beyond", measure)] = values[(k, measure)] - _within_means(
+                measure, small, labels, n_perm, rng)
+    return {key: replicated.unit_score(v, labels) for key, v in values.items()}
+  return score
+
+
+def within_class_nulls(draws, full, ks, n_perm: int, seed: int) -> dict:
+  """{(k, measure): (calibration, D arrays [N])} of every pairing measure: the score
+  against n_perm within-class shuffles of every draw (``statistics.row_null``, seed
+  seed + 5 + 7919 k) and each row's mean value under them; {} when n_perm is 0.
+
+  draws: Gallery-like (labels, full sets); full: per draw ``measure_values``.
+  """
+  labels = [g.labels for g in draws]
+  within = {}
+  for k in ks if n_perm > 0 else ():
+    small = [tuple(x.restrict(k) for x in g.full) for g in draws]
+    for measure in PAIRING_MEASURES:
+      rows_of = lambda rng, measure=measure, small=small: [
+          null_rows(measure, s, y, rng, within_class=True) for s, y in zip(small, labels)]
+      score = float(np.mean([f[(k, measure)].mean() for f in full]))
+      within[(k, measure)] = statistics.row_null(score, rows_of, n_perm, seed + 5 + 7919 * k)
+  return within
+
+
+def replicate(draws, full, ks, within: dict, *, n_perm: int, seed, overlap: float = 0.0,
+              parts=replicated.PARTS) -> dict:
+  """{(k, measure) and (k, "beyond", measure): replicated.Replicates} over the draws.
+
+  draws: Gallery-like objects (``labels`` int [N], ``full`` sets, ``sets(rows)``);
+  full: per draw ``measure_values``; within: ``within_class_nulls`` ({}: no beyond
+  keys); seed: sequence of ints; overlap: share of rows two draws have in common.
+  """
+  samples = [replicated.Sample(
+      _statistic(g, ks, f, {key: means[d] for key, (_, means) in within.items()}, n_perm,
+                 seed=[*seed, 13, d]), g.labels) for d, (g, f) in enumerate(zip(draws, full))]
+  return replicated.replicate(samples, k_of=lambda key: key[0], seed=[*seed, 17],
+                              overlap=overlap, parts=parts)
