@@ -1,4 +1,4 @@
-"""Scale sweep (Koepke et al. 2026): mutual k-NN alignment on nested subsets N = 1K ... 262K.
+"""Scale sweep (Koepke et al. 2026): mutual k-NN alignment on disjoint blocks of N = 1K ... 262K.
 
   python -m experiments.scale --config=configs/scale.py [--workdir=results/scale/]
   python -m experiments.scale --config=configs/scale.py:smoke          # N <= 4,096, seconds
@@ -9,14 +9,17 @@
       --config.features_b=/data/store::wit/llama3_8b/layer_20/mean --workdir=results/scale_wit
 
 Default: the synthetic paired world (`cave_jax.data.synthetic`, knobs under `world`), N =
-1,024 * 4^j up to 262,144, ks = (1, 10), 3 random nested draws. Each size's k=10 neighbour
-lists are computed once per draw and side; k=1 is their first column. Besides the
-all-rows score, the first `queries` rows of every draw order are fixed queries scored in
-every nested gallery: a paired curve (same queries at every N) that also reaches sizes
-where all rows are too costly. Keys shared with the other experiments: configs/common.py.
+1,024 * 4^j up to 262,144, ks = (1, 10). One random order of the pool is cut at every N
+into min(max_blocks, P // N) disjoint blocks of N rows (block 0 nested across sizes);
+the spread of the blocks makes the calibrated intervals (cave_jax.metrics.sweep_intervals).
+Each block's k=10 neighbour sets are computed once per side; k=1 restricts them. Besides
+the all-rows score, each block's first `queries` rows are queries scored in the block and
+in its first min_n rows: a paired score and its change from N = min_n, which also reach
+sizes where all rows are too costly. Keys shared with the other experiments:
+configs/common.py.
 
 Variants (the `:arg` string, comma-separated):
-  smoke       N = 1,024, 2,048, 4,096 and 200 bootstrap resamples: for tests and laptops
+  smoke       N = 1,024, 2,048, 4,096, up to 4 blocks, 20 shuffles: for tests and laptops
   features    two feature files or store arrays instead of the synthetic world
               (features_a/_b; [N, L, D] files use layer_a/_b); sizes stop at their N
   store       two embedding store arrays (features_a/_b = STORE_DIR::NAME, e.g. made by
@@ -24,8 +27,9 @@ Variants (the `:arg` string, comma-separated):
               gives each sample's first caption), streamed block by block: galleries up
               to the store's size (max_n=0), all rows scored up to full_max_n = 65,536,
               the paired queries at every size
-  max_n=INT   largest subset size (0: the whole pool); draws=INT number of nested draws;
-  queries=INT fixed queries per draw (0: no paired curve)
+  max_n=INT   largest subset size (0: the whole pool); max_blocks=INT most disjoint
+              blocks per size (B_N = min(max_blocks, P // N));
+  queries=INT queries per block (0: no paired curve)
 e.g. `--config=configs/scale.py:features,max_n=65536` or `:store,queries=4096`.
 """
 
@@ -37,8 +41,8 @@ from configs import pool
 
 def get_config(arg=None):
   """Returns the locked config of `experiments.scale` for variant string ``arg``."""
-  arg = common.parse_arg(arg, smoke=False, features=False, store=False, max_n=-1, draws=3,
-                         queries=1024)
+  arg = common.parse_arg(arg, smoke=False, features=False, store=False, max_n=-1,
+                         max_blocks=-1, queries=1024)
   config = ml_collections.ConfigDict()
   pool.add_pool_keys(config, "features" if arg.features or arg.store else "synthetic")
   config.min_n = 1024  # smallest subset
@@ -48,12 +52,15 @@ def get_config(arg=None):
     max_n = 4096 if arg.smoke else 0 if arg.store else 262_144
   config.max_n = max_n  # largest subset (0: the whole pool, e.g. the store's size)
   config.growth = 2 if arg.smoke else 4  # N_{j+1} = growth * N_j
-  config.queries = arg.queries  # fixed queries per draw for the paired curve (0: none)
+  # disjoint blocks per size, B_N = min(max_blocks, P // N)
+  config.max_blocks = arg.max_blocks if arg.max_blocks > 0 else 4 if arg.smoke else 8
+  config.queries = arg.queries  # queries per block for the paired curve (0: none)
   config.full_max_n = 65_536 if arg.store else 0  # largest N scored on all rows (0: every N)
   config.block_rows = 65_536  # pool rows read at a time by the paired search
-  # the largest k is searched, the others are prefixes; 200/1000 row-bootstrap
-  # resamples per draw; 20/100 shuffled pairings per draw
-  common.add_statistics(config, ks=(1, 10), n_draws=arg.draws,
-                        n_boot=200 if arg.smoke else 1000, n_perm=20 if arg.smoke else 100)
+  # the largest k is searched, the others are restricted from it; 20/100 shuffled
+  # pairings per block (score and ceiling)
+  common.add_statistics(config, ks=(1, 10), n_draws=None, n_boot=1,
+                        n_perm=20 if arg.smoke else 100)
+  del config["n_boot"]  # no bootstrap: the intervals come from the disjoint blocks
   config.lock()
   return config

@@ -3,7 +3,8 @@
 The scale sweep's paired curve: a random draw order ranks the P rows of a pool; the
 gallery of size N is the rows of rank < N (so galleries are nested), and the queries
 are rows of the pool too, typically the first Q of the draw order, which lie in every
-gallery. For every size N each query gets its k best gallery rows other than itself,
+gallery. A search at an ``offset`` o uses the rows of rank o .. o + N - 1 instead (its
+queries typically the ranks o .. o + Q - 1): disjoint blocks of one order. For every size N each query gets its k best gallery rows other than itself,
 under the neighbour rule of docs/architecture.md (largest cosine, ties by smaller pool row).
 
 ``NestedQueries`` is fed the pool block by block (any block order, each row once) and
@@ -39,14 +40,20 @@ class NestedQueries:
     ranks: int [P], rank of every pool row in the draw order (a permutation of 0..P-1).
     sizes: increasing gallery sizes N (1 <= N <= P).
     k: neighbours per query; every gallery must hold k rows besides the query.
+    offset: where the galleries start in the draw order: the gallery of size N is the
+      rows of rank offset .. offset + N - 1 (0: the first N rows). Searches at several
+      offsets share one ``ranks`` array (the scale sweep's disjoint blocks).
   """
 
-  def __init__(self, queries, query_rows, ranks, sizes, k: int):
+  def __init__(self, queries, query_rows, ranks, sizes, k: int, offset: int = 0):
     self.queries = np.asarray(queries)
     self.query_rows = np.asarray(query_rows, np.int64)
     self.ranks = np.asarray(ranks, np.int64)
     self.sizes = [int(n) for n in sizes]
     self.k = int(k)
+    if isinstance(offset, bool) or not isinstance(offset, (int, np.integer)) or offset < 0:
+      raise errors.InvalidArgumentError(f"offset must be an integer >= 0, got {offset!r}")
+    self.offset = int(offset)
     q = self.queries.shape[0]
     if self.queries.ndim != 2 or self.query_rows.shape != (q,):
       raise errors.ShapeMismatchError(
@@ -54,9 +61,10 @@ class NestedQueries:
           f"[Q, D] and [Q]")
     if sorted(set(self.sizes)) != self.sizes or not self.sizes:
       raise errors.InvalidArgumentError(f"sizes must increase, got {self.sizes}")
-    if self.sizes[0] < 1 or self.sizes[-1] > self.ranks.size:
+    if self.sizes[0] < 1 or self.offset + self.sizes[-1] > self.ranks.size:
       raise errors.InvalidArgumentError(
-          f"gallery sizes {self.sizes[0]}..{self.sizes[-1]} must lie in 1..{self.ranks.size}")
+          f"gallery sizes {self.sizes[0]}..{self.sizes[-1]} at offset {self.offset} must "
+          f"lie in 1..{self.ranks.size - self.offset} (the pool has {self.ranks.size} rows)")
     if not 1 <= self.k < self.sizes[0]:
       raise errors.InvalidArgumentError(f"k={self.k} must be in 1..{self.sizes[0] - 1}")
     self.indices = {n: np.full((q, self.k), _NO_ROW, np.int64) for n in self.sizes}
@@ -139,11 +147,11 @@ def _brute_force64(queries, gallery, exclude, k):
 def gallery_parts(search, start: int, rows: np.ndarray):
   """For a block of pool rows fed to a nested query search, each size's part of it.
 
-  search: has ``queries`` [Q, D], ``query_rows`` (sorted pool rows of the queries),
-  ``ranks`` (each pool row's rank in the gallery order) and ``sizes``. Yields
-  (n, local, pool_rows, exclude) for every size n the block reaches: ``local`` the block
-  positions of the rows with rank < n, ``pool_rows`` their pool rows, ``exclude`` per
-  query the position of its own row among them, or -1.
+  search: has ``queries`` [Q, D], ``query_rows`` (pool rows of the queries), ``ranks``
+  (each pool row's rank in the gallery order), ``sizes`` and ``offset`` (0 when absent).
+  Yields (n, local, pool_rows, exclude) for every size n the block reaches: ``local``
+  the block positions of the rows with offset <= rank < offset + n, ``pool_rows`` their
+  pool rows, ``exclude`` per query the position of its own row among them, or -1.
 
   Raises:
     ShapeMismatchError / InvalidArgumentError: a block of the wrong width, or rows outside
@@ -156,9 +164,10 @@ def gallery_parts(search, start: int, rows: np.ndarray):
   if start < 0 or stop > search.ranks.size:
     raise errors.InvalidArgumentError(
         f"block rows [{start}, {stop}) outside the pool of {search.ranks.size}")
-  block_ranks = search.ranks[start:stop]
+  block_ranks = search.ranks[start:stop] - getattr(search, "offset", 0)
+  inside = np.flatnonzero((block_ranks >= 0) & (block_ranks < search.sizes[-1]))
   for n in search.sizes:
-    local = np.flatnonzero(block_ranks < n)
+    local = inside[block_ranks[inside] < n]
     if local.size == 0:
       continue
     pool_rows = start + local

@@ -24,14 +24,17 @@ class NestedQuerySets:
   """Running neighbour sets of ``queries`` within every nested gallery.
 
   Args: as ``knn.nested.NestedQueries`` (queries [Q, D], query_rows int [Q] pool rows or
-  -1, ranks int [P] draw order, increasing sizes, k).
+  -1, ranks int [P] draw order, increasing sizes, k, offset: the galleries are the rows
+  of rank offset .. offset + N - 1).
   """
 
-  def __init__(self, queries, query_rows, ranks, sizes, k: int):
-    self._lists = nested.NestedQueries(queries, query_rows, ranks, sizes, k)  # validates
+  def __init__(self, queries, query_rows, ranks, sizes, k: int, offset: int = 0):
+    self._lists = nested.NestedQueries(queries, query_rows, ranks, sizes, k,
+                                       offset)  # validates
     self.queries = self._lists.queries
     self.query_rows = self._lists.query_rows
     self.ranks, self.sizes, self.k = self._lists.ranks, self._lists.sizes, self._lists.k
+    self.offset = self._lists.offset
     empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64))
     self.entries = {n: empty for n in self.sizes}
     self.rows_fed = 0

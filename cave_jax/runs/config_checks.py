@@ -73,6 +73,7 @@ FIELDS = {
     "min_n": Field(int, low=2),
     "max_n": Field(int, low=0),
     "growth": Field(int, low=2),
+    "max_blocks": Field(int, low=1),
     "queries": Field(int, low=0),
     "full_max_n": Field(int, low=0),
     "block_rows": Field(int, low=1),

@@ -1,34 +1,49 @@
 """The scale sweep of Koepke et al. (2026): mutual k-NN alignment as N grows.
 
 ``run(config, workdir)`` takes a pool of P paired samples (``runs.pool``: the synthetic
-world, two feature files, or two embedding store arrays streamed block by block), draws
-``n_draws`` random orders of it and, for every size N of ``sweep.subset_sizes`` (min_n *
-growth^j up to max_n; max_n = 0: up to and including the whole pool), uses the first N
-rows of each order (so the subsets of one draw are nested). Two scores per (N, k):
+world, two feature files, or two embedding store arrays streamed block by block) and
+one random order of it (``sweep.draw_orders``, draw 0 of ``seed``). At every size N of
+``sweep.subset_sizes`` (min_n * growth^j up to max_n; max_n = 0: up to and including the
+whole pool) the order is cut into B_N = min(max_blocks, floor(P / N)) disjoint blocks,
+block j = order positions [j N, (j + 1) N) (``sweep.block_work``); block 0 is nested
+across sizes. Each block is an independent N-sample of the population the pool stands
+for, and the spread of the blocks is what the intervals are made of
+(``cave_jax.metrics.sweep_intervals``, coverage measured by ``benchmarks/coverage.py``).
+Per (N, k):
 
-* all rows (``score``; sizes up to ``full_max_n``, 0 = every size): the exact neighbour
-  sets of all N rows of both sides (``sweep.subset_sets``: the k-NN lists plus every row
-  tied with a row's k-th), computed once per (N, draw) with the largest k; smaller k
-  restrict them. A subset as large as the pool is the same set in every draw, so it is
-  scored once.
-* paired (``paired_score``; every size, with ``queries`` = Q > 0): the first Q rows of
-  each order are fixed queries, searched in every nested gallery (``scale_paired``) --
-  the same queries at every N, so the curve and its changes are paired, and a size as
-  large as a 15M-row store costs Q * N * D per draw instead of N^2 * D.
+* all rows (``score``; sizes up to ``full_max_n``, 0 = every size): every block's exact
+  neighbour sets (``sweep.subset_sets``: the k-NN lists within the block plus every row
+  tied with a row's k-th; the largest k searched, smaller k restrict it), the per-row
+  tie-aware mutual k-NN, the score = the mean over blocks with its calibrated interval;
+  with ``n_perm`` > 0 a permutation null per block (the pairing shuffled, the sets
+  renamed: ``sweep.mutual_nulls``): null mean, p-value of the block mean, calibrated
+  score = score - null.
+* ceiling: side A's sets against an independent tie-breaking of themselves (identical
+  features on both sides; exactly 1.0 on a pool without ties) and its own permutation
+  null; normalised = (score - null) / (ceiling - ceiling null). Its interval is the
+  score's calibrated interval mapped through that ratio with the null and the ceiling
+  held at their estimates (their sampling error, small next to the score's, is not
+  carried). Undefined, with the reason in ``normalised_note``, where the headroom
+  ceiling - ceiling null is below ``statistics.MIN_HEADROOM``. Without a null
+  (n_perm = 0) chance k/(N-1) stands in for both nulls.
+* paired (``paired_score``; every size, with ``queries`` = Q > 0): each block's first Q
+  rows are its queries, scored in the block's N-row gallery and in its first n0 rows
+  (``scale_paired``, one pass over the pool for every block and size, Q * P * D work
+  per pass instead of N^2 * D): the paired score, its interval, the paired change
+  score(N) - score(n0) with its interval, and the paired ceiling (queries' sets of side
+  A against themselves). A size as large as a 15M-row store gets the paired score.
 
-Both scores are tie-aware: each row's (query's) value is its expected mutual k-NN under
-uniformly random, independent tie-breaking on each side, so duplicated rows (the normal
-case at web scale) do not manufacture agreement through a shared index rule; without a
-tie past a row's list the value is exactly the overlap of the lists. ``ties`` in the
-result counts the rows whose tie reaches past their list.
+What N = P can claim: with one block the interval borrows the design effect of the
+largest replicated sizes (``sweep_intervals`` module docstring; ``result["one_block"]``):
+it covers the expected score of a fresh P-sample of the population, not the score of
+this pool (which has no sampling error) nor that of another dataset. Where no size near
+N has two blocks (a small pool with a large k) a size gets no interval, the reason in
+``ci_note``.
 
-Statistics (``statistics``): for all rows ``envelope_row`` (mean over draws, chance
-k/(N-1), the envelope of the draws' row-bootstrap intervals, and with ``n_perm`` > 0 a
-permutation null: the pairing shuffled ``n_perm`` times per draw, each side's sets
-renamed, no new search: ``sweep.mutual_nulls``); for the paired score ``paired_rows``.
-Outputs in ``workdir``: scale.json, scale.csv and the figure scale.png/.pdf. Progress
-(stderr) counts work in ``reporting`` cost units, so its ETA is honest from the first
-update.
+Ties: every value is the expected mutual k-NN under uniformly random, independent
+tie-breaking on each side; ``ties`` in the result counts the rows whose tie reaches
+past their list. Outputs in ``workdir``: scale.json, scale.csv and the figure
+scale.png/.pdf. Progress (stderr) counts work in ``reporting`` cost units.
 """
 
 from __future__ import annotations
@@ -39,41 +54,29 @@ from absl import logging
 import jax
 
 from cave_jax import errors
-from cave_jax.metrics import stats
+from cave_jax.metrics import sweep_intervals
 from cave_jax.runs import config_checks
 from cave_jax.runs import pool as pools
 from cave_jax.runs import reporting
 from cave_jax.runs import scale_paired
-from cave_jax.runs import statistics
+from cave_jax.runs import scale_rows
 from cave_jax.runs import sweep
 from cave_jax.runs.figures import scale as scale_figure
 
-KEYS = config_checks.STATS + sweep.KEYS + ("queries", "full_max_n", "block_rows")
-COLUMNS = ["n", "k", "score", "chance", "ci_low", "ci_high", "std", "draws", "null_mean",
-           "p_value", "calibrated", "queries", "paired_score", "paired_ci_low",
-           "paired_ci_high", "paired_change", "paired_change_ci_low", "paired_change_ci_high"]
+KEYS = (tuple(k for k in config_checks.STATS if k not in ("n_draws", "n_boot"))
+        + sweep.KEYS + ("max_blocks", "queries", "full_max_n", "block_rows"))
+COLUMNS = scale_rows.COLUMNS
 TIES = ("tie-aware: each row's expected mutual k-NN under uniformly random, independent "
         "tie-breaking on each side")
-_EMPTY_FULL = {"score": None, "ci_low": None, "ci_high": None, "std": None, "draws": 0,
-               "draw_scores": [], "null_mean": None, "p_value": None, "calibrated": None}
-_EMPTY_PAIRED = {"queries": 0, "paired_score": None, "paired_ci_low": None,
-                 "paired_ci_high": None, "paired_change": None, "paired_change_ci_low": None,
-                 "paired_change_ci_high": None, "paired_draw_scores": []}
 
 
 def run(config, workdir: str) -> dict:
   """Runs the sweep described by ``config`` (configs/scale.py) and writes into ``workdir``.
 
   Returns:
-    {"experiment": "scale", "source", "pool", "sizes", "full_sizes", "ks", "n_draws",
-     "queries", "confidence", "ci_method", "rows": [{"n", "k", "score", "chance",
-     "ci_low", "ci_high", "std", "draws", "draw_scores", "null_mean", "p_value",
-     "calibrated", "queries", "paired_score", "paired_ci_low", "paired_ci_high",
-     "paired_change", "paired_change_ci_low", "paired_change_ci_high",
-     "paired_draw_scores"}], "ties": {"scores", "k", "all_rows_scored",
-     "all_rows_tied_a", "all_rows_tied_b" (+ "paired_queries_scored",
-     "paired_queries_tied_a", "paired_queries_tied_b" with queries)},
-     "seconds": {"total", "knn", "paired", "by_n"}, "files"}
+    {"experiment": "scale", "source", "pool", "sizes", "full_sizes", "ks", "max_blocks",
+     "blocks" {N: B_N}, "queries", "confidence", "n_perm", "design", "one_block",
+     "ties", "processes", "rows": [``scale_rows.row`` per (N, k)], "seconds", "files"}
     plus "world" (synthetic) or "features_a"/"features_b". All-rows fields are None for
     sizes above full_max_n, paired ones when queries = 0.
 
@@ -87,46 +90,47 @@ def run(config, workdir: str) -> dict:
   sweep.check_max_n(settings)
   pool = pools.open_pool(settings, settings.max_n)
   sizes = sweep.subset_sizes(settings.min_n, settings.max_n, settings.growth, pool.size)
-  ks, n_draws, queries = settings.ks, settings.n_draws, settings.queries
+  ks, queries = settings.ks, settings.queries
   config_checks.check_ks(ks, sizes[0], "the smallest subset")
-  if queries > sizes[0]:
-    raise errors.ConfigError(f"config.queries={queries} exceeds the smallest subset "
-                             f"N={sizes[0]}: the queries must lie in every gallery")
+  _check_queries(settings, sizes)
   full_sizes = [n for n in sizes if not settings.full_max_n or n <= settings.full_max_n]
-  orders = sweep.draw_orders(pool.size, n_draws, settings.seed)
-  work = sweep.nested_work(full_sizes, n_draws, pool.size)
-  paired = (scale_paired.PairedQueries(pool, orders, sizes, queries, max(ks))
+  blocks = sweep.block_work(sizes, pool.size, settings.max_blocks)
+  counts = {n: sweep_intervals.block_count(pool.size, n, settings.max_blocks) for n in sizes}
+  order = sweep.draw_orders(pool.size, 1, settings.seed)[0]
+  work = [(n, j) for n in full_sizes for j in range(counts[n])]
+  subsets = sweep.NestedSubsets(pool, [order], max(counts[n] * n for n in full_sizes))
+  paired = (scale_paired.PairedQueries(pool, order, blocks, queries, max(ks))
             if queries else None)
-  subsets = sweep.NestedSubsets(pool, orders, max(full_sizes)) if full_sizes else None
-  costs = _Costs(pool, settings, sizes, work)
-  if work:
-    sweep.warm_up(work[0][0], pool.dims, max(ks))
-  values, nulls, by_n = {}, {}, {}  # (n, k) -> lists over draws
+  costs = _Costs(pool, settings, work, paired)
+  sweep.warm_up(sizes[0], pool.dims, max(ks))
+  found = scale_rows.Blocks()
   tied = {"rows": 0, "a": 0, "b": 0}  # all-rows rows scored, those with a tie past the list
   seconds = {"knn": 0.0, "paired": 0.0}
+  by_n = {}
   with reporting.Progress(costs.total, "scale sweep") as bar:
-    if paired is not None or (subsets is not None and subsets.streamed):
+    if paired is not None or subsets.streamed:
       tic = time.perf_counter()
       _one_pass(pool, settings.block_rows, paired, subsets, bar, costs)
       seconds["paired"] = time.perf_counter() - tic
-    for n, draw in work:
+    for n, j in work:
       tic = time.perf_counter()
-      sets = sweep.subset_sets(subsets.take(draw, n), max(ks))
+      sets = sweep.subset_sets(subsets.take(0, n, j * n), max(ks))
       spent = time.perf_counter() - tic
       seconds["knn"] += spent
-      by_n[n] = by_n.get(n, 0.0) + spent
-      for side, found in zip("ab", sets):
-        tied[side] += int(found.tied_rows().sum())
+      by_n[str(n)] = by_n.get(str(n), 0.0) + spent
+      for side, one in zip("ab", sets):
+        tied[side] += int(one.tied_rows().sum())
       tied["rows"] += n
       for k in ks:
-        sets_a, sets_b = (sweep.at_k(found, k) for found in sets)
-        values.setdefault((n, k), []).append(sweep.mutual_values(sets_a, sets_b))
-        nulls.setdefault((n, k), []).append(sweep.mutual_nulls(
-            sets_a, sets_b, settings.n_perm, seed=(settings.seed, n, draw)))
+        found.add_block(n, j, k, *(sweep.at_k(one, k) for one in sets),
+                        settings.n_perm, settings.seed)
       bar.add(costs.unit(n))
-      logging.info("N=%d draw %d: mutual_knn(k=%d)=%.4f, search %.1fs; %s", n, draw, max(ks),
-                   values[(n, max(ks))][-1].mean(), spent, bar.describe())
-    rows = _rows(sizes, ks, values, nulls, paired, settings, bar, costs)
+      logging.info("N=%d block %d: mutual_knn(k=%d)=%.4f, search %.1fs; %s", n, j, max(ks),
+                   found.values[(n, max(ks))][-1].mean(), spent, bar.describe())
+    if paired is not None:
+      for k in ks:
+        found.add_paired(k, paired.values(k), paired.ceiling_values(k))
+    rows = scale_rows.rows(found, sizes, ks, counts, blocks, pool.size, settings)
   result = {
       "experiment": "scale",
       **pool.description,
@@ -134,26 +138,37 @@ def run(config, workdir: str) -> dict:
       "sizes": sizes,
       "full_sizes": full_sizes,
       "ks": list(ks),
-      "n_draws": n_draws,
+      "max_blocks": settings.max_blocks,
+      "blocks": {str(n): counts[n] for n in sizes},
       "queries": queries,
       "confidence": settings.confidence,
-      "n_boot": settings.n_boot,
-      "ci_method": statistics.ENVELOPE_CI_METHOD,
-      "paired_ci_method": statistics.PAIRED_CI_METHOD if queries else None,
       "n_perm": settings.n_perm,
+      "design": scale_rows.design(pool.size, settings),
+      "one_block": scale_rows.one_block_note(counts, pool.size),
       "ties": _ties(tied, paired, max(ks)),
       "processes": jax.process_count(),
       "rows": rows,
   }
   figure = None
   if settings.figure:
-    title = (f"{pools.title(result)}: {n_draws} nested draws, "
-             f"{round(100 * settings.confidence)}% CI band"
-             + (f"; paired: {queries} queries" if queries else ""))
+    title = scale_rows.title(result)
     figure = lambda stem: scale_figure.plot_scale(rows, stem, title=title)
   return reporting.finish(result, workdir, "scale", start, csv_rows=rows, csv_columns=COLUMNS,
-                          figure=figure, seconds={**seconds, "by_n": {
-                              str(n): s for n, s in by_n.items()}})
+                          figure=figure, seconds={**seconds, "by_n": by_n})
+
+
+def _check_queries(settings, sizes) -> None:
+  queries = settings.queries
+  if queries > sizes[0]:
+    raise errors.ConfigError(f"config.queries={queries} exceeds the smallest subset "
+                             f"N={sizes[0]}: the queries must lie in every gallery")
+  if queries == 1:
+    raise errors.ConfigError("config.queries=1: the paired interval needs >= 2 queries per "
+                             "block (0: no paired curve)")
+  if 0 < settings.full_max_n < sizes[0]:
+    raise errors.ConfigError(
+        f"config.full_max_n={settings.full_max_n} is below the smallest subset N={sizes[0]}:"
+        f" the intervals need all-rows blocks of at least one size (0: every size)")
 
 
 def _ties(tied, paired, k) -> dict:
@@ -163,43 +178,37 @@ def _ties(tied, paired, k) -> dict:
          "all_rows_tied_a": tied["a"], "all_rows_tied_b": tied["b"]}
   if paired is not None:
     queries = paired.tied_queries()
-    out.update(paired_queries_scored=len(paired.searches) * len(paired.sizes) * paired.queries,
-               paired_queries_tied_a=queries["a"], paired_queries_tied_b=queries["b"])
+    out.update(paired_queries_scored=queries["scored"], paired_queries_tied_a=queries["a"],
+               paired_queries_tied_b=queries["b"])
   return out
 
 
 class _Costs:
-  """The sweep's work in ``reporting`` cost units: searches, nulls, bootstraps."""
+  """The sweep's work in ``reporting`` cost units: searches, nulls, paired queries."""
 
-  def __init__(self, pool, settings, sizes, work):
-    self.dims, self.settings, self.ks = pool.dims, settings, settings.ks
-    draws, queries = settings.n_draws, settings.queries
-    self.paired = sum(draws * reporting.query_cost(queries, n, d)
-                      for n in sizes for d in self.dims)
-    self.paired_stats = len(self.ks) * reporting.numpy_cost(
-        settings.n_boot * draws * queries * len(sizes)) if queries else 0.0
-    self.pool_size = pool.size
-    self.total = (self.paired + self.paired_stats
-                  + sum(self.unit(n) + self.aggregate(n) / draws for n, _ in work))
+  def __init__(self, pool, settings, work, paired):
+    self.dims, self.settings = pool.dims, settings
+    self.paired = 0.0
+    if paired is not None:
+      self.paired = sum(count * reporting.query_cost(paired.queries, m, d)
+                        for m, count in paired.cost_rows().items() for d in self.dims)
+    self.total = self.paired + sum(self.unit(n) for n, _ in work)
 
   def unit(self, n: int) -> float:
-    """One (N, draw): both sides' searches and the shuffled pairings of every k."""
+    """One all-rows block: both sides' searches, the shuffled pairings of the score and
+    of the ceiling at every k."""
     return (sum(reporting.search_cost(n, d) for d in self.dims)
-            + reporting.numpy_cost(n * self.settings.n_perm * sum(self.ks)))
-
-  def aggregate(self, n: int) -> float:
-    """The row bootstraps of every draw and k at size n."""
-    return reporting.numpy_cost(n * self.settings.n_boot * self.settings.n_draws * len(self.ks))
+            + reporting.numpy_cost(2 * n * self.settings.n_perm * sum(self.settings.ks)))
 
 
 def _one_pass(pool, block_rows, paired, subsets, bar, costs) -> None:
   """Reads the pool once in blocks: feeds the paired searches (process p takes blocks
-  p, p + P, ...) and collects the all-rows subsets of a streamed pool (NestedSubsets)."""
+  p, p + P, ...) and collects the all-rows blocks of a streamed pool (NestedSubsets)."""
   me, processes = jax.process_index(), jax.process_count()
   for i, begin in enumerate(range(0, pool.size, block_rows)):
     end = min(begin + block_rows, pool.size)
     search = paired is not None and i % processes == me
-    collect = subsets is not None and subsets.streamed and subsets.wants(begin, end)
+    collect = subsets.streamed and subsets.wants(begin, end)
     if search or collect:
       block_a, block_b = pool.block(begin, end)
       if collect:
@@ -214,57 +223,6 @@ def _one_pass(pool, block_rows, paired, subsets, bar, costs) -> None:
     paired.finish()
 
 
-def _rows(sizes, ks, values, nulls, paired, settings, bar, costs) -> list[dict]:
-  """One row per (N, k): all-rows statistics where scored, paired ones with queries."""
-  paired_rows = {}
-  if paired is not None:
-    for k in ks:
-      for n, row in statistics.paired_rows(paired.overlaps(k), sizes, k, settings).items():
-        paired_rows[(n, k)] = row
-    bar.add(costs.paired_stats)
-  rows = []
-  for n in sizes:
-    for k in ks:
-      if (n, k) in values:
-        row = statistics.envelope_row(values[(n, k)], stats.mutual_knn_chance(n, k),
-                                      nulls[(n, k)], settings)
-        bar.add(costs.aggregate(n) * len(values[(n, k)]) / settings.n_draws / len(ks))
-      else:
-        row = dict(_EMPTY_FULL, chance=float(stats.mutual_knn_chance(n, k)))
-      rows.append({"n": n, "k": k, **row, **paired_rows.get((n, k), _EMPTY_PAIRED)})
-  return rows
-
-
 def summary(result: dict) -> str:
   """A plain-text table of a ``run`` result, for the entry point to print."""
-  conf = round(100 * result["confidence"])
-  lines = [f"mutual k-NN alignment vs N ({pools.title(result)}, pool {result['pool']}, "
-           f"{result['n_draws']} nested draws; CI: {result['ci_method']})"]
-  if result["queries"]:
-    lines.append(f"paired: the same {result['queries']} queries per draw at every N; "
-                 f"CI: {result['paired_ci_method']}")
-  ties = result["ties"]
-  line = (f"scores are {ties['scores']}; rows tied past their list at k={ties['k']}: "
-          f"A {ties['all_rows_tied_a']:,}, B {ties['all_rows_tied_b']:,} of "
-          f"{ties['all_rows_scored']:,}")
-  if "paired_queries_scored" in ties:
-    line += (f" (paired: A {ties['paired_queries_tied_a']:,}, B "
-             f"{ties['paired_queries_tied_b']:,} of {ties['paired_queries_scored']:,})")
-  lines.append(line)
-  lines.append(f"{'N':>9} {'k':>3} {'score':>9} {'chance':>9}  {f'{conf}% CI':<21} draws"
-               + (f" {'paired':>9}  {f'{conf}% CI':<21}" if result["queries"] else ""))
-  for row in result["rows"]:
-    line = f"{row['n']:>9} {row['k']:>3} "
-    if row["score"] is None:
-      line += f"{'-':>9} {row['chance']:>9.2e}  {'(above full_max_n)':<21}{'':<4} {'-':>4}"
-    else:
-      line += (f"{row['score']:>9.4f} {row['chance']:>9.2e}  "
-               f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}]{'':<4} {row['draws']:>4}")
-    if row["paired_score"] is not None:
-      line += (f" {row['paired_score']:>9.4f}  "
-               f"[{row['paired_ci_low']:.4f}, {row['paired_ci_high']:.4f}]")
-    lines.append(line)
-  seconds = result["seconds"]
-  lines.append(reporting.footer(result, f"exact k-NN {seconds['knn']:.0f}s, paired queries "
-                                        f"{seconds['paired']:.0f}s"))
-  return "\n".join(lines)
+  return scale_rows.summary(result)

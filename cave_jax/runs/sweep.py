@@ -1,11 +1,17 @@
-"""Nested random draws of a pool and the sweep over subset sizes they give.
+"""Random orders of a pool and the subsets of a sweep over sizes that they give.
 
-A sweep draws ``n_draws`` random orders of a pool of P rows (``draw_orders``: draw d is
-``default_rng([seed, d]).permutation(P)``) and, for every size N of ``subset_sizes``,
-uses the first N rows of each order, so the subsets of one draw are nested. A subset as
-large as the pool is the same set in every draw, so it is worked on once
-(``nested_work``). ``NestedSubsets`` hands out the subsets, from memory or collected
-while a streamed pool is read once in blocks.
+A sweep draws random orders of a pool of P rows (``draw_orders``: draw d is
+``default_rng([seed, d]).permutation(P)``). Two designs use them:
+
+* nested draws: for every size N of ``subset_sizes``, the first N rows of each order,
+  so the subsets of one draw are nested; a subset as large as the pool is the same set
+  in every draw, so it is worked on once (``nested_work``);
+* disjoint blocks (the scale sweep, ``cave_jax.metrics.sweep_intervals``): one order
+  (draw 0), cut at every size N into B_N disjoint blocks, block j = positions
+  [j N, (j + 1) N) of the order (``block_work``); block 0 is nested across sizes.
+
+``NestedSubsets`` hands out the subsets (positions [offset, offset + N) of an order),
+from memory or collected while a streamed pool is read once in blocks.
 
 Scores of a subset are tie-aware: ``subset_sets`` searches each side's neighbour sets
 (``knn.neighbour_sets``: the exact lists plus every row tied at a row's k-th score),
@@ -26,6 +32,7 @@ from cave_jax import knn
 from cave_jax.metrics import knn_metrics
 from cave_jax.metrics import permuted_lists
 from cave_jax.metrics import stats
+from cave_jax.metrics import sweep_intervals
 
 KEYS = ("min_n", "max_n", "growth")
 
@@ -68,6 +75,30 @@ def nested_work(sizes: list[int], n_draws: int, pool: int) -> list[tuple[int, in
   return [(n, draw) for n in sizes for draw in range(1 if n == pool else n_draws)]
 
 
+def block_work(sizes: list[int], pool: int, max_blocks: int) -> dict[int, list[int]]:
+  """{N: the blocks j to score at size N}: every block j < B_N of every size (B_N =
+  ``sweep_intervals.block_count``), plus at the smallest size n0 the blocks j N / n0
+  that the changes of larger blocks start from (block j of N's first n0 rows).
+  ``sweep_intervals.blocks_needed`` as a dict, also for a last size that is not a
+  multiple of n0 (max_n = 0 ends the sizes with the pool's size, which has one block).
+
+  Raises:
+    ConfigError: a size with several blocks that is not a multiple of the smallest.
+  """
+  sizes = sorted(sizes)
+  n0 = sizes[0]
+  out = {n: list(range(sweep_intervals.block_count(pool, n, max_blocks))) for n in sizes}
+  inner = set(out[n0])
+  for n in sizes:
+    if n % n0 and len(out[n]) > 1:
+      raise errors.ConfigError(f"subset size N={n} has {len(out[n])} blocks but is not a "
+                               f"multiple of the smallest N={n0}: lower config.max_blocks "
+                               f"or choose sizes that are multiples")
+    inner |= {j * n // n0 for j in out[n]}
+  out[n0] = sorted(inner)
+  return out
+
+
 def warm_up(n: int, dims, k: int) -> None:
   """One throwaway exact search of n random rows for each width in ``dims``, so that the
   search is compiled before a progress clock starts: the first ETA then measures steady
@@ -85,7 +116,8 @@ def ranks_of(order: np.ndarray) -> np.ndarray:
 
 
 class NestedSubsets:
-  """The subsets "first n rows of draw d's order" (n <= limit) of a pool.
+  """The subsets "rows at positions [offset, offset + n) of draw d's order" of a pool
+  (offset + n <= limit; offset 0: the first n rows).
 
   A pool in memory gathers them on demand. A streamed pool (``pool.StorePool``) keeps,
   for every draw, its first ``limit`` rows by rank while the pool is read once in
@@ -118,14 +150,17 @@ class NestedSubsets:
       if self.wants(start, stop):
         self.collect(start, *self.pool.block(start, stop))
 
-  def take(self, draw: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Both sides' rows of the first n of draw ``draw``'s order, by increasing pool row."""
-    if n > self.limit:
-      raise errors.InvalidArgumentError(f"subset of {n} rows above the kept {self.limit}")
+  def take(self, draw: int, n: int, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Both sides' rows at positions [offset, offset + n) of draw ``draw``'s order, by
+    increasing pool row."""
+    if offset + n > self.limit:
+      raise errors.InvalidArgumentError(
+          f"subset of positions [{offset}, {offset + n}) above the kept {self.limit}")
+    positions = self.orders[draw][offset:offset + n]
     if not self.streamed:
-      return self.pool.gather(np.sort(self.orders[draw][:n]))
-    by_row = np.argsort(self.orders[draw][:n])
-    return tuple(kept[:n][by_row] for kept in self.rows[draw])
+      return self.pool.gather(np.sort(positions))
+    by_row = np.argsort(positions)
+    return tuple(kept[offset:offset + n][by_row] for kept in self.rows[draw])
 
 
 def subset_sets(sides, k: int) -> list[knn.NeighbourSets]:

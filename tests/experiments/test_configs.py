@@ -57,12 +57,14 @@ def test_scale_world_defaults_are_the_world_spec_defaults():
 
 def test_scale_variants():
   default = scale_config.get_config()
-  assert (default.min_n, default.max_n, default.growth, default.ks, default.n_draws) == (
-      1024, 262_144, 4, (1, 10), 3)
+  assert (default.min_n, default.max_n, default.growth, default.ks, default.max_blocks) == (
+      1024, 262_144, 4, (1, 10), 8)
+  assert "n_draws" not in default and "n_boot" not in default  # blocks, no bootstrap
   smoke = scale_config.get_config("smoke")
   assert smoke.max_n == 4096 and smoke.source == "synthetic"
-  features = scale_config.get_config("features,max_n=65536,draws=5")
-  assert features.source == "features" and features.max_n == 65536 and features.n_draws == 5
+  features = scale_config.get_config("features,max_n=65536,max_blocks=5")
+  assert features.source == "features" and features.max_n == 65536
+  assert features.max_blocks == 5
   assert "world" not in features and "features_a" in features
   assert "features_a" not in default
   assert default.queries == 1024 and default.full_max_n == 0

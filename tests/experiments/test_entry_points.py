@@ -53,9 +53,9 @@ def test_unknown_config_key_fails_clearly(paired_files, tmp_path):
 
 def test_wrong_type_fails_clearly(tmp_path):
   proc = run_module("experiments.scale", "--config=configs/scale.py:smoke",
-                    "--config.n_draws=two", f"--workdir={tmp_path}")
+                    "--config.max_blocks=two", f"--workdir={tmp_path}")
   assert proc.returncode == 1
-  assert "FATAL Flags parsing error: flag --config.n_draws=two" in proc.stderr
+  assert "FATAL Flags parsing error: flag --config.max_blocks=two" in proc.stderr
   assert _no_noise(proc.stderr), proc.stderr
 
 
@@ -87,7 +87,7 @@ def test_missing_required_path_fails_clearly(tmp_path):
 
 def test_scale_smoke_end_to_end(tmp_path):
   proc = run_module("experiments.scale", "--config=configs/scale.py:smoke",
-                    "--config.max_n=2048", "--config.n_boot=50", f"--workdir={tmp_path}")
+                    "--config.max_n=2048", f"--workdir={tmp_path}")
   assert proc.returncode == 0, proc.stderr
   assert sorted(os.listdir(tmp_path)) == ["config.json", "scale.csv", "scale.json",
                                           "scale.pdf", "scale.png"]

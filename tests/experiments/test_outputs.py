@@ -133,7 +133,7 @@ def test_cli_outputs_all_follow_the_umask(tmp_path):
   workdir = tmp_path / "work"
   env = dict(os.environ, PYTHONPATH=REPO)
   command = [sys.executable, "-m", "experiments.scale", "--config=configs/scale.py:smoke",
-             "--config.min_n=256", "--config.max_n=512", "--config.n_boot=20",
+             "--config.min_n=256", "--config.max_n=512",
              "--config.n_perm=0", "--config.queries=0", f"--workdir={workdir}"]
   proc = subprocess.run(["sh", "-c", 'umask 027 && exec "$@"', "sh", *command], cwd=REPO,
                         env=env, capture_output=True, text=True, timeout=300, check=False)

@@ -50,7 +50,7 @@ def test_first_eta_of_a_scale_sweep_is_within_a_factor_of_three(tmp_path, monkey
       bars.append(self)
   monkeypatch.setattr(reporting, "Progress", Recorded)
   config = scale_config.get_config("smoke")
-  config.update(dict(n_draws=2, n_boot=50, n_perm=5, queries=queries, figure=False))
+  config.update(dict(n_perm=5, queries=queries, figure=False))
   config.world.update(dict(n_classes=200, dim_a=16, dim_b=32, hidden_dim=32))
   scale.run(config, str(tmp_path))
   (bar,) = bars

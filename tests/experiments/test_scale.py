@@ -15,12 +15,13 @@ from cave_jax.runs import sweep
 from configs import scale as scale_config
 
 from .helpers import naive_mutual_knn
+from .helpers import naive_neighbours
 
 
 def _small(**overrides):
-  """A sweep over N = 128, 256, 512 on a small world: seconds on a laptop."""
+  """A sweep over N = 128, 256, 512 (4, 2 and 1 blocks) on a small world: seconds."""
   config = scale_config.get_config("smoke")
-  config.update(dict(min_n=128, max_n=512, growth=2, n_draws=2, n_boot=100, queries=64))
+  config.update(dict(min_n=128, max_n=512, growth=2, max_blocks=4, queries=64))
   config.world.update(dict(n_classes=200, dim_a=16, dim_b=16, hidden_dim=32))
   for key, value in overrides.items():
     if isinstance(value, dict):
@@ -43,22 +44,30 @@ def test_rows_cover_every_size_and_k(small_run):
       (128, 1), (128, 10), (256, 1), (256, 10), (512, 1), (512, 10)]
   for row in result["rows"]:
     assert row["chance"] == pytest.approx(row["k"] / (row["n"] - 1))
-    assert row["ci_low"] <= row["score"] <= row["ci_high"]
     assert 0.0 <= row["score"] <= 1.0
-  # The full pool is the same set in every draw: scored once.
-  assert [r["draws"] for r in result["rows"]] == [2, 2, 2, 2, 1, 1]
+    if (row["n"], row["k"]) == (512, 10):
+      # one block, and no size in [50 k, 512) with two blocks to lend a design effect
+      assert row["ci_low"] is None and "cannot measure the design effect" in row["ci_note"]
+    else:
+      assert row["ci_low"] <= row["score"] <= row["ci_high"]
+      assert row["estimand"].startswith(f"E[mutual k-NN (k={row['k']}) of a random "
+                                        f"{row['n']}-sample")
+  # B_N = min(max_blocks, P // N) disjoint blocks
+  assert [r["blocks"] for r in result["rows"]] == [4, 4, 2, 2, 1, 1]
+  assert result["blocks"] == {"128": 4, "256": 2, "512": 1}
 
 
-def test_scores_match_a_direct_computation_on_the_draws(small_run):
+def test_scores_match_a_direct_computation_on_the_blocks(small_run):
   result, _ = small_run
   world = synthetic.generate(pool.world_spec(_small().world.to_dict()), 512)
-  for draw in range(2):
-    order = np.random.default_rng([0, draw]).permutation(512)
-    rows = np.sort(order[:256])
+  order = np.random.default_rng([0, 0]).permutation(512)
+  for block in range(2):
+    rows = np.sort(order[256 * block:256 * (block + 1)])
     for k in (1, 10):
       naive = naive_mutual_knn(world.a[rows], world.b[rows], k)
       row = next(r for r in result["rows"] if (r["n"], r["k"]) == (256, k))
-      assert row["draw_scores"][draw] == pytest.approx(naive)
+      assert row["block_scores"][block] == pytest.approx(naive)
+      assert row["score"] == pytest.approx(np.mean(row["block_scores"]))
 
 
 def test_files_are_written_under_workdir(small_run):
@@ -71,6 +80,10 @@ def test_files_are_written_under_workdir(small_run):
   with open(os.path.join(workdir, "scale.csv")) as f:
     table = list(csv.DictReader(f))
   assert len(table) == 6 and float(table[-1]["score"]) == result["rows"][-1]["score"]
+  assert list(table[0]) == scale.COLUMNS
+  for column in ("ci_low", "ci_high", "ceiling", "normalised", "normalised_ci_low",
+                 "paired_score", "paired_change_ci_high", "ci_method"):
+    assert table[0][column] != "", column
   assert os.path.getsize(os.path.join(workdir, "scale.png")) > 5000
 
 
@@ -87,24 +100,45 @@ def _naive_query_lists(x, queries, gallery, k):
 
 
 def test_paired_scores_match_a_direct_computation(small_run):
+  """Block j of size N: its first 64 rows (order positions [j N, j N + 64)) searched in
+  the block's N rows (offset galleries)."""
   result, _ = small_run
   world = synthetic.generate(pool.world_spec(_small().world.to_dict()), 512)
-  for draw in range(2):
-    order = np.random.default_rng([0, draw]).permutation(512)
-    queries = order[:64]
-    for n in (128, 512):
-      nn_a = _naive_query_lists(world.a, queries, order[:n], 10)
-      nn_b = _naive_query_lists(world.b, queries, order[:n], 10)
+  order = np.random.default_rng([0, 0]).permutation(512)
+  for n, blocks in ((128, 4), (512, 1)):
+    for j in range(blocks):
+      queries, gallery = order[j * n:j * n + 64], order[j * n:(j + 1) * n]
+      nn_a = _naive_query_lists(world.a, queries, gallery, 10)
+      nn_b = _naive_query_lists(world.b, queries, gallery, 10)
       for k in (1, 10):
         naive = np.mean([len(set(nn_a[i, :k]) & set(nn_b[i, :k])) / k for i in range(64)])
         row = next(r for r in result["rows"] if (r["n"], r["k"]) == (n, k))
-        assert row["paired_draw_scores"][draw] == pytest.approx(naive)
+        assert row["paired_block_scores"][j] == pytest.approx(naive)
   for row in result["rows"]:
     assert row["queries"] == 64
-    assert row["paired_ci_low"] <= row["paired_score"] <= row["paired_ci_high"]
-    assert row["paired_change_ci_low"] <= row["paired_change"] <= row["paired_change_ci_high"]
+    if row["paired_ci_low"] is not None:
+      assert row["paired_ci_low"] <= row["paired_score"] <= row["paired_ci_high"]
+    if row["paired_change_ci_low"] is not None:
+      assert (row["paired_change_ci_low"] <= row["paired_change"]
+              <= row["paired_change_ci_high"])
     if row["n"] == 128:
       assert row["paired_change"] == 0.0 == row["paired_change_ci_low"]
+  assert [r["paired_ci_low"] is None for r in result["rows"]] == [False] * 4 + [True] * 2
+
+
+def test_paired_values_at_all_rows_sizes_are_the_blocks_first_rows(small_run):
+  """Where all rows are scored, the queries' values are the block's first Q rows' values:
+  the paired search and the all-rows search agree row by row (mean over 64 queries)."""
+  result, _ = small_run
+  world = synthetic.generate(pool.world_spec(_small().world.to_dict()), 512)
+  order = np.random.default_rng([0, 0]).permutation(512)
+  row = next(r for r in result["rows"] if (r["n"], r["k"]) == (256, 10))
+  for j in range(2):
+    block = order[256 * j:256 * (j + 1)]
+    lists = [naive_neighbours(side[np.sort(block)], 10) for side in (world.a, world.b)]
+    where = np.searchsorted(np.sort(block), block[:64])  # the queries' rows in the block
+    want = np.mean([len(lists[0][i] & lists[1][i]) / 10 for i in where])
+    assert row["paired_block_scores"][j] == pytest.approx(want)
 
 
 def test_sizes_above_full_max_n_get_only_the_paired_score(tmp_path):
@@ -127,9 +161,13 @@ def test_summary_table(small_run):
 
 def test_identical_sides_score_one(tmp_path):
   same = dict(nuisance=0.0, noise=0.0, shared_fine=1.0, same_view=True)
-  result = scale.run(_small(world=same, n_draws=1, figure=False), str(tmp_path))
-  assert all(row["score"] == 1.0 for row in result["rows"])
-  assert all(row["paired_score"] == 1.0 for row in result["rows"])
+  result = scale.run(_small(world=same, figure=False), str(tmp_path))
+  assert all(row["score"] == 1.0 == row["ceiling"] for row in result["rows"])
+  assert all(row["paired_score"] == 1.0 == row["paired_ceiling"] for row in result["rows"])
+  assert all(row["normalised"] == pytest.approx(1.0) for row in result["rows"])
+  # a constant score has no sampling error: its interval is the point itself
+  assert all(row["ci_low"] == 1.0 == row["ci_high"] for row in result["rows"]
+             if row["ci_note"] is None)
   assert "scale.png" not in os.listdir(tmp_path)
 
 
@@ -140,13 +178,13 @@ def test_feature_files_source(tmp_path):
   np.save(tmp_path / "b.npy", a[:, 0] * 3.0)  # equals layer 0 of A up to scale
   config = scale_config.get_config("features")
   config.update(dict(features_a=str(tmp_path / "a.npy"), features_b=str(tmp_path / "b.npy"),
-                     layer_a=0, min_n=64, max_n=10_000, growth=2, n_draws=2, n_boot=50,
-                     queries=32))
+                     layer_a=0, min_n=64, max_n=10_000, growth=2, queries=32))
   result = scale.run(config, str(tmp_path / "work"))
   assert result["sizes"] == [64, 128, 256]  # stops at the files' N = 300
   assert result["pool"] == 300 and result["features_a"]["layer"] == 0
   assert result["features_b"]["layer"] is None
-  assert all(row["score"] == 1.0 and row["draws"] == 2 for row in result["rows"])
+  assert all(row["score"] == 1.0 for row in result["rows"])
+  assert [row["blocks"] for row in result["rows"]] == [4, 4, 2, 2, 1, 1]
 
 
 def test_subset_sizes():
@@ -170,6 +208,9 @@ def test_subset_sizes():
     (dict(source="laion"), r"config.source='laion' is not one of synthetic, features"),
     (dict(confidence=float("nan")), r"config.confidence must be a finite number, got nan"),
     (dict(queries=129), r"config.queries=129 exceeds the smallest subset N=128"),
+    (dict(queries=1), r"config.queries=1: the paired interval needs >= 2 queries"),
+    (dict(max_blocks=0), r"config.max_blocks must be >= 1"),
+    (dict(full_max_n=100), r"config.full_max_n=100 is below the smallest subset N=128"),
     (dict(max_n=0), r"config.max_n=0 \(the whole pool\) needs a finite pool"),
     (dict(world=dict(shared_fine=2.0)), r"config.world: shared_fine must be in"),
 ])

@@ -1,4 +1,4 @@
-"""The scale sweep's permutation null: shuffled pairings per draw, p-value, calibrated score."""
+"""The scale sweep's permutation null: shuffled pairings per block, p-value, calibrated score."""
 
 import csv
 import os
@@ -17,8 +17,7 @@ from configs import scale as scale_config
 
 def _small(**world):
   config = scale_config.get_config("smoke")
-  config.update(dict(min_n=128, max_n=256, growth=2, n_draws=2, n_boot=50, n_perm=15,
-                     queries=0))
+  config.update(dict(min_n=128, max_n=256, growth=2, max_blocks=2, n_perm=15, queries=0))
   config.world.update({**dict(n_classes=200, dim_a=16, dim_b=16, hidden_dim=32), **world})
   return config
 
@@ -28,11 +27,12 @@ def test_null_fields_match_a_direct_computation(tmp_path):
   world = synthetic.generate(pool.world_spec(_small().world.to_dict()), 256)
   row = next(r for r in result["rows"] if (r["n"], r["k"]) == (128, 10))
   nulls = []
-  for draw in range(2):
-    rows = np.sort(np.random.default_rng([0, draw]).permutation(256)[:128])
+  order = np.random.default_rng([0, 0]).permutation(256)
+  for block in range(2):  # the two disjoint blocks of 128 rows
+    rows = np.sort(order[128 * block:128 * (block + 1)])
     nn_a = knn.exact_knn(world.a[rows], 10).indices
     nn_b = knn.exact_knn(world.b[rows], 10).indices
-    rng = np.random.default_rng((0, 128, draw))
+    rng = np.random.default_rng((0, 128, block))
     nulls.append([knn_metrics.mutual_overlap(
         nn_a, stats.relabel_neighbours(nn_b, rng.permutation(128))).mean() / 10
                   for _ in range(15)])

@@ -8,7 +8,7 @@ from configs import scale as scale_config
 
 from .helpers import naive_mutual_knn
 
-POOL, GROUPS, SIZES, KS, DRAWS, QUERIES, N_PERM = 400, 20, [200, 400], (1, 5), 2, 60, 10
+POOL, GROUPS, SIZES, KS, BLOCKS, QUERIES, N_PERM = 400, 20, [200, 400], (1, 5), 2, 60, 10
 
 
 def duplicated(rng, n, groups, d=8):
@@ -54,8 +54,8 @@ def naive_index_rule(a, b, k):
 def _config(path_a, path_b, **overrides):
   config = scale_config.get_config("features")
   config.update({**dict(features_a=str(path_a), features_b=str(path_b), min_n=SIZES[0],
-                        max_n=SIZES[-1], growth=2, ks=KS, n_draws=DRAWS, n_boot=200,
-                        n_perm=N_PERM, queries=QUERIES, figure=False), **overrides})
+                        max_n=SIZES[-1], growth=2, ks=KS, n_perm=N_PERM, queries=QUERIES,
+                        figure=False), **overrides})
   return config
 
 
@@ -70,10 +70,10 @@ def tied_run(tmp_path_factory):
   return scale.run(_config(tmp / "a.npy", tmp / "b.npy"), str(tmp / "work")), a, b
 
 
-def _subset(draw, n, pool=POOL):
-  """(the subset's pool rows, sorted; the draw order) of draw ``draw`` at size n."""
-  order = np.random.default_rng([0, draw]).permutation(pool)
-  return np.sort(order[:n]), order
+def _subset(block, n, pool=POOL):
+  """(block ``block`` of size n: its pool rows, sorted; the run's order of the pool)."""
+  order = np.random.default_rng([0, 0]).permutation(pool)
+  return np.sort(order[block * n:(block + 1) * n]), order
 
 
 def z_score(values, target):
@@ -86,8 +86,8 @@ def test_independent_duplicated_sides_score_chance_and_the_index_rule_does_not(t
   all-rows and paired scores average to chance k/(N-1) within their standard error,
   while the index rule (ties by the smaller row on both sides) is far above it.
 
-  (Within one pool the rows of a group share their value, so a row bootstrap of one
-  draw is too narrow here; the replication over pools is the honest interval.)"""
+  (Within one pool the rows of a group share their value; the replication over pools is
+  the honest check here.)"""
   pool, seeds = 200, range(8)
   aware, paired, index_rule = {}, {}, {}
   for seed in seeds:
@@ -96,8 +96,8 @@ def test_independent_duplicated_sides_score_chance_and_the_index_rule_does_not(t
     np.save(tmp_path / "a.npy", a)
     np.save(tmp_path / "b.npy", b)
     result = scale.run(_config(tmp_path / "a.npy", tmp_path / "b.npy", min_n=pool,
-                               max_n=pool, ks=(1, 4), n_draws=1, queries=50, n_perm=0,
-                               n_boot=20), str(tmp_path / f"w{seed}"))
+                               max_n=pool, ks=(1, 4), queries=50, n_perm=0),
+                       str(tmp_path / f"w{seed}"))
     assert result["ties"]["all_rows_tied_a"] > 0.5 * result["ties"]["all_rows_scored"]
     for row in result["rows"]:
       aware.setdefault(row["k"], []).append(row["score"])
@@ -117,15 +117,18 @@ def test_tie_aware_scores_equal_a_float64_brute_force(tied_run):
   result, a, b = tied_run
   for row in result["rows"]:
     n, k = row["n"], row["k"]
-    for draw in range(row["draws"]):
-      rows, _ = _subset(draw, n)
+    for block in range(row["blocks"]):
+      rows, _ = _subset(block, n)
       want = naive_expected(a[rows], b[rows], k).mean()
-      assert row["draw_scores"][draw] == pytest.approx(want, abs=1e-12)
+      assert row["block_scores"][block] == pytest.approx(want, abs=1e-12)
   row = next(r for r in result["rows"] if (r["n"], r["k"]) == (200, 5))
-  for draw in range(DRAWS):
-    _, order = _subset(draw, 200)
-    want = naive_expected(a, b, 5, queries=order[:QUERIES], gallery=order[:200]).mean()
-    assert row["paired_draw_scores"][draw] == pytest.approx(want, abs=1e-12)
+  assert row["blocks"] == BLOCKS
+  for block in range(BLOCKS):
+    _, order = _subset(block, 200)
+    begin = 200 * block
+    want = naive_expected(a, b, 5, queries=order[begin:begin + QUERIES],
+                          gallery=order[begin:begin + 200]).mean()
+    assert row["paired_block_scores"][block] == pytest.approx(want, abs=1e-12)
 
 
 def test_permutation_null_renames_the_sets_of_the_shuffled_pairing(tied_run):
@@ -133,9 +136,9 @@ def test_permutation_null_renames_the_sets_of_the_shuffled_pairing(tied_run):
   n, k = 200, 5
   row = next(r for r in result["rows"] if (r["n"], r["k"]) == (n, k))
   nulls = []
-  for draw in range(DRAWS):
-    rows, _ = _subset(draw, n)
-    rng = np.random.default_rng((0, n, draw))
+  for block in range(BLOCKS):
+    rows, _ = _subset(block, n)
+    rng = np.random.default_rng((0, n, block))
     nulls.append([naive_expected(a[rows], b[rows][rng.permutation(n)], k).mean()
                   for _ in range(N_PERM)])
   assert row["null_mean"] == pytest.approx(np.mean(nulls), abs=1e-12)
@@ -147,15 +150,17 @@ def test_identical_duplicated_sides_score_their_ceiling_and_tie_free_ones_one(tm
   np.save(tmp_path / "same.npy", same)
   free = rng.normal(size=(300, 8)).astype(np.float32)
   np.save(tmp_path / "free.npy", free)
-  config = _config(tmp_path / "same.npy", tmp_path / "same.npy", n_draws=1, max_n=300,
-                   queries=20, n_perm=0)
+  config = _config(tmp_path / "same.npy", tmp_path / "same.npy", max_n=300, queries=20,
+                   n_perm=0)
   result = scale.run(config, str(tmp_path / "w1"))
   for row in result["rows"]:
-    rows, _ = _subset(0, row["n"], 300)
-    want = naive_expected(same[rows], same[rows], row["k"]).mean()
-    assert row["score"] == pytest.approx(want, abs=1e-12) and row["score"] < 1.0
-  config = _config(tmp_path / "free.npy", tmp_path / "free.npy", n_draws=1, max_n=300,
-                   queries=20, n_perm=0)
+    for block in range(row["blocks"]):
+      rows, _ = _subset(block, row["n"], 300)
+      want = naive_expected(same[rows], same[rows], row["k"]).mean()
+      assert row["block_scores"][block] == pytest.approx(want, abs=1e-12) and want < 1.0
+    assert row["score"] == pytest.approx(row["ceiling"], abs=1e-12)
+  config = _config(tmp_path / "free.npy", tmp_path / "free.npy", max_n=300, queries=20,
+                   n_perm=0)
   result = scale.run(config, str(tmp_path / "w2"))
   assert all(r["score"] == 1.0 == r["paired_score"] for r in result["rows"])
   assert result["ties"]["all_rows_tied_a"] == 0 == result["ties"]["paired_queries_tied_b"]
@@ -167,12 +172,12 @@ def test_tie_free_sides_score_exactly_the_lists(tmp_path):
   b = (a + rng.normal(size=a.shape)).astype(np.float32)
   np.save(tmp_path / "a.npy", a)
   np.save(tmp_path / "b.npy", b)
-  result = scale.run(_config(tmp_path / "a.npy", tmp_path / "b.npy", max_n=300, n_draws=2),
+  result = scale.run(_config(tmp_path / "a.npy", tmp_path / "b.npy", max_n=300),
                      str(tmp_path / "w"))
   assert result["ties"]["all_rows_tied_a"] == 0 == result["ties"]["all_rows_tied_b"]
   for row in result["rows"]:
-    for draw in range(row["draws"]):
-      rows, _ = _subset(draw, row["n"], 300)
+    for block in range(row["blocks"]):
+      rows, _ = _subset(block, row["n"], 300)
       want = naive_mutual_knn(a[rows], b[rows], row["k"])
-      assert row["draw_scores"][draw] == pytest.approx(want, abs=1e-12)
+      assert row["block_scores"][block] == pytest.approx(want, abs=1e-12)
   assert "tie-aware" in scale.summary(result)

@@ -40,7 +40,7 @@ def npy_files(store_dir, tmp_path_factory):
 def _store_config(store_dir, **overrides):
   config = scale_config.get_config("store")
   config.update(dict(features_a=f"{store_dir}::{VISION}", features_b=f"{store_dir}::{LM}",
-                     min_n=128, growth=2, n_draws=2, n_boot=50, n_perm=5, queries=64,
+                     min_n=128, growth=2, max_blocks=4, n_perm=5, queries=64,
                      block_rows=97, figure=False, **overrides))
   return config
 
@@ -51,15 +51,15 @@ def test_streamed_store_equals_the_same_arrays_in_memory(store_dir, npy_files, t
   assert streamed["full_sizes"] == [128, 256]
   in_memory = scale_config.get_config("features")
   in_memory.update(dict(features_a=npy_files[0], features_b=npy_files[1], min_n=128,
-                        growth=2, max_n=0, n_draws=2, n_boot=50, n_perm=5, queries=64,
+                        growth=2, max_n=0, max_blocks=4, n_perm=5, queries=64,
                         figure=False))
   direct = scale.run(in_memory, str(tmp_path / "memory"))
   for got, want in zip(streamed["rows"], direct["rows"]):
-    assert got["paired_draw_scores"] == want["paired_draw_scores"]
-    assert got["paired_ci_low"] == want["paired_ci_low"]
+    assert got["paired_block_scores"] == want["paired_block_scores"]
     if got["n"] <= 256:
-      assert got["draw_scores"] == want["draw_scores"] and got["p_value"] == want["p_value"]
-    else:
+      assert got["block_scores"] == want["block_scores"] and got["p_value"] == want["p_value"]
+      assert got["ci_low"] == want["ci_low"] and got["paired_ci_low"] == want["paired_ci_low"]
+    else:  # above full_max_n the paired interval borrows N = 256's design effect
       assert got["score"] is None
 
 

@@ -14,9 +14,11 @@ def draw_scale(rows: list[dict], *, title: str = "", yscale: str = "log"):
 
   Args:
     rows: one dict per (n, k) with keys n, k, score, chance, ci_low, ci_high (score None
-      where all rows were not scored) and, when the run had fixed queries, queries,
-      paired_score, paired_ci_low, paired_ci_high (a dotted line with hollow markers and
-      a hatched band).
+      where all rows were not scored; the band is the calibrated interval, missing where
+      a size has none), optionally ceiling (drawn, dash-dotted, for a k whose ceiling
+      is below 1 somewhere) and, when the run had queries, queries, paired_score,
+      paired_ci_low, paired_ci_high (a dotted line with hollow markers and a hatched
+      band).
     title: figure title (wrapped to the figure's width).
     yscale: "log" (shows the chance level k/(N-1) next to the scores) or "linear".
   """
@@ -37,10 +39,14 @@ def draw_scale(rows: list[dict], *, title: str = "", yscale: str = "log"):
     if np.isfinite(column(sel, "paired_score")).any():
       queries = max(r.get("queries") or 0 for r in sel)
       ax.plot(n, column(sel, "paired_score"), "o:", color=color, markerfacecolor="none",
-              label=f"k={k}, same {queries:,} queries at every N")
+              label=f"k={k}, paired: {queries:,} queries per block")
       ax.fill_between(n, column(sel, "paired_ci_low"), column(sel, "paired_ci_high"),
                       facecolor="none", edgecolor=color, hatch="///", alpha=0.35,
                       linewidth=0)
+    ceiling = column(sel, "ceiling")
+    if np.isfinite(ceiling).any() and np.nanmin(ceiling) < 1.0:
+      ax.plot(n, ceiling, "-.", color=color, alpha=0.8,
+              label=f"ceiling (identical features), k={k}")
     ax.plot(n, column(sel, "chance"), "--", color=color, alpha=0.7,
             label=f"chance k/(N-1), k={k}")
   ax.set_xscale("log", base=2)
