@@ -37,10 +37,14 @@ import ml_collections
 
 from configs import common
 from configs import pool
+from configs import world
 
 
 def get_config(arg=None):
   """Returns the locked config of `experiments.scale` for variant string ``arg``."""
+  rest = _sensitivity_arg(arg)
+  if rest is not None:  # `:sensitivity[,...]`: sensitivity_config below
+    return sensitivity_config(rest)
   arg = common.parse_arg(arg, smoke=False, features=False, store=False, max_n=-1,
                          max_blocks=-1, queries=1024)
   config = ml_collections.ConfigDict()
@@ -64,3 +68,59 @@ def get_config(arg=None):
   del config["n_boot"]  # no bootstrap: the intervals come from the disjoint blocks
   config.lock()
   return config
+
+
+# ----------------------------------------------------------------- :sensitivity
+# The synthetic world's sensitivity sweep (cave_jax.runs.sensitivity):
+#   python -m experiments.scale --config=configs/scale.py:sensitivity \
+#       --workdir=results/sensitivity/                   # a few minutes on 2 CPU cores
+#   python -m experiments.scale --config=configs/scale.py:sensitivity,smoke   # seconds
+# Each knob of `knobs` takes each of its values in turn, the other knobs keep their
+# `world` values; every such world gets an all-rows curve over N = min_n * growth^j up
+# to max_n, on B_N = min(max_blocks, n_draws * max_n // N) disjoint blocks per size.
+# Override a knob's values with e.g. --config.knobs.noise=0.0,0.2; any other field of
+# cave_jax.data.synthetic.WorldSpec may be added to SENSITIVITY_KNOBS (or to `knobs` of
+# a config built in Python).
+
+SENSITIVITY_KNOBS = dict(  # {knob: values}; the base world's value is among each
+    class_zipf=(0.0, 1.0, 1.5, 2.0),
+    n_classes=(10, 1000, 10_000, 100_000),
+    # n_classes matters where the classes are equally frequent: a panel with a fixed knob
+    n_classes_uniform=dict(knob="n_classes", values=(100, 1000, 10_000), class_zipf=0.0),
+    class_dim=(4, 8, 16, 32),
+    fine_scale=(0.25, 0.5, 1.0),
+    shared_fine=(0.0, 0.5, 0.75, 1.0),
+    nuisance=(0.0, 0.3, 0.6, 1.0),
+    noise=(0.0, 0.1, 0.2, 0.4),
+    seed=(0, 1, 2))  # other draws of the world's class embeddings and views
+
+
+def sensitivity_config(arg=None):
+  """The locked config of the sensitivity sweep for variant string ``arg`` (the items
+  besides `sensitivity`): smoke (N = 128 ... 512, two knobs at two values, seconds),
+  max_n=INT (largest size; default 8,192)."""
+  arg = common.parse_arg(arg, smoke=False, max_n=-1)
+  config = ml_collections.ConfigDict()
+  config.world = world.world_config()  # the base world
+  knobs = SENSITIVITY_KNOBS
+  if arg.smoke:
+    knobs = {k: knobs[k][::len(knobs[k]) - 1] for k in ("shared_fine", "noise")}
+  config.knobs = ml_collections.ConfigDict(knobs)  # one knob at a time
+  config.min_n = 128  # smallest subset
+  config.max_n = arg.max_n if arg.max_n > 0 else 512 if arg.smoke else 8192
+  config.growth = 2 if arg.smoke else 4  # N_{j+1} = growth * N_j
+  config.n_draws = 4 if arg.smoke else 3  # disjoint blocks at max_n; P = n_draws * max_n
+  config.max_blocks = 4 if arg.smoke else 6  # most disjoint blocks per size
+  config.ks = (10,)
+  config.confidence = 0.95
+  config.figure = True
+  config.lock()
+  return config
+
+
+def _sensitivity_arg(arg):
+  """``arg`` without its "sensitivity" item, or None when it has none."""
+  items = [item.strip() for item in (arg or "").split(",")]
+  if "sensitivity" not in items:
+    return None
+  return ",".join(item for item in items if item and item != "sensitivity")

@@ -77,6 +77,8 @@ FIELDS = {
     "queries": Field(int, low=0),
     "full_max_n": Field(int, low=0),
     "block_rows": Field(int, low=1),
+    # the scale sweep's sensitivity variant (runs/sensitivity.py): {world knob: values}
+    "knobs": Field("section"),
     # many_to_many
     "rows": Field(int, low=0),
     "images_per_caption": Field("ints", low=1),
