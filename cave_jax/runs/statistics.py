@@ -12,11 +12,6 @@ one edit here:
                 and class decomposition, from ``metrics.replicated``), else a nested
                 bootstrap over draws and rows (``stats.nested_bootstrap_ci``,
                 ``CI_METHOD``). Every row says which: ci_method, estimand, se, df.
-  envelope_row  the scale sweep's all-rows row: the same score, its interval the
-                envelope (lowest low, highest high) of the draws' percentile-bootstrap
-                intervals over rows, and a null from ``mutual_knn_nulls`` per draw.
-  paired_rows   the scale sweep's paired curve: fixed queries scored at every size, a
-                paired bootstrap over draws and queries for each size and its change.
 
 Ceiling and normalised score (``stat_row(..., ceiling=Ceiling(...))``): the *ceiling*
 is the same protocol (same draws, rows, pairing, duplicates, k) with identical features
@@ -64,7 +59,6 @@ import numpy as np
 
 from cave_jax import errors
 from cave_jax.metrics import intervals
-from cave_jax.metrics import knn_metrics
 from cave_jax.metrics import stats
 
 STAT_COLUMNS = ["score", "chance", "ci_low", "ci_high", "null_mean", "p_value",
@@ -81,10 +75,6 @@ MAPPED_NORMALISED_CI_METHOD = (
     "null), null and ceiling held at their reported values")
 MIN_HEADROOM = 0.01  # ceiling - ceiling null below this: the normalised score is undefined
 NO_CEILING = "no ceiling computed for this number"
-ENVELOPE_CI_METHOD = ("envelope of the draws' row-bootstrap intervals (lowest low, highest "
-                      "high)")
-PAIRED_CI_METHOD = ("nested bootstrap over draws and queries, one query resample for all "
-                    "sizes (paired)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -323,80 +313,3 @@ def _normalised(per_draw_values, null_means, chance, ceiling: Ceiling | None,
   out.update(normalised_ci_low=float(low), normalised_ci_high=float(high),
              normalised_ci_method=NORMALISED_CI_METHOD, normalised_note=None)
   return out
-
-
-def mutual_knn_nulls(nn_a, nn_b, n_perm: int, seed) -> np.ndarray:
-  """mutual k-NN of one draw under ``n_perm`` shuffled pairings: float64 [n_perm].
-
-  nn_a, nn_b: int [N, k] neighbour lists; seed: anything ``np.random.default_rng`` takes.
-  """
-  rng = np.random.default_rng(seed)
-  n, k = nn_a.shape
-  return np.array([knn_metrics.mutual_overlap(
-      nn_a, stats.relabel_neighbours(nn_b, rng.permutation(n))).mean() / k
-                   for _ in range(n_perm)], np.float64)
-
-
-def envelope_row(per_draw_values: list[np.ndarray], chance: float,
-                 per_draw_nulls: list[np.ndarray], settings) -> dict:
-  """The scale sweep's all-rows statistics of one (N, k).
-
-  Args:
-    per_draw_values: D arrays [N] of per-row mutual k-NN values, draw d = index d.
-    chance: k / (N - 1).
-    per_draw_nulls: D arrays [n_perm] (``mutual_knn_nulls``); empty arrays: no null.
-    settings: n_boot, confidence, seed (draw d's row bootstrap uses seed + d).
-
-  Returns:
-    {"score", "chance", "ci_low", "ci_high", "std", "draws", "draw_scores", "null_mean",
-     "p_value", "calibrated"}; std (over draws, ddof 1) None with one draw.
-  """
-  draw_scores = [float(np.mean(v)) for v in per_draw_values]
-  intervals = [stats.mean_ci(v, n_boot=settings.n_boot, confidence=settings.confidence,
-                             seed=settings.seed + d) for d, v in enumerate(per_draw_values)]
-  calibration = None
-  if per_draw_nulls and per_draw_nulls[0].size:
-    calibration = stats.calibrate(np.mean(draw_scores), np.mean(per_draw_nulls, axis=0))
-  return {
-      "score": float(np.mean(draw_scores)),
-      "chance": float(chance),
-      "ci_low": float(min(low for low, _ in intervals)),
-      "ci_high": float(max(high for _, high in intervals)),
-      "std": float(np.std(draw_scores, ddof=1)) if len(draw_scores) > 1 else None,
-      "draws": len(draw_scores),
-      "draw_scores": draw_scores,
-      "null_mean": None if calibration is None else calibration.null_mean,
-      "p_value": None if calibration is None else calibration.p_value,
-      "calibrated": None if calibration is None else calibration.calibrated,
-  }
-
-
-def paired_rows(per_draw_values: list[np.ndarray], sizes: list[int], k: int,
-                settings) -> dict[int, dict]:
-  """The scale sweep's paired statistics of one k: {N: row} for the sizes ``sizes``.
-
-  Args:
-    per_draw_values: D arrays [S, Q]: each fixed query's value at every size.
-    sizes: the S gallery sizes, increasing; change = score(N) - score(sizes[0]).
-    k: the neighbourhood size (the bootstrap seed is seed + 7919 k).
-    settings: n_boot, confidence, seed.
-
-  Returns:
-    {N: {"queries", "paired_score", "paired_ci_low", "paired_ci_high", "paired_change",
-     "paired_change_ci_low", "paired_change_ci_high", "paired_draw_scores"}}; intervals
-    from ``stats.paired_bootstrap_ci`` (draws and queries resampled, one query resample
-    for all sizes).
-  """
-  draw_means = np.stack([v.mean(axis=1) for v in per_draw_values])  # [D, S]
-  score = draw_means.mean(axis=0)
-  ci = stats.paired_bootstrap_ci(per_draw_values, n_boot=settings.n_boot,
-                                 confidence=settings.confidence, seed=settings.seed + 7919 * k)
-  return {n: {"queries": int(per_draw_values[0].shape[1]),
-              "paired_score": float(score[s]),
-              "paired_ci_low": float(ci["low"][s]),
-              "paired_ci_high": float(ci["high"][s]),
-              "paired_change": float(score[s] - score[0]),
-              "paired_change_ci_low": float(ci["change_low"][s]),
-              "paired_change_ci_high": float(ci["change_high"][s]),
-              "paired_draw_scores": [float(v) for v in draw_means[:, s]]}
-          for s, n in enumerate(sizes)}
