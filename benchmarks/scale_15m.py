@@ -194,17 +194,19 @@ def open_stage(store: str) -> dict:
   return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def sweep_stage(store: str, workdir: str, queries: int, full_max_n: int, draws: int,
-                max_n: int) -> dict:
-  """Runs the scale sweep's store variant on the two arrays; wall time, child's VmHWM."""
+def sweep_stage(store: str, workdir: str, queries: int, full_max_n: int, max_n: int,
+                max_blocks: int = 0) -> dict:
+  """Runs the scale sweep's store variant on the two arrays; wall time, child's VmHWM,
+  the bytes it wrote. max_blocks: 0 keeps the config's."""
   os.makedirs(workdir, exist_ok=True)
   peak_file = os.path.join(workdir, "sweep_peak_rss_kb")
   command = [sys.executable, "-c", _SWEEP, peak_file, "--config=configs/scale.py:store",
              f"--config.features_a={store}::{array_name('vision')}",
              f"--config.features_b={store}::{array_name('language')}",
              f"--config.queries={queries}", f"--config.full_max_n={full_max_n}",
-             f"--config.n_draws={draws}", f"--config.max_n={max_n}",
-             f"--workdir={os.path.join(workdir, 'sweep')}"]
+             f"--config.max_n={max_n}", f"--workdir={os.path.join(workdir, 'sweep')}"]
+  if max_blocks:
+    command.append(f"--config.max_blocks={max_blocks}")
   tic = time.perf_counter()
   done = subprocess.run(command, cwd=REPO, check=False)
   wall = time.perf_counter() - tic
@@ -214,7 +216,19 @@ def sweep_stage(store: str, workdir: str, queries: int, full_max_n: int, draws: 
     peak_kb = int(f.read())
   with open(os.path.join(workdir, "sweep", "scale.json")) as f:
     result = json.load(f)
-  return {"seconds": wall, "peak_kb": peak_kb, "result": result}
+  return {"seconds": wall, "peak_kb": peak_kb, "result": result,
+          "disk_bytes": disk_bytes(workdir)}
+
+
+def print_stages(stages) -> None:
+  """The per-stage table: [(stage, wall seconds, rows or None, peak RSS bytes, disk bytes
+  or None)]."""
+  print("\n| stage | wall time | rows/s | peak RSS | disk |")
+  print("|---|---:|---:|---:|---:|")
+  for stage, seconds, rows, peak, disk in stages:
+    rate = "-" if not rows else f"{rows / max(seconds, 1e-9):,.0f}"
+    print(f"| {stage} | {seconds:.2f} s | {rate} | {_gib(peak)} | "
+          f"{'-' if disk is None else _gib(disk)} |", flush=True)
 
 
 def _gib(n: float) -> str:
@@ -235,7 +249,8 @@ def main(argv=None):
   parser.add_argument("--queries", type=int, default=1024)
   parser.add_argument("--full-max-n", type=int, default=65536,
                       help="largest size scored on all rows")
-  parser.add_argument("--draws", type=int, default=3)
+  parser.add_argument("--max-blocks", type=int, default=0,
+                      help="disjoint blocks per size (0: the config's)")
   parser.add_argument("--max-n", type=int, default=0, help="largest size (0: the store)")
   args = parser.parse_args(argv)
   if args.rows < 1 or args.dim < 1 or args.chunk_rows < 1:
@@ -268,21 +283,30 @@ def main(argv=None):
         f"{figures['rewritten']} rewritten")
   print(f"  disk: {size:,} bytes ({_gib(size)}; the raw float32 rows are {_gib(raw)}), "
         f"peak RSS {_gib(peak_rss_bytes())} (after imports {_gib(base_kb * 1024)})", flush=True)
+  stages = [("generate", figures["seconds"], figures["rows_written"], peak_rss_bytes(),
+             size)]
   opened = open_stage(store)
+  stages.append(("open", opened["seconds"], None, opened["peak_kb"] * 1024, None))
   print(f"open: EmbeddingStore.open + info + 1,000 rows of each side in "
         f"{opened['seconds']:.2f} s, peak RSS {_gib(opened['peak_kb'] * 1024)} "
         f"({(opened['peak_kb'] - opened['base_kb']) / 1024:.1f} MiB over the "
         f"{opened['base_kb'] / 1024:.0f} MiB after imports)", flush=True)
   if not args.sweep:
+    print_stages(stages)
     return
   workdir = os.path.abspath(args.workdir or store.rstrip("/") + "_sweep")
-  swept = sweep_stage(store, workdir, args.queries, args.full_max_n, args.draws, args.max_n)
+  swept = sweep_stage(store, workdir, args.queries, args.full_max_n, args.max_n,
+                      args.max_blocks)
   result = swept["result"]
   seconds = result.get("seconds", {})
   print(f"sweep: {swept['seconds']:.0f} s wall ({args.rows / swept['seconds']:,.0f} rows/s; "
         f"paired {seconds.get('paired', float('nan')):.0f} s, all-rows k-NN "
         f"{seconds.get('knn', float('nan')):.0f} s), peak RSS (VmHWM) "
-        f"{_gib(swept['peak_kb'] * 1024)}; results in {workdir}/sweep")
+        f"{_gib(swept['peak_kb'] * 1024)}, disk {_gib(swept['disk_bytes'])}; results in "
+        f"{workdir}/sweep")
+  stages.append(("sweep", swept["seconds"], args.rows, swept["peak_kb"] * 1024,
+                 swept["disk_bytes"]))
+  print_stages(stages)
   print()
   print("| N | k | all rows | paired |")
   print("|---:|---:|---:|---:|")
