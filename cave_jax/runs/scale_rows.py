@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from cave_jax import errors
+from cave_jax.metrics import intervals
 from cave_jax.metrics import stats
 from cave_jax.metrics import sweep_intervals
 from cave_jax.runs import pool as pools
@@ -67,8 +68,9 @@ def intervals_at(rows_by_n: dict, queries_by_n: dict, n: int, *, pool: int, k: i
   The intervals at n depend only on the sizes <= n (their blocks lend the design
   effect), so ``sweep`` is called on those: the result equals that of one call on every
   size, and a size whose design effect cannot be measured (no size near it has two
-  blocks) does not take the others with it. Where only the paired change (or the paired
-  score) fails, the all-rows interval is still given.
+  blocks) does not take the others with it. Where only the paired change fails (its
+  design effect borrows only from sizes >= ``sweep_intervals.change_min_borrowed``), the
+  all-rows and paired intervals are still given, computed as ``sweep`` computes them.
   """
   rows = {m: v for m, v in rows_by_n.items() if m <= n}
   queries = {m: v for m, v in queries_by_n.items() if m <= n}
@@ -76,15 +78,24 @@ def intervals_at(rows_by_n: dict, queries_by_n: dict, n: int, *, pool: int, k: i
     return sweep_intervals.sweep(rows, queries, pool=pool, k=k, confidence=confidence)[n], None
   except errors.InvalidArgumentError as failed:
     note = str(failed)
-  empty = {"all rows": None, "paired": None, "paired change": None}
-  if n in rows and n in queries:
-    queries.pop(n)
-    try:
-      found = sweep_intervals.sweep(rows, queries, pool=pool, k=k, confidence=confidence)[n]
-      return {**empty, "all rows": found["all rows"]}, "paired: " + note
-    except errors.InvalidArgumentError:
-      pass
-  return empty, note
+  found = {"all rows": None, "paired": None, "paired change": None}
+  if n not in queries:
+    return found, note
+  mine = queries.pop(n)
+  try:  # without the paired change at n: the all-rows interval, as ``sweep`` gives it
+    if n in rows:
+      found["all rows"] = sweep_intervals.sweep(rows, queries, pool=pool, k=k,
+                                                confidence=confidence)[n]["all rows"]
+    # the paired score alone, with the all-rows design effect ``sweep`` would use
+    deff = sweep_intervals.design_effect_at(
+        {m: ([float(np.mean(v)) for v in blocks],
+             [intervals.naive_variance(v) for v in blocks]) for m, blocks in rows.items()},
+        min(n, max(rows)), min_borrowed=intervals.MIN_ROWS_PER_K * k)
+    found["paired"] = sweep_intervals.paired_interval(mine[0], deff, n=n, pool=pool, k=k,
+                                                      confidence=confidence)
+    return found, "paired change: " + note
+  except errors.InvalidArgumentError:
+    return found, note
 
 
 def rows(found: Blocks, sizes, ks, counts: dict, blocks: dict, pool: int,
@@ -201,25 +212,33 @@ def one_block_note(counts: dict, pool: int) -> str | None:
 
 
 def _verdict(low, high) -> str:
-  if low is None:
-    return "no interval"
-  return "falls" if high < 0 else "rises" if low > 0 else "no change beyond its interval"
+  return "falls" if high < 0 else "rises" if low > 0 else "does not change beyond its interval"
 
 
 def title(result: dict) -> str:
-  """The figure's title, read from the numbers of the largest k."""
+  """The figure's title, read from the numbers of the largest k: the score at the
+  smallest and largest size, and whether it falls, rises or neither by the interval of
+  the paired change at the largest size that has one (else by the all-rows intervals of
+  the two ends)."""
   k = max(result["ks"])
   mine = [r for r in result["rows"] if r["k"] == k]
   first, last = mine[0], mine[-1]
   key = "paired_score" if first["paired_score"] is not None else "score"
-  text = (f"{pools.title(result)}, k={k}: mutual k-NN {first[key]:.3f} at "
-          f"N={first['n']:,}, {last[key]:.3f} at N={last['n']:,}")
-  if key == "paired_score":
-    change = (last["paired_change"], last["paired_change_ci_low"],
-              last["paired_change_ci_high"])
-    text += (f" (paired change {change[0]:+.3f} "
-             + (f"[{change[1]:+.3f}, {change[2]:+.3f}]" if change[1] is not None else "")
-             + f": {_verdict(*change[1:])})")
+  changes = [r for r in mine[1:] if r["paired_change_ci_low"] is not None]
+  ends = [r for r in (first, last) if r["ci_low"] is not None]
+  if changes:
+    r = changes[-1]
+    verdict = (f"{_verdict(r['paired_change_ci_low'], r['paired_change_ci_high'])} "
+               f"(paired change to N={r['n']:,}: {r['paired_change']:+.3f} "
+               f"[{r['paired_change_ci_low']:+.3f}, {r['paired_change_ci_high']:+.3f}])")
+  elif len(ends) == 2 and last is not first:
+    verdict = ("falls" if last["ci_high"] < first["ci_low"] else "rises"
+               if last["ci_low"] > first["ci_high"] else "does not change beyond its "
+               "intervals")
+  else:
+    verdict = "(no interval to judge a change)"
+  text = (f"{pools.title(result)}, k={k}: mutual k-NN {first[key]:.3f} at N={first['n']:,}, "
+          f"{last[key]:.3f} at N={last['n']:,}: {verdict}")
   normed = [r for r in mine if r["normalised"] is not None]
   if normed:
     r = normed[-1]

@@ -11,6 +11,7 @@ from cave_jax import errors
 from cave_jax.data import synthetic
 from cave_jax.runs import pool
 from cave_jax.runs import scale
+from cave_jax.runs import scale_rows
 from cave_jax.runs import sweep
 from configs import scale as scale_config
 
@@ -123,7 +124,9 @@ def test_paired_scores_match_a_direct_computation(small_run):
               <= row["paired_change_ci_high"])
     if row["n"] == 128:
       assert row["paired_change"] == 0.0 == row["paired_change_ci_low"]
-  assert [r["paired_ci_low"] is None for r in result["rows"]] == [False] * 4 + [True] * 2
+  # N = 512, one block: at k = 1 the paired score borrows the all-rows design effect of
+  # N = 256 (>= 50 k rows); at k = 10 no size in [500, 512) has two blocks to lend one
+  assert [r["paired_ci_low"] is None for r in result["rows"]] == [False] * 5 + [True]
 
 
 def test_paired_values_at_all_rows_sizes_are_the_blocks_first_rows(small_run):
@@ -232,3 +235,21 @@ def test_features_layer_out_of_range(tmp_path):
                      layer_b=5, min_n=32, queries=0))
   with pytest.raises(errors.ConfigError, match=r"config.layer_b: layer 5 is out of range"):
     scale.run(config, str(tmp_path))
+
+
+def test_figure_title_follows_from_the_numbers():
+  def result(change_low, change_high, ceiling=1.0):
+    rows = [{"n": n, "k": 10, "score": s, "ci_low": s - 0.01, "ci_high": s + 0.01,
+             "paired_score": s, "paired_change": s - 0.3,
+             "paired_change_ci_low": None if n == 128 else change_low,
+             "paired_change_ci_high": None if n == 128 else change_high,
+             "normalised": s / 2, "ceiling": ceiling}
+            for n, s in ((128, 0.3), (256, 0.2))]
+    return {"ks": [10], "rows": rows, "source": "synthetic", "max_blocks": 8,
+            "confidence": 0.95}
+  text = scale_rows.title(result(-0.12, -0.08))
+  assert "0.300 at N=128, 0.200 at N=256: falls (paired change to N=256: -0.100" in text
+  assert "rises" in scale_rows.title(result(0.01, 0.2))
+  assert "does not change beyond its interval" in scale_rows.title(result(-0.2, 0.1))
+  assert "ceiling" not in text and "ceiling down to 0.900" in scale_rows.title(
+      result(-0.2, 0.1, ceiling=0.9))

@@ -4,10 +4,12 @@ with values from an independent float64 brute force over the same blocks."""
 import numpy as np
 import pytest
 
+from cave_jax import errors
 from cave_jax.metrics import stats
 from cave_jax.metrics import sweep_intervals
 from cave_jax.runs import pool as pools
 from cave_jax.runs import scale
+from cave_jax.runs import scale_rows
 from cave_jax.runs import sweep
 from configs import scale as scale_config
 
@@ -135,3 +137,34 @@ def test_nulls_ceiling_and_normalised_score_match_a_brute_force(block_run):
                                  gallery=order[j * n:(j + 1) * n]).mean()
                   for j in range(POOL // n)])
   assert row["paired_ceiling"] == pytest.approx(want, abs=1e-12)
+
+
+
+def test_a_size_without_a_change_interval_keeps_its_paired_interval():
+  """Sizes 100, 200, 400 of a 400-row pool at k = 1: at N = 400 (one block) the change's
+  design effect has no size to borrow from (none >= 4 n0 = 400 with two blocks), so
+  ``sweep`` raises there; the run still reports the all-rows and paired intervals,
+  equal to ``sweep`` without that change and to ``sweep_intervals.paired_interval`` with
+  the all-rows design effect at N = 400."""
+  rng = np.random.default_rng(0)
+  sizes, pool, q, k = [100, 200, 400], 400, 50, 1
+  rows = {n: [(rng.random(n) < 0.3).astype(float) for _ in range(pool // n)] for n in sizes}
+  queries = {n: (np.stack([v[:q] for v in rows[n]]),
+                 np.stack([rows[100][j * n // 100][:q] for j in range(pool // n)]))
+             for n in sizes}
+  with pytest.raises(errors.InvalidArgumentError, match="N=400"):
+    sweep_intervals.sweep(rows, queries, pool=pool, k=k)
+  found, note = scale_rows.intervals_at(rows, queries, 400, pool=pool, k=k, confidence=0.95)
+  assert note.startswith("paired change: ") and found["paired change"] is None
+  without = sweep_intervals.sweep(rows, {n: queries[n] for n in sizes[:-1]}, pool=pool, k=k)
+  assert found["all rows"] == without[400]["all rows"]
+  replicates = {n: ([v.mean() for v in blocks],
+                    [np.var(v, ddof=1) / v.size for v in blocks]) for n, blocks in rows.items()}
+  deff = sweep_intervals.design_effect_at(replicates, 400, min_borrowed=50 * k)
+  want = sweep_intervals.paired_interval(queries[400][0], deff, n=400, pool=pool, k=k)
+  assert (found["paired"].low, found["paired"].high) == pytest.approx((want.low, want.high))
+  for n in sizes[:-1]:  # the other sizes: exactly one call of ``sweep`` on every size
+    got, note = scale_rows.intervals_at(rows, queries, n, pool=pool, k=k, confidence=0.95)
+    assert note is None
+    assert got == sweep_intervals.sweep(rows, {m: queries[m] for m in sizes[:-1]},
+                                        pool=pool, k=k)[n]
