@@ -108,10 +108,14 @@ def _peak_rss_child(name: str, n: int, d: int, k: int) -> float:
   return float(out.stdout.strip().splitlines()[-1])
 
 
-def _progress(start: float, first: list):
-  """on_step callback printing each finished unit (and where a resumed run started)."""
+def _progress(start: float, first: list, stamps: list, echo: bool = True):
+  """on_step callback recording when each unit finished in ``stamps`` and, with echo,
+  printing it (and where a resumed run started)."""
 
   def on_step(done, total):
+    stamps.append((done, total, time.perf_counter()))
+    if not echo:
+      return
     if not first:
       first.append(done)
       if done > 1:
@@ -119,6 +123,20 @@ def _progress(start: float, first: list):
     print(f"unit {done} of {total} done at {time.perf_counter() - start:.1f} s", flush=True)
 
   return on_step
+
+
+def _stages(start: float, stamps: list, seconds: float, checkpoint_dir) -> dict:
+  """Seconds of a cave_jax run up to its last unit of shortlists and after it, units
+  computed in this run, and the checkpoint directory's size on disk."""
+  tiles = stamps[-1][2] - start if stamps else 0.0
+  out = {"tile_seconds": tiles, "finish_seconds": seconds - tiles,
+         "units_computed": len(stamps), "units": stamps[-1][1] if stamps else 0,
+         "checkpoint_bytes": None}
+  if checkpoint_dir:
+    out["checkpoint_bytes"] = sum(
+        os.lstat(os.path.join(root, f)).st_blocks * 512
+        for root, _, files in os.walk(checkpoint_dir) for f in files)
+  return out
 
 
 def compare_methods(args, methods):
@@ -135,18 +153,30 @@ def compare_methods(args, methods):
     found, facts = {}, {}
     for _ in range(args.repeats):
       for m in active:
-        extra = dict(cave_args)
+        extra, stamps = dict(cave_args), []
+        if m == "cave_jax":
+          extra["on_step"] = _progress(time.perf_counter(), [], stamps,
+                                       echo=bool(args.checkpoint_dir))
         if m == "cave_jax" and args.checkpoint_dir:
-          extra.update(checkpoint_dir=args.checkpoint_dir, schedule="tiles",
-                       on_step=_progress(time.perf_counter(), []))
+          extra.update(checkpoint_dir=args.checkpoint_dir, schedule="tiles")
         start = time.perf_counter()
         found[m], facts[m] = run_method(m, x, args.k, **(extra if m == "cave_jax" else {}))
         times[m].append(time.perf_counter() - start)
+        if m == "cave_jax":
+          facts[m].update(_stages(start, stamps, times[m][-1], args.checkpoint_dir))
     ref = found.get("cave_jax")
     if ref is not None:
+      fact = facts["cave_jax"]
       print(f"cave_jax N={n}: indices sha256 {digest(ref)}, rows recomputed "
-            f"{facts['cave_jax']['rows_recomputed']:,} of {n:,}, certified by the first pass "
-            f"{100 * facts['cave_jax']['certified_fraction']:.3f}%", flush=True)
+            f"{fact['rows_recomputed']:,} of {n:,}, certified by the first pass "
+            f"{100 * fact['certified_fraction']:.3f}%", flush=True)
+      units = f" of {fact['units']}" if fact["units"] else ""
+      print(f"cave_jax N={n} stages: shortlists (tiles) {fact['tile_seconds']:.2f} s "
+            f"({fact['units_computed']}{units} units computed in this run), "
+            f"rescoring + certificate + recomputed rows {fact['finish_seconds']:.2f} s"
+            + ("" if fact["checkpoint_bytes"] is None else
+               f"; checkpoint_dir {fact['checkpoint_bytes'] / 2**20:,.1f} MiB on disk"),
+            flush=True)
       if args.save_indices:
         np.save(args.save_indices, ref)
     for m in methods:
