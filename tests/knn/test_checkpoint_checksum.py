@@ -3,6 +3,7 @@ chunk size, sharding and process count (so saves written before it was streamed 
 verify), and streamed: checking or saving a large state costs a few chunks of memory.
 """
 
+import hashlib
 import os
 import re
 import socket
@@ -155,3 +156,11 @@ def test_checksum_and_save_of_a_400_mb_state_use_a_bounded_amount_of_memory():
   assert set(extra) == {"checksum", "host", "save"}, proc.stdout
   for name, mb in extra.items():  # the state is 410 MB; one chunk is 4 MB
     assert mb < 64, f"{name}: {mb:.0f} MB beyond the state\n{proc.stdout}"
+
+
+@pytest.mark.parametrize("rows", [1, 7, 1 << 14])
+def test_data_digest_is_the_digest_of_the_whole_bytes_read_in_chunks(rows):
+  x = np.random.default_rng(5).normal(size=(100, 6)).astype(np.float32)[:, ::2]  # strided
+  whole = hashlib.sha256(np.ascontiguousarray(x).tobytes()).digest()[:8]
+  want = hashlib.sha256(whole).hexdigest()[:16]
+  assert checkpoint.data_digest(x, rows=rows) == want
