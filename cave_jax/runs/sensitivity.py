@@ -20,7 +20,9 @@ world]. The world's fixed parameters (class embeddings, the two views) are drawn
 its seed; theta is conditional on them, and a knob "seed" shows how much the curve
 moves between such draws of the world.
 
-Every row carries its chance level k/(N-1) (independent sides). Outputs in ``workdir``:
+A world that several panels share (the base world is in every panel that lists its
+value) is measured once and its rows repeated. Every row carries its chance level
+k/(N-1) (independent sides). Outputs in ``workdir``:
 sensitivity.json, sensitivity.csv and the figure sensitivity.png/.pdf (one panel per
 knob). Progress (stderr) counts work in ``reporting`` cost units.
 """
@@ -100,14 +102,17 @@ def run(config, workdir: str) -> dict:
   config_checks.check_ks(settings.ks, sizes[0], "the smallest subset")
   design = Design.make(sizes, settings.ks, settings.n_draws, settings.max_blocks)
   worlds = [(panel, value) for panel in panels for value in panel.values]
-  unit = sum(design.blocks[n] * reporting.search_cost(n, d)
-             for n in sizes for d in (base.dim_a, base.dim_b))
+  distinct = {panel.world(base, value) for panel, value in worlds}  # the base recurs
+  cost = lambda spec: sum(design.blocks[n] * reporting.search_cost(n, d)
+                          for n in sizes for d in (spec.dim_a, spec.dim_b))
   sweep.warm_up(sizes[0], (base.dim_a, base.dim_b), max(settings.ks))
-  rows = []
-  with reporting.Progress(unit * len(worlds), "sensitivity sweep") as bar:
+  rows, curves = [], {}
+  with reporting.Progress(sum(cost(spec) for spec in distinct), "sensitivity sweep") as bar:
     for panel, value in worlds:
       spec = panel.world(base, value)
-      for row in curve(spec, design, settings.confidence, bar=bar):
+      if spec not in curves:  # a world in several panels is measured once
+        curves[spec] = curve(spec, design, settings.confidence, bar=bar)
+      for row in curves[spec]:
         rows.append({"panel": panel.name, "label": panel.label(), "knob": panel.knob,
                      "value": value, "default": spec == base, **row})
       logging.info("%s=%s: mutual_knn(k=%d) %s; %s", panel.name, value, max(design.ks),
@@ -279,5 +284,5 @@ def summary(result: dict) -> str:
           for c in (cells[n] for n in sizes)))
   lines.append("* the base world")
   worlds = sum(len(p["values"]) for p in result["panels"])
-  lines.append(reporting.footer(result, f"{worlds} worlds"))
+  lines.append(reporting.footer(result, f"{worlds} panel values"))
   return "\n".join(lines)

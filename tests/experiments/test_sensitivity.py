@@ -62,6 +62,20 @@ def test_rows_cover_every_panel_value_and_size(small_run):
   assert [r["default"] for r in result["rows"]] == [False] * 3 + [True] * 3 + [False] * 3
 
 
+def test_a_world_in_several_panels_is_measured_once(tmp_path, monkeypatch):
+  measured = []
+  real = sensitivity.curve
+  monkeypatch.setattr(sensitivity, "curve",
+                      lambda spec, *args, **kw: measured.append(spec) or real(spec, *args, **kw))
+  knobs = {"noise": (0.1, 0.3), "nuisance": (0.3, 0.0)}  # the base world twice
+  result = sensitivity.run(_config(knobs, max_n=128, figure=False), str(tmp_path))
+  assert len(measured) == 3 and len(set(measured)) == 3
+  base = [r for r in result["rows"] if r["default"]]  # N = 64, 128 in each panel
+  assert [(r["panel"], r["n"]) for r in base] == [("nuisance", 64), ("nuisance", 128),
+                                                  ("noise", 64), ("noise", 128)]
+  assert [r["block_scores"] for r in base[:2]] == [r["block_scores"] for r in base[2:]]
+
+
 def test_block_scores_equal_a_float64_brute_force_on_the_blocks(small_run):
   result, _ = small_run
   base = synthetic.WorldSpec(**SMALL_WORLD)
