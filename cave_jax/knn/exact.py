@@ -228,10 +228,7 @@ def exact_knn(x, k: int, *, block_size: int | None = None, mesh=None,
     with checkpoint.RingCheckpoint(checkpoint_dir, fingerprint) as saver:
       x_unit = rescore.unit_rows_float32(x, order=order, rows=geo.padded_rows(n, geometry))
       lists = search(x_unit, checkpoint=saver)
-  shortlist, tile_scores, thresholds = (np.empty_like(a) for a in lists)
-  shortlist[order] = np.where(lists[0] >= 0, order[lists[0]], -1)
-  tile_scores[order] = lists[1]
-  thresholds[order] = lists[2]
+  shortlist, tile_scores, thresholds = _in_row_order(list(lists), order)
   del lists
 
   rank = np.empty(n, np.int64)
@@ -243,6 +240,29 @@ def exact_knn(x, k: int, *, block_size: int | None = None, mesh=None,
     return np.where(sl >= 0, order[sl], -1), ts, th
 
   return _finish(x, x, np.arange(n), (shortlist, tile_scores, thresholds), k, d, search_again)
+
+
+def _in_row_order(lists: list, order: np.ndarray, rows: int = 1 << 16):
+  """The tiles' (shortlist, tile_scores, thresholds), found for x_unit row r = input row
+  order[r], moved to input rows, shortlist entries renamed to input rows (-1 kept).
+
+  In chunks of rows, each array released as soon as it is moved (``lists`` is emptied),
+  so the temporaries beyond one copy of the arrays are a chunk's (at 1M rows and
+  k_s = 28 a whole-array rename would hold two int64 [N, k_s] arrays: 448 MB).
+  """
+  found = lists[0]
+  shortlist = np.empty_like(found)
+  for start in range(0, len(found), rows):
+    part = slice(start, start + rows)
+    shortlist[order[part]] = np.where(found[part] >= 0, order[found[part]], -1)
+  lists[0] = found = None
+  out = [shortlist]
+  for i in (1, 2):
+    moved = np.empty_like(lists[i])
+    moved[order] = lists[i]
+    lists[i] = None
+    out.append(moved)
+  return tuple(out)
 
 
 def _exact_knn_mesh(x, k, mesh, precision, total_rows, on_step, checkpoint_dir):
