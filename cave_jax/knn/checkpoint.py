@@ -300,6 +300,7 @@ def _shard_sums(data, index, shape, chunk_elements: int) -> np.ndarray:
 
 
 def _bits(rows: np.ndarray) -> np.ndarray:
+  """uint32 words of ``rows`` as ``_checksum`` sums them (see there)."""
   if rows.dtype.itemsize == 4:
     return rows.view(np.uint32)
   if rows.dtype.kind == "f":
