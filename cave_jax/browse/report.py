@@ -15,7 +15,13 @@ Layout of the directory (opens from ``file://``, no server, no network):
 The data (``report_data``): "meta" (title, sides, source, N, k, gallery sizes, flags),
 "summary" (``summary.summarise``), "queries" (shown queries in increasing overlap; per
 gallery size their A and B neighbour rows, cosines, overlap and relation codes) and
-"rows" (``rows.RowInfo`` of every shown row, by pool row).
+"rows" (``rows.RowInfo`` of every shown row, by pool row). The lists are the
+deterministic ones (ties by the smaller row); every number about them is tie-aware
+(``browse.shared``): "overlap" is E|A ∩ B| under random, independent tie-breaking on each
+side, and per shown neighbour "pa"/"pb" is the probability its own side lists it (below
+1 for a row tied at the k-th score) and "xa"/"xb" the probability the other side does
+(the "shared" mark: 1 shared for every tie-breaking, between 0 and 1 for a row tied on
+the other side).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import shutil
 import numpy as np
 
 from cave_jax.browse import rows as rows_lib
+from cave_jax.browse import shared
 from cave_jax.browse import thumbs
 
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
@@ -64,16 +71,22 @@ def report_data(neighbours, positions, summary: dict, infos: dict, *, meta: dict
   """
   thumb_paths = thumb_paths or {}
   overlap = neighbours.overlap()
+  sets = {"a": neighbours.sets_a, "b": neighbours.sets_b}
+  listed = {side: [shared.listed(x) for x in sets[side]] for side in "ab"}
+  other = {side: [shared.other_side(x, y) for x, y in zip(sets[side], sets["ba"[i]])]
+           for i, side in enumerate("ab")}
   markers = any(info.image_key is not None or info.caption_key is not None
                 for info in infos.values())
   queries = []
   for p in np.asarray(positions, np.int64):
     row = int(neighbours.rows[p])
-    entry = {"row": row, "overlap": overlap[:, p].astype(int).tolist()}
+    entry = {"row": row, "overlap": _rounded(overlap[:, p])}
     for side, idx, sc in (("a", neighbours.indices_a, neighbours.scores_a),
                           ("b", neighbours.indices_b, neighbours.scores_b)):
       entry[side] = idx[:, p].astype(int).tolist()
       entry["s" + side] = np.round(sc[:, p], 5).tolist()
+      entry["p" + side] = [_rounded(v[p]) for v in listed[side]]
+      entry["x" + side] = [_rounded(v[p]) for v in other[side]]
       if markers:
         entry["r" + side] = ["".join(rows_lib.RELATIONS[rows_lib.relation(infos[row], infos[int(j)])]
                                      for j in lst) for lst in idx[:, p]]
@@ -94,6 +107,12 @@ def report_data(neighbours, positions, summary: dict, infos: dict, *, meta: dict
                    "sizes": [int(n) for n in neighbours.sizes], "markers": markers,
                    "thumbnails": any(p for v in thumb_paths.values() for p in v.values())},
           "summary": summary, "queries": queries, "rows": table}
+
+
+def _rounded(values) -> list:
+  """Probabilities / expected counts for the page: 4 decimals, whole numbers as ints."""
+  return [int(v) if float(v).is_integer() else round(float(v), 4)
+          for v in np.atleast_1d(values)]
 
 
 def write_thumbnails(directory: str, infos: dict, main_rows, density_rows, query_rows=(), *,

@@ -6,9 +6,14 @@ N = P, is the whole pool. A query's neighbours in a gallery are its k gallery ro
 than itself with the largest cosine similarity, ties broken by the smaller pool row
 (the neighbour rule of docs/architecture.md); a query need not lie in the smaller galleries.
 
-The search is ``cave_jax.knn.nested.NestedQueries``: queries x gallery blocks through the
-exact engine (float32 tiles, float64 rescoring, per-row certificate), fed block by block,
-so it costs Q * sum(sizes) * D per side and holds one block of the pool at a time.
+The search is ``cave_jax.knn.nested_ties.NestedQuerySets``: queries x gallery blocks
+through the exact engine (float32 tiles, float64 rescoring), fed block by block, so it
+costs Q * sum(sizes) * D per side and holds one block of the pool at a time. Besides
+each query's list it keeps every gallery row tied with the list's k-th score
+(``knn.NeighbourSets``), so the numbers the report states about the lists -- how many
+neighbours the two sides share -- are tie-aware (``browse.shared``): their expectation
+under uniformly random, independent tie-breaking on each side, while the lists shown
+keep the deterministic rule.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ from typing import Callable
 import numpy as np
 
 from cave_jax import errors
-from cave_jax.knn import nested
+from cave_jax.knn import nested_ties
+from cave_jax.knn import ties as knn_ties
 from cave_jax.metrics import knn_metrics
+from cave_jax.metrics import ties
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,9 +38,11 @@ class NestedNeighbours:
     sizes: the gallery sizes N_1 < ... < N_S; N_S is the pool size P.
     rows: int64 [Q], the pool rows of the queries.
     ranks: int64 [P], every pool row's rank in the draw order (gallery s: ranks < N_s).
-    indices_a, indices_b: int64 [S, Q, k] pool rows, best first.
+    indices_a, indices_b: int64 [S, Q, k] pool rows, best first (ties by the smaller
+      row: the lists the report shows).
     scores_a, scores_b: float64 [S, Q, k] their cosine similarities to the query.
-    rows_recomputed: rows the exact engine had to search again (all results are exact).
+    sets_a, sets_b: per gallery, the queries' ``knn.NeighbourSets`` (members are pool
+      rows): the lists plus every gallery row tied with a query's k-th score.
   """
   sizes: tuple[int, ...]
   rows: np.ndarray
@@ -42,16 +51,28 @@ class NestedNeighbours:
   indices_b: np.ndarray
   scores_a: np.ndarray
   scores_b: np.ndarray
-  rows_recomputed: int = 0
+  sets_a: tuple = ()
+  sets_b: tuple = ()
 
   @property
   def k(self) -> int:
     return int(self.indices_a.shape[-1])
 
   def overlap(self) -> np.ndarray:
-    """int64 [S, Q]: |N_A(q) ∩ N_B(q)| of every query in every gallery."""
+    """float64 [S, Q]: E|N_A(q) ∩ N_B(q)| of every query in every gallery under uniformly
+    random, independent tie-breaking on each side (``metrics.ties.expected_overlap``);
+    exactly the shown lists' overlap where no tie reaches past a list."""
+    return np.stack([ties.expected_overlap(a, b) for a, b in zip(self.sets_a, self.sets_b)])
+
+  def list_overlap(self) -> np.ndarray:
+    """int64 [S, Q]: |N_A(q) ∩ N_B(q)| of the shown (index-rule) lists."""
     return np.stack([knn_metrics.mutual_overlap(a, b)
                      for a, b in zip(self.indices_a, self.indices_b)])
+
+  def tied_queries(self) -> tuple[int, int]:
+    """Queries whose tie at the k-th score reaches past their list in the whole pool,
+    on side A and side B (there the shown list is one of several equally near ones)."""
+    return tuple(int(sets[-1].tied_rows().sum()) for sets in (self.sets_a, self.sets_b))
 
 
 def gallery_sizes(pool_size: int, min_n: int, growth: int) -> tuple[int, ...]:
@@ -97,16 +118,24 @@ def nested_neighbours(pool, rows, sizes, k: int, *, seed: int, block_rows: int =
     raise errors.InvalidArgumentError(f"block_rows must be a positive integer, got {block_rows!r}")
   ranks = np.random.default_rng(seed).permutation(size).astype(np.int64)
   query_a, query_b = pool.take(rows)
-  searches = [nested.NestedQueries(q, rows, ranks, sizes, k) for q in (query_a, query_b)]
+  searches = [nested_ties.NestedQuerySets(q, rows, ranks, sizes, k)
+              for q in (query_a, query_b)]
   for start, block_a, block_b in pool.blocks(int(block_rows)):
     searches[0].feed(start, block_a)
     searches[1].feed(start, block_b)
     if on_block is not None:
       on_block(start + block_a.shape[0], size)
-  (res_a, res_b) = (s.result() for s in searches)
-  stack = lambda res, i: np.stack([res[n][i] for n in sizes])
+  found = [search.result() for search in searches]
+  res_a, res_b = (tuple(sets[n] for n in sizes) for sets in found)
   return NestedNeighbours(
       sizes=sizes, rows=rows, ranks=ranks,
-      indices_a=stack(res_a, 0), indices_b=stack(res_b, 0),
-      scores_a=stack(res_a, 1), scores_b=stack(res_b, 1),
-      rows_recomputed=sum(s.rows_recomputed for s in searches))
+      indices_a=np.stack([sets.indices for sets in res_a]),
+      indices_b=np.stack([sets.indices for sets in res_b]),
+      scores_a=np.stack([list_scores(sets) for sets in res_a]),
+      scores_b=np.stack([list_scores(sets) for sets in res_b]),
+      sets_a=res_a, sets_b=res_b)
+
+
+def list_scores(sets: knn_ties.NeighbourSets) -> np.ndarray:
+  """float64 [Q, k]: the cosines of ``sets.indices`` (the first k entries of each row)."""
+  return sets.scores[sets.offsets[:-1, None] + np.arange(sets.k)]

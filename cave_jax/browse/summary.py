@@ -1,10 +1,11 @@
 """The numbers at the top of a report, from the candidates' neighbour lists.
 
 Estimand: the flat mutual k-NN score of the pool, the mean over ALL its rows of
-|N_A(i) ∩ N_B(i)| / k (neighbours in the whole pool, self excluded), and the same mean in
-each nested gallery for the scale curve. It is estimated by the mean over the
-candidates (``select.sample_candidates``: whole units drawn uniformly), exactly equal to it
-when every unit is a candidate.
+E|N_A(i) ∩ N_B(i)| / k (neighbours in the whole pool, self excluded; the expectation is
+over uniformly random, independent tie-breaking on each side, ``browse.shared``), and the
+same mean in each nested gallery for the scale curve. It is estimated by the mean over
+the candidates (``select.sample_candidates``: whole units drawn uniformly), exactly equal
+to it when every unit is a candidate.
 
   interval      percentile bootstrap over candidate UNITS (stats.bootstrap_ci), the unit
                 being the sampling unit; one set of resamples for every gallery size, so
@@ -14,7 +15,11 @@ when every unit is a candidate.
                 ``metrics.group_metrics.group_permutation`` over units, candidates among
                 candidates and the other rows among themselves, so every shuffled row's B
                 list is one that was searched; B's neighbours are renamed into A's
-                numbering through the shuffle (stats.relabel_neighbours' rule)
+                numbering through the shuffle (stats.relabel_neighbours' rule), tied
+                rows included (``shared.shuffled_sets``)
+  histogram     expected number of candidates with overlap 0..k at the whole pool: the
+                sum of their overlap distributions (``shared.overlap_distribution``),
+                whole counts where no tie reaches past a list
 """
 
 from __future__ import annotations
@@ -22,9 +27,10 @@ from __future__ import annotations
 import numpy as np
 
 from cave_jax import errors
+from cave_jax.browse import shared
 from cave_jax.metrics import group_metrics
-from cave_jax.metrics import knn_metrics
 from cave_jax.metrics import stats
+from cave_jax.metrics import ties
 
 
 def _dense(ids: np.ndarray) -> np.ndarray:
@@ -72,17 +78,17 @@ def shuffled_pairing(rows, units, pool_size: int, rng) -> np.ndarray:
   return perm
 
 
-def overlap_under(nn_a, nn_b, rows, perm) -> np.ndarray:
-  """Per-candidate overlap under the pairing ``perm`` (``shuffled_pairing``): int64 [M].
+def expected_overlap_under(sets_a, sets_b, rows, perm) -> np.ndarray:
+  """Per-candidate overlap under the pairing ``perm`` (``shuffled_pairing``): float64 [M].
 
-  Candidate i's B list becomes the B list of row perm[i] (a candidate), its rows renamed
-  into A's numbering by perm's inverse: |nn_a[i] ∩ perm^-1(nn_b[perm[i]])|.
+  Candidate i's B sets become those of row perm[i] (a candidate), their rows renamed
+  into A's numbering by perm's inverse: E|N_A(i) ∩ perm^-1(N_B(perm[i]))| under random
+  tie-breaking, from the candidates' NeighbourSets (members: pool rows).
   """
   inverse = np.empty_like(perm)
   inverse[perm] = np.arange(perm.size)
-  partner = np.searchsorted(rows, perm[rows])  # candidate position of each row's B partner
-  shuffled_b = inverse[np.asarray(nn_b, np.int64)[partner]]
-  return knn_metrics.mutual_overlap(np.asarray(nn_a, np.int64), shuffled_b)
+  partner = np.searchsorted(rows, perm[rows])
+  return ties.expected_overlap(sets_a, shared.shuffled_sets(sets_b, partner, inverse))
 
 
 def summarise(neighbours, units, *, n_boot: int, n_perm: int, confidence: float,
@@ -99,15 +105,15 @@ def summarise(neighbours, units, *, n_boot: int, n_perm: int, confidence: float,
   Returns:
     a JSON-ready dict: n, k, candidates, units_drawn, score, ci_low, ci_high, confidence,
     chance, null (stats.Calibration as a dict, or None), curve (one entry per gallery
-    size: n, score, ci_low, ci_high, chance) and histogram (candidates with overlap
-    0..k at the full pool).
+    size: n, score, ci_low, ci_high, chance) and histogram (expected number of
+    candidates with overlap 0..k at the full pool; floats, whole numbers without ties).
   """
   rows = np.asarray(neighbours.rows, np.int64)
   if np.any(np.diff(rows) <= 0):
     raise errors.InvalidArgumentError("summarise needs the candidates' rows in increasing order")
   units = np.asarray(units, np.int64)
   k, pool_size = neighbours.k, neighbours.sizes[-1]
-  overlap = neighbours.overlap()  # [S, M]
+  overlap = neighbours.overlap()  # [S, M] expected under random tie-breaking
   values = overlap / k
   low, high = unit_bootstrap(values, units[rows], n_boot=n_boot, confidence=confidence,
                              seed=seed)
@@ -116,12 +122,14 @@ def summarise(neighbours, units, *, n_boot: int, n_perm: int, confidence: float,
            for s, n in enumerate(neighbours.sizes)]
   null = None
   if n_perm:
-    nn_a, nn_b = neighbours.indices_a[-1], neighbours.indices_b[-1]
+    sets_a, sets_b = neighbours.sets_a[-1], neighbours.sets_b[-1]
     null = stats.permutation_test(
         float(values[-1].mean()),
-        lambda rng: float(overlap_under(nn_a, nn_b, rows, shuffled_pairing(
+        lambda rng: float(expected_overlap_under(sets_a, sets_b, rows, shuffled_pairing(
             rows, units, pool_size, rng)).mean() / k),
         n_perm=n_perm, seed=seed + 1).to_dict()
+  histogram = shared.overlap_distribution(neighbours.sets_a[-1],
+                                          neighbours.sets_b[-1]).sum(axis=0)
   return {
       "n": int(pool_size), "k": int(k), "candidates": int(rows.size),
       "units_drawn": int(np.unique(units[rows]).size),
@@ -129,5 +137,5 @@ def summarise(neighbours, units, *, n_boot: int, n_perm: int, confidence: float,
       "score": curve[-1]["score"], "ci_low": curve[-1]["ci_low"],
       "ci_high": curve[-1]["ci_high"], "confidence": float(confidence),
       "chance": curve[-1]["chance"], "null": null, "curve": curve,
-      "histogram": np.bincount(overlap[-1], minlength=k + 1).astype(int).tolist(),
+      "histogram": [round(float(c), 6) for c in histogram],
   }

@@ -125,7 +125,7 @@ def run(config, workdir: str) -> dict:
       "report_bytes": written["bytes"], "report_files": written["files"],
       "main_rows": written["main_rows"], "density_rows": written["density_rows"],
       "queries": int(result.positions.size), "sizes": list(result.neighbours.sizes),
-      "rows_recomputed": int(result.neighbours.rows_recomputed),
+      "tied_queries": dict(zip(("a", "b"), result.neighbours.tied_queries())),
       "summary": {key: value for key, value in result.summary.items() if key != "histogram"},
       "seconds": {"source": built - start, "search_and_score": searched - built,
                   "report": done - searched, "total": done - start},
@@ -310,6 +310,9 @@ def summary(result: dict) -> str:
          f"(p={null['p_value']:.3g})" if null else ""),
       f"{result['queries']} queries shown of {s['candidates']:,} candidates; galleries {sizes}; "
       f"{result['main_rows']:,} + {result['density_rows']:,} rows shown",
+      f"scores are tie-aware (expected overlap under random, independent tie-breaking on "
+      f"each side); candidates tied past their list in the whole pool: "
+      f"A {result['tied_queries']['a']:,}, B {result['tied_queries']['b']:,}",
       "time: " + ", ".join(f"{key} {value:.1f}s" for key, value in result["seconds"].items()),
   ]
   return "\n".join(lines)

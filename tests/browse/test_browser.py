@@ -91,6 +91,19 @@ def test_query_list_has_one_row_per_query(page):
   assert driver.find_element("id", "count").text == "40 of 40 queries"
 
 
+def _shown(overlap):
+  """An expected overlap as the page writes it: at most two decimals, no trailing zeros."""
+  return "%g" % round(overlap, 2)
+
+
+def test_report_data_has_ties_and_fractional_overlaps(toy_report):
+  # The toy dataset repeats images (several captions each) and captions: its lists tie,
+  # so the checks below see expected overlaps and partly shared neighbours.
+  _, data = toy_report
+  assert any(not float(q["overlap"][-1]).is_integer() for q in data["queries"])
+  assert any(0 < x < 1 for q in data["queries"] for x in q["xa"][-1] + q["xb"][-1])
+
+
 def test_clicking_a_query_shows_its_2k_neighbours_and_overlap_as_in_the_json(page):
   driver, data, _ = page
   k = data["meta"]["k"]
@@ -100,10 +113,16 @@ def test_clicking_a_query_shows_its_2k_neighbours_and_overlap_as_in_the_json(pag
       items = driver.find_elements("css selector", f"#neighbours-view .col-{side} .nb")
       assert _attr(items, "data-row") == q[side][-1]
       assert _attr(items, "data-relation", str) == list(q["r" + side][-1])
+      # shared for every tie-breaking (x = 1) / only for some (0 < x < 1: tied on the
+      # other side), as browse.json says; the sure ones are in both shown lists
+      sure = [r for r, x in zip(q[side][-1], q["x" + side][-1]) if x == 1]
+      maybe = [r for r, x in zip(q[side][-1], q["x" + side][-1]) if 0 < x < 1]
       shared = driver.find_elements("css selector", f"#neighbours-view .col-{side} .nb.shared")
-      assert len(shared) == q["overlap"][-1]
-      assert set(_attr(shared, "data-row")) == set(q["a"][-1]) & set(q["b"][-1])
-    assert f"{q['overlap'][-1]} / {k}" in driver.find_element("id", "query-head").text
+      assert _attr(shared, "data-row") == sure
+      assert set(sure) <= set(q["a"][-1]) & set(q["b"][-1])
+      assert _attr(driver.find_elements(
+          "css selector", f"#neighbours-view .col-{side} .nb.maybe"), "data-row") == maybe
+    assert f"{_shown(q['overlap'][-1])} / {k}" in driver.find_element("id", "query-head").text
     assert data["rows"][str(q["row"])]["id"] in driver.find_element("id", "query-head").text
   assert browser.errors(driver) == []
 
@@ -160,11 +179,15 @@ def test_density_view_shows_every_nested_gallery(page):
   levels = driver.find_elements("css selector", "#density-view .level")
   assert _attr(levels, "data-n") == sizes and len(sizes) >= 3
   for s, level in enumerate(levels):
-    assert int(level.get_attribute("data-overlap")) == q["overlap"][s]
+    assert float(level.get_attribute("data-overlap")) == q["overlap"][s]
+    assert f"overlap {_shown(q['overlap'][s])} / {k}" in level.text
     for side in ("a", "b"):
       tiles = level.find_elements("css selector", f".strip-{side} .tile")
       assert len(tiles) == k and _attr(tiles, "data-row") == q[side][s]
-    assert len(level.find_elements("css selector", ".tile.shared")) == 2 * q["overlap"][s]
+      for cls, keep in (("shared", lambda x: x == 1), ("maybe", lambda x: 0 < x < 1)):
+        marked = level.find_elements("css selector", f".strip-{side} .tile.{cls}")
+        assert _attr(marked, "data-row") == [r for r, x in zip(q[side][s], q["x" + side][s])
+                                             if keep(x)]
   path = os.path.join(workdir, "density.png")
   assert driver.save_screenshot(path) and os.path.getsize(path) > 10_000
 

@@ -34,7 +34,11 @@ def test_neighbours_equal_float64_brute_force_in_every_gallery(block_rows):
     for side, x, idx in (("a", a, got.indices_a), ("b", b, got.indices_b)):
       want = naive.knn_in_gallery(x, queries, gallery, 6)
       np.testing.assert_array_equal(idx[s], want, err_msg=f"side {side}, N={n}")
-    np.testing.assert_array_equal(got.overlap()[s], naive.overlap(got.indices_a[s], got.indices_b[s]))
+    np.testing.assert_array_equal(got.list_overlap()[s],
+                                  naive.overlap(got.indices_a[s], got.indices_b[s]))
+    # tie-aware: the average over every tie-breaking (tests/browse/test_ties.py)
+    choices = [naive.tie_choices(x, queries, gallery, 6) for x in (a, b)]
+    np.testing.assert_allclose(got.overlap()[s], naive.expected_overlap(*choices), atol=1e-12)
   # the largest gallery is the whole pool
   np.testing.assert_array_equal(got.indices_a[-1], naive.knn_in_gallery(a, queries, range(300), 6))
   u = naive.unit64(a)

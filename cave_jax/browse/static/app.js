@@ -41,6 +41,10 @@
     return a !== 0 && a < 0.001 ? x.toExponential(2) : x.toFixed(a < 0.1 ? 4 : 3);
   }
   const chance = (n) => K / (n - 1);
+  // Overlaps are expectations under random tie-breaking: whole numbers unless a tie
+  // reaches past a list; shown with at most two decimals.
+  const ov = (x) => String(+Number(x).toFixed(2));
+  const prob = (p) => Number(p).toFixed(2);
   function classColors(label) {
     const hue = Math.round((label * 137.508) % 360);
     return { background: `hsl(${hue} 65% 91%)`, color: `hsl(${hue} 55% 30%)` };
@@ -102,13 +106,15 @@
       const bh = share / peak * (h - bottom - top);
       const bar = svg("rect", { x: left + o * slot + 1, y: h - bottom - bh, width: Math.max(slot - 2, 1), height: bh,
                                 class: "bar" + (o === selected ? " selected" : "") });
-      bar.append(svg("title", {}, `overlap ${o}/${K}: ${S.histogram[o]} rows (${(100 * share).toFixed(1)}%)`));
+      bar.append(svg("title", {}, `overlap ${o}/${K}: ${ov(S.histogram[o])} rows (${(100 * share).toFixed(1)}%)`));
       box.append(bar);
       box.append(svg("text", { x: left + (o + 0.5) * slot, y: h - 6, "text-anchor": "middle" }, String(o)));
     });
   }
+  const tiedHistogram = S.histogram.some((c) => !Number.isInteger(c));
   document.getElementById("hist-caption").textContent =
-    `Per-row overlap |A ∩ B| of ${num(S.candidates)} rows, whole pool (k = ${K})`;
+    `Per-row overlap |A ∩ B| of ${num(S.candidates)} rows, whole pool (k = ${K})` +
+    (tiedHistogram ? "; expected counts under random tie-breaking" : "");
 
   function drawCurve() {
     const box = document.getElementById("curve");
@@ -178,7 +184,7 @@
 
   function listRow(it) {
     const ovCell = el("div", { class: "ov" }, [
-      el("span", { text: `${it.overlap}/${K}` }),
+      el("span", { text: `${ov(it.overlap)}/${K}` }),
       el("div", { class: "track" }, [el("div", { class: "fill", style: `width:${100 * it.overlap / K}%` })])]);
     const caption = it.info.caption || (it.info.captions || [])[0];
     const cell = el("div", { class: "q-cell" }, [
@@ -255,7 +261,7 @@
           el("span", { class: "qh-rank", text: `#${it.order + 1} of ${items.length} by overlap` })]),
         list,
         el("div", { class: "qh-stats" }, [
-          stat("overlap |A ∩ B|", `${it.overlap} / ${K}`),
+          stat("overlap |A ∩ B|", `${ov(it.overlap)} / ${K}`),
           stat("row score", (it.overlap / K).toFixed(2)),
           stat("chance", score(chance(meta.n))),
           sameA != null ? stat("same class in A / B", `${sameA} / ${sameB}`) : null,
@@ -271,22 +277,33 @@
   function legend() {
     const box = document.getElementById("legend");
     const entry = (cls, text, color) => el("span", {}, [el("span", { class: "swatch " + cls, style: `background:${color}` }), text]);
-    box.replaceChildren(entry("", "shared by A and B", "var(--shared-soft);border:1px solid #9fd9b4"));
+    box.replaceChildren(entry("", "shared by A and B", "var(--shared-soft);border:1px solid #9fd9b4"),
+                        entry("", "tied on the other side: shared with probability p", "var(--maybe-soft);border:1px dashed #9fd9b4"));
     if (meta.markers) {
       box.append(el("span", { class: "tag rel-i", text: "same image" }), el("span", { class: "tag rel-c", text: "same caption" }),
                  el("span", { class: "tag rel-o", text: "other item" }));
     }
-    box.append(el("span", { text: "cos: cosine similarity to the query; ties go to the smaller row" }));
+    box.append(el("span", { text: "cos: cosine similarity to the query; the lists break ties by the smaller row, " +
+                                 "overlaps are expected values under random tie-breaking on each side" }));
   }
 
-  function neighbourItem(q, side, rank, shared, otherRank) {
+  // How the other side lists a shown neighbour: 1 in its list under every tie-breaking,
+  // between 0 and 1 tied with its k-th score, 0 never (data "xa"/"xb"); "pa"/"pb": the
+  // same for the neighbour's own side.
+  const otherP = (q, side, s, rank) => q["x" + side][s][rank];
+  const ownP = (q, side, s, rank) => q["p" + side][s][rank];
+  const sharedClass = (p) => p === 1 ? " shared" : p > 0 ? " maybe" : "";
+
+  function neighbourItem(q, side, rank, otherRank) {
     const row = q[side][LAST][rank], info = ROWS[row], query = ROWS[q.row];
     const code = meta.markers ? q["r" + side][LAST][rank] : null;
-    const tags = [];
-    if (shared) tags.push(el("span", { class: "tag shared", text: `shared · ${side === "a" ? "B" : "A"} #${otherRank + 1}` }));
+    const tags = [], other = side === "a" ? "B" : "A", p = otherP(q, side, LAST, rank), own = ownP(q, side, LAST, rank);
+    if (p === 1) tags.push(el("span", { class: "tag shared", text: `shared · ${other} #${otherRank + 1}` }));
+    else if (p > 0) tags.push(el("span", { class: "tag shared maybe", text: `${other} lists it with p = ${prob(p)} (tie)` }));
+    if (own < 1) tags.push(el("span", { class: "tag tied", text: `tied at the k-th: listed with p = ${prob(own)}` }));
     if (code) tags.push(el("span", { class: "tag " + RELATION[code][0], text: RELATION[code][1] }));
     if (query.label != null && info.label === query.label) tags.push(el("span", { class: "tag same-class", text: "same class" }));
-    return el("div", { class: "nb" + (shared ? " shared" : "") + (hasThumbs ? "" : " no-thumb"),
+    return el("div", { class: "nb" + sharedClass(p) + (hasThumbs ? "" : " no-thumb"),
                        data: { row, rank: rank + 1, relation: code || "" } }, [
       el("div", { class: "rank", text: String(rank + 1) }),
       hasThumbs ? picture(info, "") : null,
@@ -301,17 +318,19 @@
     const column = (side, list, other) => el("div", { class: "col col-" + side }, [
       el("h3", {}, [el("span", { text: `${side.toUpperCase()} · ${K} nearest` }),
                     el("span", { class: "what", text: side === "a" ? meta.side_a : meta.side_b, title: side === "a" ? meta.side_a : meta.side_b })]),
-      ...list.map((row, rank) => neighbourItem(q, side, rank, other.includes(row), other.indexOf(row)))]);
+      ...list.map((row, rank) => neighbourItem(q, side, rank, other.indexOf(row)))]);
     document.getElementById("neighbours-view").replaceChildren(
       el("div", { class: "columns" }, [column("a", a, b), column("b", b, a)]));
   }
 
-  function tile(q, side, s, rank, shared) {
+  function tile(q, side, s, rank) {
     const row = q[side][s][rank], info = ROWS[row];
     const code = meta.markers ? q["r" + side][s][rank] : null;
     const mark = code && code !== "o" ? el("div", { class: "tag " + RELATION[code][0], text: RELATION[code][1] }) : null;
-    return el("div", { class: "tile" + (shared ? " shared" : ""), data: { row, rank: rank + 1, relation: code || "" },
-                       title: `${info.id}${info.caption ? " — " + info.caption : ""}\nrank ${rank + 1}, cos ${q["s" + side][s][rank].toFixed(4)}` }, [
+    const p = otherP(q, side, s, rank);
+    const odds = p > 0 && p < 1 ? `, ${side === "a" ? "B" : "A"} lists it with p = ${prob(p)} (tie)` : "";
+    return el("div", { class: "tile" + sharedClass(p), data: { row, rank: rank + 1, relation: code || "" },
+                       title: `${info.id}${info.caption ? " — " + info.caption : ""}\nrank ${rank + 1}, cos ${q["s" + side][s][rank].toFixed(4)}${odds}` }, [
       hasThumbs ? picture(info, "", "mini") : null,
       el("div", { class: "t-id", text: info.id }), classChip(info),
       el("div", { class: "t-cos", text: q["s" + side][s][rank].toFixed(3) }), mark]);
@@ -323,12 +342,12 @@
       const a = q.a[s], b = q.b[s];
       const strip = (side, list, other) => el("div", { class: "strip strip-" + side }, [
         el("div", { class: "strip-label", text: side.toUpperCase() }),
-        el("div", { class: "tiles", style: `--k:${Math.min(K, 10)}` }, list.map((row, rank) => tile(q, side, s, rank, other.includes(row))))]);
+        el("div", { class: "tiles", style: `--k:${Math.min(K, 10)}` }, list.map((row, rank) => tile(q, side, s, rank)))]);
       const same = sameClass(info, a);
       return el("div", { class: "level", data: { n, overlap: q.overlap[s] } }, [
         el("div", { class: "level-head" }, [
           el("b", { text: `N = ${num(n)}` + (s === LAST ? " (whole pool)" : "") }),
-          el("span", { text: `overlap ${q.overlap[s]} / ${K}` }),
+          el("span", { text: `overlap ${ov(q.overlap[s])} / ${K}` }),
           el("span", { text: `chance ${score(chance(n))}` }),
           same != null ? el("span", { text: `same class: A ${same}/${K}, B ${sameClass(info, b)}/${K}` }) : null,
           el("span", { text: `nearest cos: A ${q.sa[s][0].toFixed(3)}, B ${q.sb[s][0].toFixed(3)}` })]),
@@ -366,7 +385,8 @@
   document.getElementById("foot").textContent =
     `Neighbours: exact cosine k-NN (ties by the smaller row), the shown queries and ${num(S.candidates)} ` +
     `candidate rows searched against each gallery (queries × gallery, never N × N). Galleries: nested random subsets ` +
-    `of the pool (${SIZES.map(num).join(" ⊂ ")}). Score: mean |A ∩ B| / k over the candidates, an estimate of the ` +
+    `of the pool (${SIZES.map(num).join(" ⊂ ")}). Score: mean |A ∩ B| / k over the candidates (its expectation under ` +
+    `uniformly random, independent tie-breaking on each side; the lists shown break ties by the smaller row), an estimate of the ` +
     `all-rows score${S.candidates === meta.n ? " (here every row)" : ""}; interval: bootstrap over sampling units; ` +
     `null: shuffled pairings of B.` + (meta.note ? " " + meta.note : "");
 
