@@ -40,6 +40,10 @@ this pool (which has no sampling error) nor that of another dataset. Where no si
 N has two blocks (a small pool with a large k) a size gets no interval, the reason in
 ``ci_note``.
 
+Resuming: finished blocks and the finished paired pass are kept in ``workdir`` while the
+sweep runs (``scale_resume``); the same command after a kill continues from them and
+writes the same numbers.
+
 Ties: every value is the expected mutual k-NN under uniformly random, independent
 tie-breaking on each side; ``ties`` in the result counts the rows whose tie reaches
 past their list. Outputs in ``workdir``: scale.json, scale.csv and the figure
@@ -59,6 +63,7 @@ from cave_jax.runs import config_checks
 from cave_jax.runs import pool as pools
 from cave_jax.runs import reporting
 from cave_jax.runs import scale_paired
+from cave_jax.runs import scale_resume
 from cave_jax.runs import scale_rows
 from cave_jax.runs import sweep
 from cave_jax.runs.figures import scale as scale_figure
@@ -76,7 +81,9 @@ def run(config, workdir: str) -> dict:
   Returns:
     {"experiment": "scale", "source", "pool", "sizes", "full_sizes", "ks", "max_blocks",
      "blocks" {N: B_N}, "queries", "confidence", "n_perm", "design", "one_block",
-     "ties", "processes", "rows": [``scale_rows.row`` per (N, k)], "seconds", "files"}
+     "ties", "processes", "resumed" {"blocks", "paired"}: the pieces loaded from a killed
+     run's workdir (``scale_resume``), "rows": [``scale_rows.rows``, one per (N, k)],
+     "seconds", "files"}
     plus "world" (synthetic) or "features_a"/"features_b". All-rows fields are None for
     sizes above full_max_n, paired ones when queries = 0.
 
@@ -98,9 +105,12 @@ def run(config, workdir: str) -> dict:
   counts = {n: sweep_intervals.block_count(pool.size, n, settings.max_blocks) for n in sizes}
   order = sweep.draw_orders(pool.size, 1, settings.seed)[0]
   work = [(n, j) for n in full_sizes for j in range(counts[n])]
+  state = scale_resume.SweepState(workdir, {"settings": vars(settings), "pool": pool.size,
+                                            "description": pool.description})
+  saved_paired = state.paired() if queries else None
   subsets = sweep.NestedSubsets(pool, [order], max(counts[n] * n for n in full_sizes))
   paired = (scale_paired.PairedQueries(pool, order, blocks, queries, max(ks))
-            if queries else None)
+            if queries and saved_paired is None else None)
   costs = _Costs(pool, settings, work, paired)
   sweep.warm_up(sizes[0], pool.dims, max(ks))
   found = scale_rows.Blocks()
@@ -108,28 +118,35 @@ def run(config, workdir: str) -> dict:
   seconds = {"knn": 0.0, "paired": 0.0}
   by_n = {}
   with reporting.Progress(costs.total, "scale sweep") as bar:
-    if paired is not None or subsets.streamed:
+    collect = subsets.streamed and not all(state.has(n, j) for n, j in work)
+    if paired is not None or collect:
       tic = time.perf_counter()
-      _one_pass(pool, settings.block_rows, paired, subsets, bar, costs)
+      _one_pass(pool, settings.block_rows, paired, subsets if collect else None, bar, costs)
       seconds["paired"] = time.perf_counter() - tic
-    for n, j in work:
-      tic = time.perf_counter()
-      sets = sweep.subset_sets(subsets.take(0, n, j * n), max(ks))
-      spent = time.perf_counter() - tic
-      seconds["knn"] += spent
-      by_n[str(n)] = by_n.get(str(n), 0.0) + spent
-      for side, one in zip("ab", sets):
-        tied[side] += int(one.tied_rows().sum())
-      tied["rows"] += n
-      for k in ks:
-        found.add_block(n, j, k, *(sweep.at_k(one, k) for one in sets),
-                        settings.n_perm, settings.seed)
-      bar.add(costs.unit(n))
-      logging.info("N=%d block %d: mutual_knn(k=%d)=%.4f, search %.1fs; %s", n, j, max(ks),
-                   found.values[(n, max(ks))][-1].mean(), spent, bar.describe())
     if paired is not None:
-      for k in ks:
-        found.add_paired(k, paired.values(k), paired.ceiling_values(k))
+      saved_paired = {"values": {k: paired.values(k) for k in ks},
+                      "ceilings": {k: paired.ceiling_values(k) for k in ks},
+                      "tied": paired.tied_queries()}
+      state.save_paired(saved_paired)
+    for n, j in work:
+      block = state.block(n, j, ks)
+      if block is None:
+        tic = time.perf_counter()
+        sets = sweep.subset_sets(subsets.take(0, n, j * n), max(ks))
+        spent = time.perf_counter() - tic
+        seconds["knn"] += spent
+        by_n[str(n)] = by_n.get(str(n), 0.0) + spent
+        block = scale_rows.block_values(sets, ks, n, j, settings.n_perm, settings.seed)
+        state.save_block(n, j, block)
+      found.add_block(n, block)
+      tied["rows"] += n
+      tied["a"] += int(block["tied"][0])
+      tied["b"] += int(block["tied"][1])
+      bar.add(costs.unit(n))
+      logging.info("N=%d block %d: mutual_knn(k=%d)=%.4f; %s", n, j, max(ks),
+                   block["values"][max(ks)].mean(), bar.describe())
+    for k in ks if saved_paired is not None else ():
+      found.add_paired(k, saved_paired["values"][k], saved_paired["ceilings"][k])
     rows = scale_rows.rows(found, sizes, ks, counts, blocks, pool.size, settings)
   result = {
       "experiment": "scale",
@@ -145,16 +162,20 @@ def run(config, workdir: str) -> dict:
       "n_perm": settings.n_perm,
       "design": scale_rows.design(pool.size, settings),
       "one_block": scale_rows.one_block_note(counts, pool.size),
-      "ties": _ties(tied, paired, max(ks)),
+      "ties": _ties(tied, saved_paired, max(ks)),
       "processes": jax.process_count(),
+      "resumed": {"blocks": state.loaded_blocks, "paired": state.loaded_paired},
       "rows": rows,
   }
   figure = None
   if settings.figure:
     title = scale_rows.title(result)
     figure = lambda stem: scale_figure.plot_scale(rows, stem, title=title)
-  return reporting.finish(result, workdir, "scale", start, csv_rows=rows, csv_columns=COLUMNS,
-                          figure=figure, seconds={**seconds, "by_n": by_n})
+  result = reporting.finish(result, workdir, "scale", start, csv_rows=rows,
+                            csv_columns=COLUMNS, figure=figure,
+                            seconds={**seconds, "by_n": by_n})
+  state.clear()
+  return result
 
 
 def _check_queries(settings, sizes) -> None:
@@ -171,16 +192,23 @@ def _check_queries(settings, sizes) -> None:
         f" the intervals need all-rows blocks of at least one size (0: every size)")
 
 
-def _ties(tied, paired, k) -> dict:
+def _ties(tied, saved_paired, k) -> dict:
   """How many scored rows have a tie at their k-th score (largest k) reaching past the
   list on each side: there the tie-aware value can differ from the index rule's."""
   out = {"scores": TIES, "k": k, "all_rows_scored": tied["rows"],
          "all_rows_tied_a": tied["a"], "all_rows_tied_b": tied["b"]}
-  if paired is not None:
-    queries = paired.tied_queries()
+  if saved_paired is not None:
+    queries = saved_paired["tied"]
     out.update(paired_queries_scored=queries["scored"], paired_queries_tied_a=queries["a"],
                paired_queries_tied_b=queries["b"])
   return out
+
+
+# Per ``reporting`` cost unit the tie-aware query searches of the paired pass (many
+# galleries, each fed in parts) take about 7x as long as an all-rows search: measured on
+# 2 CPU cores, D = 64, the default sweep's paired pass (22 + 8 + 8 + 4 + 1 galleries of
+# 1,024 ... 262,144 rows, Q = 1,024) against one all-rows search of 65,536 rows.
+PAIRED_COST_FACTOR = 7.0
 
 
 class _Costs:
@@ -190,8 +218,9 @@ class _Costs:
     self.dims, self.settings = pool.dims, settings
     self.paired = 0.0
     if paired is not None:
-      self.paired = sum(count * reporting.query_cost(paired.queries, m, d)
-                        for m, count in paired.cost_rows().items() for d in self.dims)
+      self.paired = PAIRED_COST_FACTOR * sum(
+          count * reporting.query_cost(paired.queries, m, d)
+          for m, count in paired.cost_rows().items() for d in self.dims)
     self.total = self.paired + sum(self.unit(n) for n, _ in work)
 
   def unit(self, n: int) -> float:
@@ -203,19 +232,21 @@ class _Costs:
 
 def _one_pass(pool, block_rows, paired, subsets, bar, costs) -> None:
   """Reads the pool once in blocks: feeds the paired searches (process p takes blocks
-  p, p + P, ...) and collects the all-rows blocks of a streamed pool (NestedSubsets)."""
+  p, p + P, ...) and collects the all-rows blocks of a streamed pool (``subsets``, None
+  when nothing is to be collected)."""
   me, processes = jax.process_index(), jax.process_count()
   for i, begin in enumerate(range(0, pool.size, block_rows)):
     end = min(begin + block_rows, pool.size)
     search = paired is not None and i % processes == me
-    collect = subsets.streamed and subsets.wants(begin, end)
+    collect = subsets is not None and subsets.wants(begin, end)
     if search or collect:
       block_a, block_b = pool.block(begin, end)
       if collect:
         subsets.collect(begin, block_a, block_b)
       if search:
-        paired.feed(begin, block_a, block_b)
-    if paired is not None:
+        paired.feed(begin, block_a, block_b, done=lambda share, rows=end - begin: bar.add(
+            costs.paired * share * rows / pool.size))
+    if paired is not None and not search:  # another process searches this block
       bar.add(costs.paired * (end - begin) / pool.size)
     logging.log_every_n_seconds(logging.INFO, "pool rows %d/%d read; %s", 30, end,
                                 pool.size, bar.describe())

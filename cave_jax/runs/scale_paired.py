@@ -74,11 +74,17 @@ class PairedQueries:
         out[m] = out.get(m, 0) + 1
     return out
 
-  def feed(self, start: int, block_a: np.ndarray, block_b: np.ndarray) -> None:
-    """Searches pool rows start .. start + len(block) - 1 in every gallery."""
+  def feed(self, start: int, block_a: np.ndarray, block_b: np.ndarray,
+           done=None) -> None:
+    """Searches pool rows start .. start + len(block) - 1 in every gallery; after each
+    offset's searches calls ``done(share)`` (if given) with that offset's share of the
+    block's work (by gallery rows searched)."""
+    total = sum(sum(search.sizes) for search, _ in self.searches)
     for search_a, search_b in self.searches:
       search_a.feed(start, block_a)
       search_b.feed(start, block_b)
+      if done is not None:
+        done(sum(search_a.sizes) / total)
 
   def finish(self) -> None:
     """Merges the partial searches of all processes (with one process: nothing to merge)

@@ -45,20 +45,33 @@ class Blocks:
     self.values, self.ceilings, self.nulls, self.ceiling_nulls = {}, {}, {}, {}
     self.paired, self.paired_ceilings = {}, {}
 
-  def add_block(self, n: int, j: int, k: int, sets_a, sets_b, n_perm: int, seed: int):
-    """Block j of size n at k: its values, ceiling and nulls (shuffle t of block (n, j)
-    is the t-th permutation of ``default_rng((seed, n, j))``, for the score and for the
-    ceiling, at every k: identical features then normalise to exactly 1)."""
-    key = (n, k)
-    self.values.setdefault(key, []).append(sweep.mutual_values(sets_a, sets_b))
-    self.ceilings.setdefault(key, []).append(sweep.mutual_values(sets_a, sets_a))
-    self.nulls.setdefault(key, []).append(
-        sweep.mutual_nulls(sets_a, sets_b, n_perm, seed=(seed, n, j)))
-    self.ceiling_nulls.setdefault(key, []).append(
-        sweep.mutual_nulls(sets_a, sets_a, n_perm, seed=(seed, n, j)))
+  def add_block(self, n: int, block: dict) -> None:
+    """Adds one block of size n (``block_values``; blocks of a size in order of j)."""
+    for k, values in block["values"].items():
+      self.values.setdefault((n, k), []).append(values)
+      self.ceilings.setdefault((n, k), []).append(block["ceilings"][k])
+      self.nulls.setdefault((n, k), []).append(block["nulls"][k])
+      self.ceiling_nulls.setdefault((n, k), []).append(block["ceiling_nulls"][k])
 
   def add_paired(self, k: int, values: dict, ceilings: dict) -> None:
     self.paired[k], self.paired_ceilings[k] = values, ceilings
+
+
+def block_values(sets, ks, n: int, j: int, n_perm: int, seed: int) -> dict:
+  """Block j of size n from both sides' neighbour sets at the largest k: {"values",
+  "ceilings", "nulls", "ceiling_nulls": {k: float64 array}, "tied": int64 [2]} (``Blocks``
+  attributes). Shuffle t of block (n, j) is the t-th permutation of
+  ``default_rng((seed, n, j))``, for the score and for the ceiling, at every k: identical
+  features then normalise to exactly 1."""
+  out = {"values": {}, "ceilings": {}, "nulls": {}, "ceiling_nulls": {},
+         "tied": np.array([int(one.tied_rows().sum()) for one in sets], np.int64)}
+  for k in ks:
+    sets_a, sets_b = (sweep.at_k(one, k) for one in sets)
+    out["values"][k] = sweep.mutual_values(sets_a, sets_b)
+    out["ceilings"][k] = sweep.mutual_values(sets_a, sets_a)
+    out["nulls"][k] = sweep.mutual_nulls(sets_a, sets_b, n_perm, seed=(seed, n, j))
+    out["ceiling_nulls"][k] = sweep.mutual_nulls(sets_a, sets_a, n_perm, seed=(seed, n, j))
+  return out
 
 
 def intervals_at(rows_by_n: dict, queries_by_n: dict, n: int, *, pool: int, k: int,
