@@ -22,11 +22,13 @@ import numpy as np
 
 from cave_jax import knn
 from cave_jax.data import scenes
-from cave_jax.metrics import class_metrics
+from cave_jax.knn import ties as knn_ties
 from cave_jax.metrics import group_metrics
 from cave_jax.metrics import intervals
 from cave_jax.metrics import knn_metrics
 from cave_jax.metrics import sweep_intervals
+from cave_jax.runs import decomposition_scores
+from cave_jax.runs import many_to_many_scores
 
 HITS = ("flat", "any", "fraction", "fraction_other")
 
@@ -68,6 +70,7 @@ class ClassPlan:
   ks: tuple = (1, 10)
   draws: int = 3
   parts: tuple = (2, 4)
+  n_perm: int = 20  # within-class shuffles of "beyond class" (whole draws and splits)
 
 
 class Searcher:
@@ -100,15 +103,23 @@ class _Side:
     rows = np.arange(self.features.shape[0])[rows]
     if self.engine == "cave":
       return np.asarray(knn.exact_knn(self.features[rows], k).indices, np.int64)
+    return _top_k(self._sub_gram(rows), k, self._most)
+
+  def sets(self, rows, k: int):
+    """Tie-aware ``knn.ties.NeighbourSets`` of the subset ``rows`` (self excluded)."""
+    rows = np.arange(self.features.shape[0])[rows]
+    if self.engine == "cave":
+      return knn.neighbour_sets(self.features[rows], k)
+    return _sets(self._sub_gram(rows), k, self._most)
+
+  def _sub_gram(self, rows):
     if self._gram is None:
       self._gram, self._most = _gram(self.features)
     if rows.size == self._gram.shape[0]:
-      gram = self._gram.copy()
-    elif rows.size and np.all(np.diff(rows) == 1):
-      gram = self._gram[rows[0]:rows[-1] + 1, rows[0]:rows[-1] + 1].copy()
-    else:
-      gram = self._gram[np.ix_(rows, rows)]
-    return _top_k(gram, k, self._most)
+      return self._gram.copy()
+    if rows.size and np.all(np.diff(rows) == 1):
+      return self._gram[rows[0]:rows[-1] + 1, rows[0]:rows[-1] + 1].copy()
+    return self._gram[np.ix_(rows, rows)]
 
 
 def _gram(x: np.ndarray) -> tuple[np.ndarray, int]:
@@ -142,6 +153,31 @@ def _top_k(gram: np.ndarray, k: int, most: int) -> np.ndarray:
     for row in np.flatnonzero(scores.min(axis=1) >= kth):
       top[row] = np.lexsort((np.arange(n), -gram[row]))[:k]
   return top
+
+
+def _sets(gram: np.ndarray, k: int, most: int):
+  """NeighbourSets from a (copied) Gram matrix: per row every other row scoring >= its
+  k-th score (exact ties come from equal rows, at most ``most`` of them: the k + most + 1
+  best hold the whole tie, else the full row is taken)."""
+  n = gram.shape[0]
+  np.fill_diagonal(gram, -np.inf)
+  wide = min(n - 1, k + most + 1)
+  part = np.argpartition(-gram, wide - 1, axis=1)[:, :wide]
+  scores = np.take_along_axis(gram, part, axis=1)
+  kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1]
+  keep = scores >= kth[:, None]
+  rows = np.repeat(np.arange(n), keep.sum(axis=1))
+  members, values = part[keep], scores[keep]
+  if wide < n - 1:
+    wide_open = np.flatnonzero(scores.min(axis=1) >= kth)
+    if wide_open.size:
+      drop = np.isin(rows, wide_open)
+      rows, members, values = rows[~drop], members[~drop], values[~drop]
+      extra = [(r, np.flatnonzero(gram[r] >= kth[r])) for r in wide_open]
+      rows = np.concatenate([rows] + [np.full(j.size, r) for r, j in extra])
+      members = np.concatenate([members] + [j for _, j in extra])
+      values = np.concatenate([values] + [gram[r, j] for r, j in extra])
+  return knn_ties.sets_from_entries(rows, members, values, n, k, n)
 
 
 def brute_knn(x: np.ndarray, k: int) -> np.ndarray:
@@ -211,52 +247,59 @@ def scale_rep(spec, plan: ScalePlan, stream: int, searcher: Searcher,
 # -------------------------------------------------------------------- many-to-many
 
 
+class _GroupDraw:
+  """A many-to-many draw for ``many_to_many_scores`` (its ``Draw``'s interface) with
+  this searcher's lists: tie-aware sets of any subset of its items; no ceiling."""
+
+  def __init__(self, pairs, one, searcher: Searcher, width: int, k: int):
+    self.groups = group_metrics.pair_groups(pairs.image_ids, pairs.caption_ids)
+    self.items, self.width, self.k = int(self.groups.max()) + 1, width, k
+    item_a = group_metrics.group_means(pairs.a, self.groups)
+    item_b = group_metrics.group_means(pairs.b, self.groups)
+    self.sides = [searcher.side(x) for x in (pairs.a, pairs.b, item_a, item_b, one.a, one.b)]
+    self.full = self.sets(np.arange(self.items))
+
+  def sets(self, items):
+    rows = np.flatnonzero(np.isin(self.groups, items))
+    groups = np.searchsorted(items, self.groups[rows]).astype(np.int64)
+    width = min(self.width, rows.size - 1)
+    a, b, item_a, item_b, one_a, one_b = self.sides
+    enough = items.size > self.k
+    return many_to_many_scores.DrawSets(
+        groups=groups, rows=(a.sets(rows, width), b.sets(rows, width)), ceiling=None,
+        items=(item_a.sets(items, self.k), item_b.sets(items, self.k)) if enough else None,
+        one_to_one=(one_a.sets(items, self.k), one_b.sets(items, self.k)) if enough else None)
+
+
 def group_rep(spec, plan: GroupPlan, stream: int, searcher: Searcher,
               confidence: float = 0.95) -> dict:
-  """Independent draws of grouped pairs per setting; item-level intervals.
+  """Independent draws of grouped pairs per setting; every interval the many-to-many
+  run prints (``many_to_many_scores.replicate`` / ``item_interval``: tie-aware values,
+  item-level recipe of ``metrics.replicated``).
 
-  Returns {("many-to-many", "m x c", k, hit): (estimate, low, high, naive_low,
-  naive_high)}; the naive interval treats rows as independent (today's row bootstrap).
+  Returns {("many-to-many", "m x c", k, name): (estimate, low, high, naive_low,
+  naive_high)} for name in the hits, "item-level" and "1-to-1 matched"; the naive
+  interval treats rows (item points) as independent, lists fixed.
   """
   out = {}
+  labels = {"items": "item-level", "one_to_one": "1-to-1 matched"}
   for s, (m, c) in enumerate(plan.settings):
     group = m * c
     items = plan.rows // group
-    width = plan.k + group - 1
     draws = []
     for d in range(plan.draws):
-      pairs = scenes.grouped_pairs(spec, items, m, c,
-                                   stream=(stream * len(plan.settings) + s) * plan.draws + d)
-      groups = group_metrics.pair_groups(pairs.image_ids, pairs.caption_ids)
-      side_a, side_b = searcher.side(pairs.a), searcher.side(pairs.b)
-
-      def statistic(rows, pairs=pairs, groups=groups, side_a=side_a, side_b=side_b):
-        la, lb = side_a.knn(rows, width), side_b.knn(rows, width)
-        found = {}
-        for name in plan.hits:
-          hit, _, other = name.partition("_")
-          v = group_metrics.group_hit_values(la, lb, groups[rows], hit=hit,
-                                             own_group="drop" if other else "keep", k=plan.k)
-          found[name] = (v.mean(), intervals.naive_variance(v, pairs.items[rows]),
-                         intervals.naive_variance(v))
-        return found
-
-      parts = [p for p in plan.parts
-               if intervals.can_borrow(items // p * group, plan.k, items // p)]
-      full = statistic(np.arange(pairs.items.size))
-      splits = intervals.split_groups(statistic, pairs.items, parts=parts,
-                                      seed=[stream, s, d], label=f"draw {d} ")
-      draws.append((full, splits))
-    for name in plan.hits:
-      scores = [full[name][0] for full, _ in draws]
-      naive = [full[name][1] for full, _ in draws]
-      groups = [("draws", scores, naive)] + [g for _, splits in draws
-                                             for g in splits.get(name, [])]
-      deff = intervals.design_effect(groups)
-      iv = intervals.group_interval(scores, naive, deff, hit=name, items=items,
-                                    images_per_item=m, captions_per_item=c,
-                                    confidence=confidence)
-      row_naive = np.mean([full[name][2] for full, _ in draws]) / len(draws)
+      draw_stream = (stream * len(plan.settings) + s) * plan.draws + d
+      pairs = scenes.grouped_pairs(spec, items, m, c, stream=draw_stream)
+      one = scenes.grouped_pairs(spec, items, 1, 1, stream=draw_stream)  # same scenes
+      draws.append(_GroupDraw(pairs, one, searcher, plan.k + group - 1, plan.k))
+    full = [many_to_many_scores.values(d.full, (plan.k,), plan.hits) for d in draws]
+    reps = many_to_many_scores.replicate(draws, full, (plan.k,), plan.hits,
+                                         seed=[stream, s], parts=plan.parts)
+    design = {"items": items, "images_per_item": m, "captions_per_item": c}
+    for key in full[0]:
+      iv = many_to_many_scores.item_interval(reps[key], key, design, confidence)
+      row_naive = np.mean([intervals.naive_variance(f[key]) for f in full]) / len(full)
+      name = labels.get(key[0], key[2])
       out[("many-to-many", f"{m}x{c}", plan.k, name)] = _pack(iv, row_naive, confidence)
   return out
 
@@ -264,15 +307,31 @@ def group_rep(spec, plan: GroupPlan, stream: int, searcher: Searcher,
 # -------------------------------------------------------------- class decomposition
 
 
+class _ClassGallery:
+  """A class-balanced gallery for ``decomposition_scores`` (its ``Gallery``'s
+  interface) with this searcher's lists."""
+
+  def __init__(self, side_a, side_b, rows, labels, k: int):
+    self.sides, self.rows, self.labels, self.k = (side_a, side_b), rows, labels, k
+    self.full = self.sets(None)
+
+  def sets(self, rows):
+    picked = self.rows if rows is None else self.rows[rows]
+    width = min(self.k, picked.size - 1)
+    return tuple(side.sets(picked, width) for side in self.sides)
+
+
 def class_rep(spec, plan: ClassPlan, stream: int, searcher: Searcher,
               confidence: float = 0.95) -> dict:
-  """Independent class-balanced galleries; class-level intervals of every measure.
+  """Independent class-balanced galleries; every interval the decomposition run prints
+  (``decomposition_scores``: tie-aware values, within-class null, class-level recipe).
 
   Returns {("imagenet", "C x m", k, measure): (estimate, low, high, naive_low,
-  naive_high)}; the naive interval treats rows as independent.
+  naive_high)}, measure in ``class_metrics.MEASURES`` and "beyond_class:<measure>" for
+  the pairing measures; the naive interval treats rows as independent, lists fixed.
   """
   most, width = max(plan.per_class), max(plan.ks)
-  found = {m: [] for m in plan.per_class}  # m -> per draw (full, splits)
+  galleries = {m: [] for m in plan.per_class}
   for d in range(plan.draws):
     rng = np.random.default_rng([stream, d])
     chosen = np.sort(rng.choice(spec.n_classes, plan.classes, replace=False))
@@ -286,37 +345,29 @@ def class_rep(spec, plan: ClassPlan, stream: int, searcher: Searcher,
     within = np.tile(np.arange(most), plan.classes)
     for m in plan.per_class:
       rows = np.flatnonzero(within < m)
-
-      def statistic(sub, rows=rows):
-        picked = rows[sub]
-        la, lb = side_a.knn(picked, width), side_b.knn(picked, width)
-        out = {}
-        for k in plan.ks:
-          values = class_metrics.decomposition_values(la[:, :k], lb[:, :k], labels[picked])
-          for measure, v in values.items():
-            out[(k, measure)] = (v.mean(), intervals.naive_variance(v, labels[picked]),
-                                 intervals.naive_variance(v))
-        return out
-
-      parts = [p for p in plan.parts if plan.classes // p >= intervals.MIN_UNITS]
-      full = statistic(np.arange(rows.size))
-      splits = intervals.split_groups(statistic, labels[rows], parts=parts,
-                                      seed=[stream, d, m], label=f"draw {d} ")
-      found[m].append((full, splits, {p: (plan.classes // p) * m for p in parts}))
+      galleries[m].append(_ClassGallery(side_a, side_b, rows, labels[rows], width))
   out = {}
-  for m in plan.per_class:
-    for key in found[m][0][0]:
-      k, measure = key
-      scores = [full[key][0] for full, _, _ in found[m]]
-      naive = [full[key][1] for full, _, _ in found[m]]
-      groups = [("draws", scores, naive)]
-      for _, splits, part_rows in found[m]:
-        groups += [g for g, p in zip(splits.get(key, []), part_rows)
-                   if intervals.can_borrow(part_rows[p], k, plan.classes // p)]
-      deff = intervals.design_effect(groups)
-      iv = intervals.class_interval(scores, naive, deff, measure=measure,
-                                    classes=plan.classes, images_per_class=m,
-                                    confidence=confidence)
-      row_naive = np.mean([full[key][2] for full, _, _ in found[m]]) / len(found[m])
-      out[("imagenet", f"{plan.classes}x{m}", k, measure)] = _pack(iv, row_naive, confidence)
+  for m, draws in galleries.items():
+    full = [decomposition_scores.measure_values(g.full, g.labels, plan.ks) for g in draws]
+    nulls = decomposition_scores.within_class_nulls(draws, full, plan.ks, plan.n_perm,
+                                                    seed=stream)
+    reps = decomposition_scores.replicate(draws, full, plan.ks, nulls, n_perm=plan.n_perm,
+                                          seed=[stream, m], parts=plan.parts)
+    where = f"{plan.classes}x{m}"
+    for key, rep in reps.items():
+      if len(key) == 2:
+        k, measure = key
+        iv = rep.class_interval(measure=measure, classes=plan.classes, images_per_class=m,
+                                confidence=confidence)
+        per_row = [f[key] for f in full]
+      else:
+        k, _, measure = key
+        iv = rep.class_difference_interval(
+            measure=measure, null="within-class null", classes=plan.classes,
+            images_per_class=m, confidence=confidence)
+        per_row = [f[(k, measure)] - means[d]
+                   for d, (f, means) in enumerate(zip(full, nulls[(k, measure)][1]))]
+        measure = f"beyond_class:{measure}"
+      row_naive = np.mean([intervals.naive_variance(v) for v in per_row]) / len(per_row)
+      out[("imagenet", where, k, measure)] = _pack(iv, row_naive, confidence)
   return out

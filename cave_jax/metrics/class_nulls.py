@@ -4,7 +4,8 @@ The measures are those of ``metrics.class_metrics`` (class_hit_a/_b, both_correc
 item_agreement, label_agreement); inputs are both sides' ``knn.neighbour_sets``
 (self-search, same N and k) or index lists int [N, k], and labels int [N]. Every value is
 the expectation under random tie-breaking on each side (``metrics.tie_classes``); with
-lists it is the value of the lists.
+lists it is the value of the lists. Sets whose ties stay inside every row's list are
+scored from their lists (``plain_lists``: the same values, faster).
 
   shuffled_values(measure, nn_a, nn_b, labels, perm)
       the pairing "A row i <-> B row perm[i]": B's rows move with their own labels and
@@ -54,6 +55,7 @@ def shuffled_values(measure: str, nn_a, nn_b, labels, perm) -> np.ndarray:
   perm = np.asarray(perm, np.int64)
   if perm.shape != labels.shape:
     raise errors.ShapeMismatchError(f"perm {perm.shape} and labels {labels.shape} differ")
+  nn_a, nn_b = plain_pair(nn_a, nn_b)
   sets = ties.is_sets(nn_a)
   if measure == "item_agreement":
     if sets:
@@ -78,8 +80,25 @@ def shuffled_labels(measure: str, nn_a, nn_b, labels, rng: np.random.Generator) 
   return class_hit(nn, labels[rng.permutation(labels.size)])
 
 
+def plain_lists(nn):
+  """The index lists int64 [N, k] of sets without a tie past any row's list (every
+  probability is 1, so the tie-aware values are the lists' values), else ``nn``."""
+  if ties.is_sets(nn) and not nn.tied_rows().any():
+    return nn.indices
+  return nn
+
+
+def plain_pair(nn_a, nn_b):
+  """Both sides as ``plain_lists`` where both are tie-free, else both unchanged."""
+  a, b = plain_lists(nn_a), plain_lists(nn_b)
+  if ties.is_sets(a) or ties.is_sets(b):
+    return nn_a, nn_b
+  return a, b
+
+
 def class_hit(nn, labels) -> np.ndarray:
   """float64 [N]: each row's (expected) share of neighbours with its label."""
+  nn = plain_lists(nn)
   if ties.is_sets(nn):
     return tie_classes.class_hit_values(nn, labels)
   return class_metrics.class_hit_values(np.asarray(nn), labels)

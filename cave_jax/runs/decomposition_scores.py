@@ -48,8 +48,8 @@ def measure_values(sets, labels, ks) -> dict:
   """{(k, measure): float64 [N] tie-aware per-row values} of a pair of sets."""
   out = {}
   for k in ks:
-    found = class_metrics.decomposition_values(sets[0].restrict(k), sets[1].restrict(k),
-                                               labels)
+    small = class_nulls.plain_pair(*(x.restrict(k) for x in sets))  # tie-free: lists
+    found = class_metrics.decomposition_values(*small, labels)
     out.update({(k, measure): v for measure, v in found.items()})
   return out
 

@@ -194,21 +194,8 @@ def score_setting(draws: list[Draw], ks, hits, settings, *, design: dict,
   fresh draws; draws of one store overlap, ``replicated.replicate``).
   """
   full = [values(d.full, ks, hits) for d in draws]
-  samples = [replicated.Sample(statistic(d, ks, hits, f), np.arange(d.items),
-                               weights=np.bincount(d.groups, minlength=d.items))
-             for d, f in zip(draws, full)]
-  reps = replicated.replicate(samples, k_of=lambda key: key[1],
-                              seed=[settings.seed, *seed],
-                              unit_level=lambda key: key[0] != "rows", overlap=overlap)
-
-  def interval(key):
-    evaluation, _, name = key
-    shape = dict(design, images_per_item=1, captions_per_item=1) \
-        if evaluation == "one_to_one" else design
-    hit = {"rows": name, "items": "item-level flat",
-           "one_to_one": "matched one-to-one flat"}[evaluation]
-    return reps[key].group_interval(hit=hit, confidence=settings.confidence, **shape)
-
+  reps = replicate(draws, full, ks, hits, seed=[settings.seed, *seed], overlap=overlap)
+  interval = lambda key: item_interval(reps[key], key, design, settings.confidence)
   out = []
   for k in ks:
     rows = [(d.full.rows[0], d.full.rows[1], d.full.groups) for d in draws]
@@ -233,6 +220,32 @@ def score_setting(draws: list[Draw], ks, hits, settings, *, design: dict,
                   **one_to_one_row(lists, k, settings, [f[key] for f in full],
                                    interval(key))})
   return out
+
+
+def replicate(draws, full, ks, hits, *, seed, overlap: float = 0.0,
+              parts=replicated.PARTS) -> dict:
+  """{(evaluation, k, hit): replicated.Replicates}: the item-level recipe over the draws.
+
+  draws: Draw-like objects (``items``, ``groups``, ``full`` DrawSets, ``sets(items)``);
+  full: per draw ``values(draw.full, ks, hits)``; seed: sequence of ints; overlap: share
+  of items two draws have in common (0: fresh draws).
+  """
+  samples = [replicated.Sample(statistic(d, ks, hits, f), np.arange(d.items),
+                               weights=np.bincount(d.groups, minlength=d.items))
+             for d, f in zip(draws, full)]
+  return replicated.replicate(samples, k_of=lambda key: key[1], seed=seed, parts=parts,
+                              unit_level=lambda key: key[0] != "rows", overlap=overlap)
+
+
+def item_interval(reps, key, design: dict, confidence: float) -> intervals.Interval:
+  """The group interval of one (evaluation, k, hit) from its Replicates; design:
+  {"items", "images_per_item", "captions_per_item"} (one-to-one: 1 x 1)."""
+  evaluation, _, name = key
+  shape = (dict(design, images_per_item=1, captions_per_item=1)
+           if evaluation == "one_to_one" else design)
+  hit = {"rows": name, "items": "item-level flat",
+         "one_to_one": "matched one-to-one flat"}[evaluation]
+  return reps.group_interval(hit=hit, confidence=confidence, **shape)
 
 
 def _mean_size(arrays) -> int:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from cave_jax import errors
+from cave_jax.metrics import intervals
 from cave_jax.metrics import stats
 from cave_jax.runs import statistics
 
@@ -164,3 +165,49 @@ def test_null_contrast_against_a_shuffle_that_moves_nothing_is_zero():
   shuffled = statistics.null_contrast(values, _shuffled(pairs), SETTINGS, seed=3)
   assert shuffled["ci_low"] > 0 and shuffled["p_value"] == pytest.approx(1 / 41)
   assert stats.mutual_knn_chance(300, 8) == pytest.approx(shuffled["null_mean"], abs=0.01)
+
+
+def _calibrated(values, low, high):
+  score = float(np.mean([v.mean() for v in values]))
+  return intervals.Interval(estimate=score, low=low, high=high, method="calibrated m",
+                            estimand="E[score]", se=0.01, df=7.0, confidence=0.95)
+
+
+def test_a_calibrated_interval_replaces_the_bootstrap_and_maps_to_the_normalised_score():
+  pairs = _draws(8, noise=0.6)
+  values = [_mutual(a, b) for a, b in pairs]
+  tops = [(a, a) for a, _ in pairs]
+  ceiling = statistics.Ceiling(values=[_mutual(a, b) for a, b in tops],
+                               null_rows=_shuffled(tops))
+  interval = _calibrated(values, 0.2, 0.3)
+  row = statistics.stat_row(values, 8 / 299, None, SETTINGS, null_rows=_shuffled(pairs),
+                            ceiling=ceiling, interval=interval)
+  assert (row["ci_low"], row["ci_high"], row["ci_method"], row["estimand"], row["se"],
+          row["df"]) == (0.2, 0.3, "calibrated m", "E[score]", 0.01, 7.0)
+  headroom = row["ceiling"] - row["ceiling_null"]
+  assert row["normalised_ci_low"] == pytest.approx((0.2 - row["null_mean"]) / headroom)
+  assert row["normalised_ci_high"] == pytest.approx((0.3 - row["null_mean"]) / headroom)
+  assert row["normalised_ci_method"] == statistics.MAPPED_NORMALISED_CI_METHOD
+  # the same row without it: the bootstrap, said so
+  plain = statistics.stat_row(values, 8 / 299, None, SETTINGS, null_rows=_shuffled(pairs),
+                              ceiling=ceiling)
+  assert plain["ci_method"] == statistics.CI_METHOD and plain["estimand"] is None
+  assert plain["normalised_ci_method"] == statistics.NORMALISED_CI_METHOD
+  assert plain["normalised"] == pytest.approx(row["normalised"])
+  with pytest.raises(errors.InvalidArgumentError, match="interval"):
+    statistics.stat_row(values, None, None, SETTINGS,
+                        interval=_calibrated([v + 0.1 for v in values], 0.2, 0.3))
+
+
+def test_null_contrast_takes_a_calibrated_interval_and_a_null_already_drawn():
+  pairs = _draws(9, noise=0.6)
+  values = [_mutual(a, b) for a, b in pairs]
+  null = statistics.row_null(float(np.mean([v.mean() for v in values])), _shuffled(pairs),
+                             SETTINGS.n_perm, 11)
+  diff = [v - m for v, m in zip(values, null[1])]
+  out = statistics.null_contrast(values, None, SETTINGS, seed=0, null=null,
+                                 interval=_calibrated(diff, 0.1, 0.2))
+  again = statistics.null_contrast(values, _shuffled(pairs), SETTINGS, seed=11)
+  assert out["null_mean"] == again["null_mean"] and out["p_value"] == again["p_value"]
+  assert (out["ci_low"], out["ci_high"], out["ci_method"]) == (0.1, 0.2, "calibrated m")
+  assert again["ci_method"] == statistics.CI_METHOD
