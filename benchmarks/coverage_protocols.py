@@ -259,12 +259,12 @@ class _GroupDraw:
     self.sides = [searcher.side(x) for x in (pairs.a, pairs.b, item_a, item_b, one.a, one.b)]
     self.full = self.sets(np.arange(self.items))
 
-  def sets(self, items):
+  def sets(self, items, *, ceiling: bool = False, points: bool = True):
     rows = np.flatnonzero(np.isin(self.groups, items))
     groups = np.searchsorted(items, self.groups[rows]).astype(np.int64)
     width = min(self.width, rows.size - 1)
     a, b, item_a, item_b, one_a, one_b = self.sides
-    enough = items.size > self.k
+    enough = points and items.size > self.k
     return many_to_many_scores.DrawSets(
         groups=groups, rows=(a.sets(rows, width), b.sets(rows, width)), ceiling=None,
         items=(item_a.sets(items, self.k), item_b.sets(items, self.k)) if enough else None,

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from cave_jax import errors
-from cave_jax import knn
+from cave_jax.metrics import class_nulls
 from cave_jax.metrics import group_metrics
 from cave_jax.metrics import stats
 from cave_jax.metrics import ties
@@ -53,8 +53,8 @@ def shuffled_values(draws, name: str, k: int, rng: np.random.Generator) -> list[
   """Per draw, the float64 [R_d] per-row values of hit ``name`` with whole groups
   shuffled between the sides (``group_metrics.group_permutation``, one permutation per
   draw from ``rng``): B's lists renamed by ``stats.relabel_neighbours``, or its
-  NeighbourSets by ``knn.relabel_sets`` (tie-aware: the expectation under random
-  tie-breaking of the shuffled pairing)."""
+  NeighbourSets as ``knn.relabel_sets`` does (``class_nulls.relabel``; tie-aware: the
+  expectation under random tie-breaking of the shuffled pairing)."""
   hit, own = parse_hit(name)
   return [group_metrics.group_hit_values(
       nn_a, relabel(nn_b, group_metrics.group_permutation(groups, rng)), groups, hit=hit,
@@ -70,7 +70,7 @@ def shuffled_score(draws, name: str, k: int, rng: np.random.Generator) -> float:
 def relabel(nn_b, perm):
   """B's lists or NeighbourSets under the pairing "row i <-> row perm[i]"."""
   if ties.is_sets(nn_b):
-    return knn.relabel_sets(nn_b, perm)
+    return class_nulls.relabel(nn_b, perm)  # knn.relabel_sets without the re-sort
   return stats.relabel_neighbours(nn_b, perm)
 
 

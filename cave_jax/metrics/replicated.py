@@ -41,15 +41,17 @@ class Sample:
   """One independent draw for the recipe.
 
   Attributes:
-    statistic: int64 indices (a subset of 0..U-1, sorted) -> {name: (score, naive
-      variance)}, neighbour lists recomputed on that subset; names are hashable keys
-      (e.g. (evaluation, k, hit)), the same for every subset.
+    statistic: (int64 indices, a subset of 0..U-1, sorted; ``names``) -> {name:
+      (score, naive variance)}, neighbour lists recomputed on that subset; names are
+      hashable keys (e.g. (evaluation, k, hit)). ``names`` is None for the whole draw
+      (every measure), else the measures a split may lend to: the statistic may leave
+      out the others (and skip their searches).
     units: int [U], the sampling unit of each index (item, class); indices of one unit
       always go together into a split.
     weights: optional int [U], rows each index stands for (default 1 each): the rows
       of a split, for ``intervals.can_borrow``.
   """
-  statistic: Callable[[np.ndarray], dict]
+  statistic: Callable[[np.ndarray, list | None], dict]
   units: np.ndarray
   weights: np.ndarray | None = None
 
@@ -169,7 +171,7 @@ def replicate(samples: Sequence[Sample], *, k_of: Callable[[Hashable], int], see
     if weights.shape != units.shape:
       raise errors.ShapeMismatchError(
           f"draw {d}: weights {weights.shape} and units {units.shape} differ")
-    found = sample.statistic(np.arange(count, dtype=np.int64))
+    found = sample.statistic(np.arange(count, dtype=np.int64), None)
     full.append(found)
     n_units = np.unique(units).size
     rng = np.random.default_rng([*seed, d])
@@ -188,7 +190,7 @@ def replicate(samples: Sequence[Sample], *, k_of: Callable[[Hashable], int], see
         lend, note = list(found), " (below the borrowing rule)"  # else no replicates
       if not lend:
         continue
-      values = [sample.statistic(s) for s in subsets]
+      values = [sample.statistic(s, lend) for s in subsets]
       for name in lend:
         if all(name in v for v in values):
           split_groups.setdefault(name, []).append(

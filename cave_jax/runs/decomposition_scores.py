@@ -75,16 +75,16 @@ def _statistic(gallery, ks, full: dict, within: dict, n_perm: int, seed):
   (score, class-level naive variance)} with (k, "beyond", measure) the value minus the
   row's mean under within-class shuffles (``within`` on the full draw, drawn again in a
   subset)."""
-  def score(rows):
-    whole = rows.size == gallery.labels.size
+  def score(rows, names=None):
     labels = gallery.labels[rows]
-    if whole:
+    if names is None:  # the whole draw
       values = dict(full)
       values.update({(k, "beyond", measure): full[(k, measure)] - means
                      for (k, measure), means in within.items()})
     else:
       sets = gallery.sets(rows)
-      fits = [k for k in ks if k <= sets[0].k]  # a split too small for k leaves it out
+      fits = [k for k in ks if k <= sets[0].k  # a split too small for k leaves it out
+              and any(name[0] == k for name in names)]
       values = measure_values(sets, labels, fits)
       if n_perm > 0:
         rng = np.random.default_rng([*seed, rows.size, int(rows[0]), int(rows.sum())])

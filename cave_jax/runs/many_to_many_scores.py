@@ -58,6 +58,7 @@ import dataclasses
 import numpy as np
 
 from cave_jax import knn
+from cave_jax.metrics import class_nulls
 from cave_jax.metrics import group_metrics
 from cave_jax.metrics import hits as hit_definitions
 from cave_jax.metrics import intervals
@@ -124,10 +125,11 @@ class Draw:
     self.items = self.item_a.shape[0]
     self.full = self.sets()
 
-  def sets(self, items=None) -> DrawSets:
+  def sets(self, items=None, *, ceiling: bool = True, points: bool = True) -> DrawSets:
     """Sets of the rows of ``items`` (sorted int item ids; None: every item), searched
     inside that subset. The item-level and one-to-one sets are None where the subset
-    has no more items than k."""
+    has no more items than k or ``points`` is False; the ceiling's None unless
+    ``ceiling``."""
     if items is None:
       rows, groups = slice(None), self.groups
       items = np.arange(self.items)
@@ -135,10 +137,10 @@ class Draw:
       rows = np.flatnonzero(np.isin(self.groups, items))
       groups = np.searchsorted(items, self.groups[rows]).astype(np.int64)
     width = min(self.width, groups.size - 1)
-    enough = items.size > self.k
+    enough = points and items.size > self.k
     return DrawSets(
         groups=groups, rows=(search(self.a[rows], width), search(self.b[rows], width)),
-        ceiling=search(self.item_a[self.groups[rows]], width),
+        ceiling=search(self.item_a[self.groups[rows]], width) if ceiling else None,
         items=((search(self.item_a[items], self.k), search(self.item_b[items], self.k))
                if enough else None),
         one_to_one=((search(self.a_one[items], self.k), search(self.b_one[items], self.k))
@@ -172,11 +174,12 @@ def values(sets: DrawSets, ks, hits) -> dict:
 def statistic(draw: Draw, ks, hits, full_values: dict):
   """The ``replicated.Sample`` statistic of a draw: item ids -> {key: (score, naive
   variance)}; rows' values cluster by item, item points are their own units."""
-  def score(items):
-    if items.size == draw.items:
+  def score(items, names=None):
+    if names is None:
       sets, found = draw.full, full_values
-    else:
-      sets = draw.sets(items)
+    else:  # a split: no ceiling, item points only where they may lend
+      sets = draw.sets(items, ceiling=False,
+                       points=any(name[0] != "rows" for name in names))
       found = values(sets, ks, hits)
     return {key: replicated.unit_score(v, sets.groups if key[0] == "rows" else None)
             for key, v in found.items()}
@@ -278,6 +281,6 @@ def mutual_values(pairs, k: int) -> list[np.ndarray]:
 
 def shuffled_mutual_values(pairs, k: int, rng: np.random.Generator) -> list[np.ndarray]:
   """``mutual_values`` with B's rows re-paired by a uniform permutation in every draw."""
-  return [ties.expected_overlap(a.restrict(k), knn.relabel_sets(b.restrict(k),
-                                                                rng.permutation(b.n))) / k
+  return [ties.expected_overlap(a.restrict(k), class_nulls.relabel(b.restrict(k),
+                                                                  rng.permutation(b.n))) / k
           for a, b in pairs]

@@ -13,7 +13,7 @@ def _sample(values, units, calls=None, weights=None):
   with the cluster naive variance (lists do not matter here)."""
   values, units = np.asarray(values, np.float64), np.asarray(units)
 
-  def statistic(rows):
+  def statistic(rows, names):
     if calls is not None:
       calls.append(rows.size)
     return {("x", 10): replicated.unit_score(values[rows], units[rows]),

@@ -42,8 +42,32 @@ def draw_decomposition(rows: list[dict], *, title: str = ""):
                         title_fontsize=8)
   if beyond:
     common.legend_outside(flat[-1], fontsize=8)
-  fig.suptitle(common.wrap(f"class vs item agreement: {title}", width), fontsize=10)
+  fig.suptitle(common.wrap(f"class vs item agreement: {title}; bands: 95% class-level "
+                           f"intervals. {conclusion(rows)}", width), fontsize=10)
   return fig
+
+
+def conclusion(rows: list[dict]) -> str:
+  """One sentence of numbers at the largest m and k: both class-hit rates, item
+  agreement's normalised score and the agreement beyond class, with intervals."""
+  k, m = max(r["k"] for r in rows), max(r["m"] for r in rows)
+  at = {r["measure"]: r for r in rows if r["k"] == k and r["m"] == m}
+  parts = []
+  if "class_hit_a" in at and "class_hit_b" in at:
+    parts.append(f"class hit A / B {at['class_hit_a']['score']:.3f} / "
+                 f"{at['class_hit_b']['score']:.3f}")
+  item = at.get("item_agreement")
+  if item is not None and item.get("normalised") is not None:
+    parts.append(f"item agreement normalised {_with_ci(item, 'normalised')}")
+  if item is not None and item.get("beyond_class") is not None:
+    parts.append(f"beyond class {_with_ci(item, 'beyond_class')}")
+  return f"At m={m}, k={k}: " + "; ".join(parts) if parts else ""
+
+
+def _with_ci(row: dict, field: str) -> str:
+  low, high = row.get(f"{field}_ci_low"), row.get(f"{field}_ci_high")
+  text = f"{row[field]:.3f}"  # callers check that the field is there
+  return text if low is None else f"{text} [{low:.3f}, {high:.3f}]"
 
 
 def _select(rows, k, measure):

@@ -82,9 +82,54 @@ def draw_many_to_many(rows: list[dict], *, title: str = ""):
   n = rows[0]["n"]
   fig.suptitle(common.wrap(
       f"many-to-many pairing: {title}, N ≈ {n:,} rows per setting; CI bands and bars: "
-      f"95% intervals; x in the grey band: normalised score undefined (ceiling ≈ its null)",
-      12), fontsize=10)
+      f"95% item-level intervals; x in the grey band: normalised score undefined (ceiling "
+      f"≈ its null). {conclusion(rows)}", 12), fontsize=10)
   return fig
+
+
+def conclusion(rows: list[dict]) -> str:
+  """Numbers for the title, from the normalised scores at the largest k: normalised flat
+  along images per caption, and at the largest setting of each axis fraction_other
+  against the one-to-one baseline with the same items (below / above where the
+  intervals do not overlap)."""
+  k = max(r["k"] for r in rows)
+  at = lambda axis, per, evaluation, hit: next(
+      (r for r in rows if r.get("axis") == axis and r["per"] == per and r["k"] == k
+       and r.get("evaluation", "rows") == evaluation and r["hit"] == hit), None)
+  parts = []
+  pers = sorted({r["per"] for r in rows if r.get("axis") == "images_per_caption"})
+  flat = [(p, at("images_per_caption", p, "rows", "flat")) for p in pers]
+  if flat and all(r is not None and "ceiling" in r for _, r in flat):
+    parts.append("normalised flat by images per caption: " + ", ".join(
+        f"{p}: {'n/a' if r.get('normalised') is None else format(r['normalised'], '.3f')}"
+        for p, r in flat))
+  for axis, name in (("images_per_caption", "images per caption"),
+                     ("captions_per_image", "captions per image")):
+    top = max((r["per"] for r in rows if r.get("axis") == axis), default=None)
+    other = top and at(axis, top, "rows", "fraction_other")
+    base = top and at(axis, top, "one_to_one", "flat")
+    if (other and base and other.get("normalised") is not None
+        and base.get("normalised") is not None):
+      parts.append(f"{top} {name}: normalised fraction_other {_ci(other)} vs one-to-one "
+                   f"with the same items {_ci(base)}{_verdict(other, base)}")
+  return (f"k={k}: " + "; ".join(parts) + ".") if parts else ""
+
+
+def _ci(row: dict) -> str:
+  if row.get("normalised_ci_low") is None:
+    return f"{row['normalised']:.3f}"
+  return (f"{row['normalised']:.3f} [{row['normalised_ci_low']:.3f}, "
+          f"{row['normalised_ci_high']:.3f}]")
+
+
+def _verdict(row: dict, base: dict) -> str:
+  if row.get("normalised_ci_low") is None or base.get("normalised_ci_low") is None:
+    return ""
+  if row["normalised_ci_high"] < base["normalised_ci_low"]:
+    return " (below)"
+  if row["normalised_ci_low"] > base["normalised_ci_high"]:
+    return " (above)"
+  return " (intervals overlap)"
 
 
 def _mark_undefined(ax, points, count: int) -> None:
