@@ -147,7 +147,7 @@ def run(config, workdir: str) -> dict:
                    block["values"][max(ks)].mean(), bar.describe())
     for k in ks if saved_paired is not None else ():
       found.add_paired(k, saved_paired["values"][k], saved_paired["ceilings"][k])
-    rows = scale_rows.rows(found, sizes, ks, counts, blocks, pool.size, settings)
+    rows = scale_rows.rows(found, sizes, ks, counts, pool.size, settings)
   result = {
       "experiment": "scale",
       **pool.description,

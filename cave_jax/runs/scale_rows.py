@@ -111,10 +111,10 @@ def intervals_at(rows_by_n: dict, queries_by_n: dict, n: int, *, pool: int, k: i
     return found, note
 
 
-def rows(found: Blocks, sizes, ks, counts: dict, blocks: dict, pool: int,
-         settings) -> list[dict]:
-  """One row per (N, k) (``COLUMNS`` plus estimand, se, df, block_scores, the paired
-  intervals' methods and paired_block_scores)."""
+def rows(found: Blocks, sizes, ks, counts: dict, pool: int, settings) -> list[dict]:
+  """One row per (N, k), ordered by N then k (``COLUMNS`` plus estimand, se, df,
+  block_scores, the paired intervals' methods and paired_block_scores); counts: {N: B_N}.
+  The change of block (N, j) starts from block j N / n0 of the smallest size n0."""
   n0 = sizes[0]
   out = []
   for k in ks:
