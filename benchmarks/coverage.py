@@ -15,18 +15,24 @@ goes through a scaled-down protocol of each experiment (``coverage_protocols``):
              ``cave_jax.metrics.sweep_intervals`` at every N, N = P included;
   groups     many-to-many: 3 independent draws of ~1,024 paired rows per setting (4
              or 12 images per caption, 3 captions per image), k = 10, every hit
-             definition (flat, any, fraction, fraction_other), item-level intervals
-             with design effects from the draws and item halves of each draw;
+             definition (flat, any, fraction, fraction_other), the item-level score
+             and the matched one-to-one baseline: the item-level intervals the run
+             prints (``runs.many_to_many_scores.replicate`` / ``item_interval``, the
+             recipe of ``cave_jax.metrics.replicated``: design effects from the draws
+             and item halves/quarters where ``intervals.can_borrow``);
   classes    ImageNet-style: 3 independent draws of 200 classes x m = 1, 3, 9 images
-             (nested in m), k in {1, 10}, every measure of ``class_metrics``,
-             class-level intervals with design effects from the draws and class
-             halves/quarters (where ``intervals.can_borrow``).
+             (nested in m), k in {1, 10}, every measure of ``class_metrics`` and the
+             agreement beyond class (value minus its mean under 20 within-class
+             shuffles, drawn again in every split): the class-level intervals of
+             ``runs.decomposition_scores.replicate`` (same recipe, class splits).
 
 k-NN lists come from an independent float64 numpy brute force (the Gram matrix of a
-sample once, every subset reads its part), for speed only; ``--engine cave`` uses
-``cave_jax.knn.exact_knn`` (the same lists, slower). Scores are the
-``cave_jax.metrics`` per-row values (``knn_metrics.mutual_overlap``,
-``group_metrics.group_hit_values``, ``class_metrics.decomposition_values``).
+sample once, every subset reads its part; for the grouped and class protocols the
+tie-aware neighbour sets: every row scoring at least the k-th score), for speed only;
+``--engine cave`` uses ``cave_jax.knn.exact_knn`` / ``knn.neighbour_sets`` (the same
+lists and sets, slower). Scores are the per-row values the runs compute
+(``knn_metrics.mutual_overlap``; tie-aware ``many_to_many_scores.values`` and
+``decomposition_scores.measure_values``).
 
 Truth: every estimate is unbiased for its estimand (the expected score of a fresh
 sample of that size and design), and the reps are independent fresh samples, so the

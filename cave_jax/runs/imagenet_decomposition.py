@@ -71,7 +71,7 @@ KEYS = config_checks.STATS + ("n_classes", "images_per_class")
 NULL = "class_hit_*: labels shuffled within the side; others: pairing shuffled"
 WITHIN_CLASS_NULL = "pairing shuffled only among rows of the same class"
 PAIRING_MEASURES = class_nulls.PAIRING
-CEILING = "side A's neighbour lists on both sides (identical features)"
+CEILING = "side A's neighbour sets on both sides (identical features)"
 NO_CEILING = "a one-side measure: no pairing, so no ceiling of perfect alignment"
 CI_METHOD = ("class-level t interval (Wilson form): naive variance with classes as units "
              "x design effect measured on independent draws and random class halves and "
@@ -296,8 +296,10 @@ def summary(result: dict) -> str:
                  f"{_normalised(r):>10}")
   lines.append(f"null: {result['null']}; ceiling: {result['ceiling_features']}; "
                f"normalised = (score - null) / (ceiling - ceiling null)")
+  lines.append(f"CI ({round(100 * result['confidence'])}%): {result['ci_method']}; "
+               f"normalised: {result['normalised_ci_method']}")
   lines.append(f"agreement beyond class (score - within-class null; "
-               f"{result['within_class_null']}):")
+               f"{result['within_class_null']}; CI: {result['beyond_class_ci_method']}):")
   lines.append(f"{'m':>3} {'k':>3} {'measure':<16} {'score':>7} {'within':>7} "
                f"{'beyond class':>12} {'CI':<19} {'p':>6}")
   for r in result["rows"]:

@@ -112,3 +112,27 @@ def test_bad_inputs_raise():
   with pytest.raises(errors.ShapeMismatchError):
     v, u = _draw(0)
     replicated.replicate([_sample(v, u, weights=np.ones(3))], k_of=lambda key: 1, seed=[0])
+
+
+def test_the_recipe_covers_a_clustered_mean_its_naive_variance_ignores():
+  """Rows cluster by unit (Bernoulli rows with a Beta(1, 2.5) unit rate, 10 per unit) but
+  the statistic's naive variance treats rows as independent: the design effect measured
+  on draws and unit splits must restore coverage of the population mean 2/7."""
+  rng = np.random.default_rng(11)
+  reps, covered, naive_covered = 300, 0, 0
+  for _ in range(reps):
+    samples = []
+    for _ in range(3):
+      units = np.repeat(np.arange(60), 10)
+      values = (rng.random(600) < rng.beta(1, 2.5, 60)[units]).astype(np.float64)
+
+      def statistic(rows, names, values=values):
+        return {("mean", 1): replicated.unit_score(values[rows], None)}
+      samples.append(replicated.Sample(statistic, units))
+    rep = replicated.replicate(samples, k_of=lambda key: 1, seed=[int(rng.integers(1 << 30))])
+    found = rep[("mean", 1)].class_interval(measure="mean", classes=60, images_per_class=10)
+    covered += found.low <= 2 / 7 <= found.high
+    half = 1.96 * np.sqrt(rep[("mean", 1)].naive.mean() / 3)
+    naive_covered += abs(found.estimate - 2 / 7) <= half
+  assert abs(covered / reps - 0.95) <= 3.5 * np.sqrt(0.95 * 0.05 / reps)
+  assert naive_covered / reps < 0.8  # the row-level variance alone does not cover
