@@ -79,7 +79,7 @@ def _statistic(gallery, ks, full: dict, within: dict, n_perm: int, seed):
     labels = gallery.labels[rows]
     if names is None:  # the whole draw
       values = dict(full)
-      values.update({(k, "beyond", measure): full[(k, measure)] - means
+      values.update({(k, "beyond", measure): _beyond(full[(k, measure)], means, labels)
                      for (k, measure), means in within.items()})
     else:
       sets = gallery.sets(rows)
@@ -91,10 +91,18 @@ def _statistic(gallery, ks, full: dict, within: dict, n_perm: int, seed):
         for k in fits:
           small = tuple(x.restrict(k) for x in sets)
           for measure in PAIRING_MEASURES:
-            values[(k, "beyond", measure)] = values[(k, measure)] - _within_means(
-                measure, small, labels, n_perm, rng)
+            values[(k, "beyond", measure)] = _beyond(values[(k, measure)], _within_means(
+                measure, small, labels, n_perm, rng), labels)
     return {key: replicated.unit_score(v, labels) for key, v in values.items()}
   return score
+
+
+def _beyond(values, means, labels) -> np.ndarray:
+  """Per-row value minus its mean under the within-class shuffles; exactly 0 where every
+  class has one row (the shuffle moves nothing; the mean of equal values may round)."""
+  if np.unique(labels).size == labels.size:
+    return np.zeros(labels.size)
+  return values - means
 
 
 def within_class_nulls(draws, full, ks, n_perm: int, seed: int) -> dict:
