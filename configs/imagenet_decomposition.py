@@ -19,7 +19,7 @@ agreement beyond class = score - within-class null, with its interval and p-valu
 Keys shared with the other experiments: configs/common.py.
 
 Variants (the `:arg` string, comma-separated):
-  smoke          20 classes, m in {1, 3, 10}, 2 draws, 100 resamples, 20 permutations
+  smoke          20 classes, m in {1, 3, 10}, 2 draws, 20 permutations
   features       two feature files or embedding store arrays (STORE_DIR::NAME); class
                  labels from --config.labels=labels.npy (int [N], -1: none) or, left
                  empty, from side A's store (a labelled dataset such as imagenet2012)

@@ -37,7 +37,7 @@ the other experiments: configs/common.py.
 
 Variants (the `:arg` string, comma-separated):
   smoke      1,024 rows, images per caption 1, 4; captions per image 1, 3; 2 draws,
-             100 bootstrap resamples, 20 permutations (with store: 1,024 pairs per draw)
+             20 permutations (with store: 1,024 pairs per draw)
   store      real images and captions from an embedding store (above; source
              "features", no `world`)
   rows=INT   paired rows per setting (store: pairs per draw, 0 = every sample);
