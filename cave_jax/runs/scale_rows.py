@@ -230,13 +230,14 @@ def _verdict(low, high) -> str:
 
 def title(result: dict) -> str:
   """The figure's title, read from the numbers of the largest k: the score at the
-  smallest and largest size, and whether it falls, rises or neither by the interval of
+  smallest and largest size (all rows where both are scored on all rows, else the
+  paired score), and whether it falls, rises or neither by the interval of
   the paired change at the largest size that has one (else by the all-rows intervals of
   the two ends)."""
   k = max(result["ks"])
   mine = [r for r in result["rows"] if r["k"] == k]
   first, last = mine[0], mine[-1]
-  key = "paired_score" if first["paired_score"] is not None else "score"
+  key = "score" if first["score"] is not None and last["score"] is not None else "paired_score"
   changes = [r for r in mine[1:] if r["paired_change_ci_low"] is not None]
   ends = [r for r in (first, last) if r["ci_low"] is not None]
   if changes:
