@@ -65,7 +65,8 @@ def main(argv=None):
   parser.add_argument("--d", type=int, default=256, help="features per side")
   parser.add_argument("--queries", type=int, default=1024)
   parser.add_argument("--full-max-n", type=int, default=65536)
-  parser.add_argument("--draws", type=int, default=3)
+  parser.add_argument("--max-blocks", type=int, default=0,
+                      help="disjoint blocks per size (0: the config's)")
   parser.add_argument("--workdir", default="/tmp/scale_store_bench")
   args = parser.parse_args(argv)
   os.makedirs(args.workdir, exist_ok=True)
@@ -83,8 +84,10 @@ def main(argv=None):
              f"--config.features_a={store}::bench/vision/layer_0/mean",
              f"--config.features_b={store}::bench/language/layer_0/mean",
              f"--config.queries={args.queries}",
-             f"--config.full_max_n={args.full_max_n}", f"--config.n_draws={args.draws}",
+             f"--config.full_max_n={args.full_max_n}",
              f"--workdir={os.path.join(args.workdir, 'sweep')}"]
+  if args.max_blocks:
+    command.append(f"--config.max_blocks={args.max_blocks}")
   tic = time.perf_counter()
   done = subprocess.run(command, capture_output=True, text=True,
                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
