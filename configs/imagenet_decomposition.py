@@ -19,7 +19,7 @@ agreement beyond class = score - within-class null, with its interval and p-valu
 Keys shared with the other experiments: configs/common.py.
 
 Variants (the `:arg` string, comma-separated):
-  smoke          20 classes, m in {1, 3, 10}, 2 draws, 20 permutations
+  smoke          20 classes, m in {1, 3, 10}, 1 draw, 20 permutations
   features       two feature files or embedding store arrays (STORE_DIR::NAME); class
                  labels from --config.labels=labels.npy (int [N], -1: none) or, left
                  empty, from side A's store (a labelled dataset such as imagenet2012)
@@ -41,7 +41,7 @@ def get_config(arg=None):
     config.labels = ""  # int [N] .npy of class labels (-1: none); "" = side A's store's
   config.n_classes = arg.classes or (20 if arg.smoke else 200)  # classes in the gallery
   config.images_per_class = (1, 3, 10) if arg.smoke else (1, 2, 3, 5, 7, 10, 15, 20, 30, 40, 49)
-  common.add_statistics(config, ks=(1, 10), n_draws=arg.draws or (2 if arg.smoke else 3),
+  common.add_statistics(config, ks=(1, 10), n_draws=arg.draws or (1 if arg.smoke else 3),
                         n_boot=100 if arg.smoke else 1000, n_perm=20 if arg.smoke else 100)
   config.lock()
   return config

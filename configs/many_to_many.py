@@ -36,7 +36,7 @@ a whole array name or a unique ending of one ("minilm/layer_5/mean"). Keys share
 the other experiments: configs/common.py.
 
 Variants (the `:arg` string, comma-separated):
-  smoke      1,024 rows, images per caption 1, 4; captions per image 1, 3; 2 draws,
+  smoke      1,024 rows, images per caption 1, 4; captions per image 1, 3; 1 draw,
              20 permutations (with store: 1,024 pairs per draw)
   store      real images and captions from an embedding store (above; source
              "features", no `world`)
@@ -69,7 +69,7 @@ def get_config(arg=None):
   config.hits = "flat,any,fraction,fraction_other"  # cave_jax.metrics.hits; *_other drops own group
   # draws: independent samples of the items; n_perm: item-shuffling permutations (the
   # same shuffles give the ceiling's null)
-  common.add_statistics(config, ks=(10,), n_draws=arg.draws or (2 if arg.smoke else 3),
+  common.add_statistics(config, ks=(10,), n_draws=arg.draws or (1 if arg.smoke else 3),
                         n_boot=100 if arg.smoke else 1000, n_perm=20 if arg.smoke else 50)
   config.lock()
   return config

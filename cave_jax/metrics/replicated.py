@@ -65,16 +65,27 @@ class Replicates:
       variances; deff: the pooled design effect (draws and borrowed splits).
     overlap: expected share of a draw's rows that another draw also holds (0: fresh
       draws; draws of one finite pool overlap), ``intervals.mean_interval``'s overlap.
+    reason: why deff is None (no replicate group carried information, e.g. every
+      draw's rows all have one value while the draws differ); the interval methods
+      then return this string, which ``runs.statistics.stat_row`` reports in place of
+      an interval.
   """
   scores: np.ndarray
   naive: np.ndarray
-  deff: intervals.DesignEffect
+  deff: intervals.DesignEffect | None
   overlap: float = 0.0
+  reason: str = ""
+
+  def _undefined(self) -> str:
+    """Why there is no interval (deff is None): returned by the interval methods."""
+    return self.reason
 
   def group_interval(self, *, hit: str, items: int, images_per_item, captions_per_item,
                      confidence: float = 0.95) -> intervals.Interval:
     """``intervals.group_interval`` of these replicates (with overlapping draws, the
     same interval with the overlap in its standard error)."""
+    if self.deff is None:
+      return self._undefined()
     if self.overlap == 0.0:
       return intervals.group_interval(
           self.scores, self.naive, self.deff, hit=hit, items=items,
@@ -89,6 +100,8 @@ class Replicates:
                      confidence: float = 0.95) -> intervals.Interval:
     """``intervals.class_interval`` of these replicates (with overlapping draws, the
     same interval with the overlap in its standard error)."""
+    if self.deff is None:
+      return self._undefined()
     if self.overlap == 0.0:
       return intervals.class_interval(
           self.scores, self.naive, self.deff, measure=measure, classes=classes,
@@ -104,6 +117,8 @@ class Replicates:
     """Class-level interval of a difference of per-row values (a measure minus each
     row's mean under a null), which may be negative: the symmetric t form of
     ``intervals.mean_interval`` (no Wilson form)."""
+    if self.deff is None:
+      return self._undefined()
     return self._overlapping(
         "class", confidence, unit_range=False, what=" of the per-row differences",
         estimand=(f"E[{measure} - {null}] of {classes} random classes x "
@@ -112,10 +127,11 @@ class Replicates:
   def _overlapping(self, unit: str, confidence: float, *, unit_range: bool, estimand: str,
                    what: str = "") -> intervals.Interval:
     shared = (f"; the draws share {100 * self.overlap:.0f}% of their rows (one finite "
-              f"pool): they enter the standard error with that overlap and not the "
-              f"design effect" if self.overlap > 0 else "")
+              f"pool): the standard error and the draws' design effect allow for that "
+              f"overlap" if self.overlap > 0 else "")
     source = "class splits" if unit == "class" else "item splits"
-    draws = "independent draws and " if self.overlap == 0 else ""
+    draws = "independent draws and " if self.overlap == 0 else (
+        "overlapping draws and " if self.overlap < 1 else "")
     return intervals.mean_interval(
         self.scores, self.naive, self.deff, overlap=self.overlap, confidence=confidence,
         method=(f"t interval: {unit}-level variance{what} x {self.deff.describe()} from "
@@ -142,25 +158,30 @@ def replicate(samples: Sequence[Sample], *, k_of: Callable[[Hashable], int], see
     overlap: expected share of a draw's rows another draw holds too (draws of one
       finite pool, e.g. real features); 0 for fresh draws.
 
-  The draws are a replicate group only when they are independent (D >= 2, overlap 0):
-  draws that share rows vary less than fresh samples. Otherwise the design effect comes
-  from the splits alone, and the halves of every draw lend to every measure even below
-  the borrowing rule (labelled so; at least 2 units each), since nothing else could:
-  smaller replicates measure a larger design effect, so such an interval is
-  conservative.
+  The draws are a replicate group when D >= 2 and overlap < 1. Draws that share a
+  share rho of their rows vary less than fresh samples: their sample variance estimates
+  (1 - rho) Var (Cov = rho Var, the model of ``intervals.mean_interval``), so their
+  naive variances enter as (1 - rho) x naive. With one draw, or draws of the same rows
+  (overlap 1), the design effect comes from the splits alone, and the halves lend to
+  every measure even below the borrowing rule (labelled so; at least 2 units each),
+  since nothing else could: smaller replicates measure a larger design effect, so such
+  an interval is conservative.
 
   Returns:
     {name: Replicates}, names as the statistic returns them.
 
+  A measure without any informative replicate group (one draw too small to split at
+  its k; rows of one value within every draw while the draws differ) gets
+  ``Replicates`` with deff None and the reason, which its interval methods return.
+
   Raises:
-    InvalidArgumentError: no draw, a bad overlap, or a measure with no replicate
-      group at all (more draws or more units needed).
+    InvalidArgumentError: no draw or a bad overlap.
   """
   if not samples:
     raise errors.InvalidArgumentError("replicate needs at least one draw")
   if not 0.0 <= overlap <= 1.0:
     raise errors.InvalidArgumentError(f"overlap must be in [0, 1], got {overlap!r}")
-  independent = len(samples) >= 2 and overlap == 0.0
+  independent = len(samples) >= 2 and overlap < 1.0
   seed = [int(s) for s in np.atleast_1d(seed)]
   full, split_groups = [], {}
   for d, sample in enumerate(samples):
@@ -200,14 +221,26 @@ def replicate(samples: Sequence[Sample], *, k_of: Callable[[Hashable], int], see
   for name in full[0]:
     scores = np.array([f[name][0] for f in full], np.float64)
     naive = np.array([f[name][1] for f in full], np.float64)
-    groups = ([("draws", scores, naive)] if independent else []) + split_groups.get(name, [])
+    draws = [("draws" if overlap == 0 else f"draws ({100 * overlap:.0f}% shared rows)",
+              scores, naive * (1.0 - overlap))] if independent else []
+    groups = draws + split_groups.get(name, [])
     if not groups:
-      raise errors.InvalidArgumentError(
-          f"no replicates for {name!r}: the draws are not independent (one draw or "
-          f"overlapping draws) and no split of them could be scored at its k "
-          f"({k_of(name)}); use more independent draws or a larger sample")
-    out[name] = Replicates(scores=scores, naive=naive, deff=intervals.design_effect(groups),
-                           overlap=float(overlap))
+      out[name] = Replicates(
+          scores=scores, naive=naive, deff=None, overlap=float(overlap),
+          reason=(f"no calibrated interval: no replicates (one draw, or draws of the same "
+                  f"rows, and no split of them could be scored at k={k_of(name)}); use "
+                  f"more draws or a larger sample"))
+      continue
+    try:
+      deff = intervals.design_effect(groups)
+      if deff.constant and not (np.all(naive == 0) and np.ptp(scores) == 0):
+        raise errors.InvalidArgumentError(
+            "every replicate that could be scored has a constant score, this one varies")
+    except errors.InvalidArgumentError as e:  # e.g. rows constant within every draw
+      out[name] = Replicates(scores=scores, naive=naive, deff=None, overlap=float(overlap),
+                             reason=f"no calibrated interval: {e}")
+      continue
+    out[name] = Replicates(scores=scores, naive=naive, deff=deff, overlap=float(overlap))
   return out
 
 

@@ -290,7 +290,7 @@ def summary(result: dict) -> str:
            f"{'CI':<17} {'null':>7} {'p':>6} {'ceiling':>7} {'c.null':>7} {'normalised':>10}"]
   for r in result["rows"]:
     lines.append(f"{r['m']:>3} {r['n']:>6} {r['k']:>3} {r['measure']:<16} {r['score']:>7.4f} "
-                 f"{reporting.fmt(r['chance']):>7} [{r['ci_low']:.4f}, {r['ci_high']:.4f}] "
+                 f"{reporting.fmt(r['chance']):>7} {_ci(r['ci_low'], r['ci_high']):<16} "
                  f"{reporting.fmt(r['null_mean']):>7} {reporting.fmt(r['p_value'], '.3f'):>6} "
                  f"{reporting.fmt(r['ceiling']):>7} {reporting.fmt(r['ceiling_null']):>7} "
                  f"{_normalised(r):>10}")
@@ -307,11 +307,17 @@ def summary(result: dict) -> str:
       continue
     lines.append(f"{r['m']:>3} {r['k']:>3} {r['measure']:<16} {r['score']:>7.4f} "
                  f"{r['within_class_null']:>7.4f} {_zero(r['beyond_class']):>12.4f} "
-                 f"[{_zero(r['beyond_class_ci_low']):.4f}, "
-                 f"{_zero(r['beyond_class_ci_high']):.4f}] "
+                 f"{_ci(r['beyond_class_ci_low'], r['beyond_class_ci_high']):<18} "
                  f"{r['within_class_p_value']:>6.3f}")
   lines.append(reporting.footer(result))
   return "\n".join(lines)
+
+
+def _ci(low, high) -> str:
+  """"[low, high]", or "(no interval)" where the row has none (ci_method says why)."""
+  if low is None:
+    return "(no interval)"
+  return f"[{_zero(low):.4f}, {_zero(high):.4f}]"
 
 
 def _zero(value: float) -> float:

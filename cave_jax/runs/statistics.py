@@ -115,7 +115,9 @@ def stat_row(per_draw_values: list[np.ndarray], chance: float | None,
     no_ceiling: why there is no ceiling (``normalised_note`` when ``ceiling`` is None).
     interval: the score's calibrated interval (``intervals.Interval``, its estimate the
       score); replaces the nested bootstrap, and the normalised score's interval is it
-      mapped through the normalisation (module docstring).
+      mapped through the normalisation (module docstring). A string instead: no
+      calibrated interval could be made, and why; the interval fields are then None
+      and ci_method holds the reason.
 
   Returns:
     {"score", "chance", "ci_low", "ci_high", "ci_method", "estimand", "se", "df",
@@ -164,6 +166,9 @@ def _interval_fields(score: float, per_draw_values, interval, settings) -> dict:
                                           confidence=settings.confidence, seed=settings.seed)
     return {"ci_low": low, "ci_high": high, "ci_method": CI_METHOD, "estimand": None,
             "se": None, "df": None}
+  if isinstance(interval, str):  # a calibrated interval could not be made: say why
+    return {"ci_low": None, "ci_high": None, "ci_method": interval, "estimand": None,
+            "se": None, "df": None}
   if not isinstance(interval, intervals.Interval):
     raise errors.InvalidArgumentError(
         f"interval must be an intervals.Interval, got {type(interval).__name__}")
@@ -187,7 +192,8 @@ def null_contrast(per_draw_values: list[np.ndarray],
     null_rows: rng -> D arrays [N_d], the per-row values under one such shuffle.
     settings: n_boot, n_perm (> 0), confidence.
     seed: seed of the shuffles (the bootstrap uses seed + 1).
-    interval: optional calibrated ``intervals.Interval`` of the difference (its
+    interval: optional calibrated ``intervals.Interval`` (or the reason there is none,
+      a string, as in ``stat_row``) of the difference (its
       estimate the mean over draws of the per-row value minus the row's mean under
       these shuffles, e.g. from ``metrics.replicated``); replaces the bootstrap.
     null: optional ``row_null(score, null_rows, settings.n_perm, seed)`` already
@@ -295,6 +301,9 @@ def _normalised(per_draw_values, null_means, chance, ceiling: Ceiling | None,
   null = float(np.mean([m.mean() for m in null_means]))
   score = float(np.mean([v.mean() for v in values]))
   out["normalised"] = (score - null) / headroom
+  if isinstance(interval, str):
+    out["normalised_note"] = f"interval undefined: {interval}"
+    return out
   if interval is not None:
     out.update(normalised_ci_low=(interval.low - null) / headroom,
                normalised_ci_high=(interval.high - null) / headroom,

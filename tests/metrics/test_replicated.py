@@ -71,12 +71,19 @@ def test_unit_level_measures_borrow_by_units_and_weights_count_rows():
   assert calls[:4] == [40, 20, 20, 10]
 
 
-def test_overlapping_draws_lend_only_their_splits_and_enter_the_error_by_overlap():
-  draws = [_draw(s) for s in range(2)]
+def test_overlapping_draws_count_with_their_overlap():
+  draws = [_draw(s) for s in range(3)]
   found = replicated.replicate([_sample(v, u) for v, u in draws], k_of=lambda key: key[1],
                                seed=[3], overlap=0.5)
   rep = found[("x", 10)]
-  assert [g[0] for g in rep.deff.groups] == ["draw 0 1/2", "draw 1 1/2"]
+  assert [g[0] for g in rep.deff.groups] == [
+      "draws (50% shared rows)", "draw 0 1/2", "draw 1 1/2", "draw 2 1/2"]
+  scores = [v.mean() for v, _ in draws]
+  naive = [intervals.naive_variance(v.astype(np.float64), u) for v, u in draws]
+  assert rep.deff.groups[0][1] == pytest.approx(np.var(scores, ddof=1) / (0.5 * np.mean(naive)))
+  same = replicated.replicate([_sample(v, u) for v, u in draws], k_of=lambda key: key[1],
+                              seed=[3], overlap=1.0)[("x", 10)]
+  assert [g[0] for g in same.deff.groups] == [f"draw {d} 1/2" for d in range(3)]  # splits only
   interval = rep.class_interval(measure="x", classes=40, images_per_class=30)
   want = intervals.mean_interval(rep.scores, rep.naive, rep.deff, overlap=0.5,
                                  method="m", estimand="e", unit_range=True)
@@ -89,9 +96,11 @@ def test_one_draw_lends_its_halves_below_the_rule_and_says_so():
   found = replicated.replicate([_sample(v, u)], k_of=lambda key: key[1], seed=[0])
   assert [g[0] for g in found[("x", 10)].deff.groups] == [
       "draw 0 1/2 (below the borrowing rule)"]
-  with pytest.raises(errors.InvalidArgumentError, match="no replicates"):
-    replicated.replicate([_sample(*_draw(4, classes=3, per=10))], k_of=lambda key: 10,
-                         seed=[0])
+  none = replicated.replicate([_sample(*_draw(4, classes=3, per=10))], k_of=lambda key: 10,
+                              seed=[0])[("x", 10)]
+  assert none.deff is None and "no replicates" in none.reason
+  found = none.class_interval(measure="x", classes=3, images_per_class=10)
+  assert found == none.reason  # a string: stat_row reports it in place of an interval
 
 
 def test_difference_interval_is_symmetric_and_may_be_negative():

@@ -25,7 +25,7 @@ def draw_decomposition(rows: list[dict], *, title: str = ""):
     ax = flat[col]
     for color, measure in zip(common.COLORS, measures):
       sel = _select(rows, k, measure)
-      common.band_line(ax, [r["m"] for r in sel], sel, color, measure)
+      common.band_line(ax, [r["m"] for r in sel], _nan(sel), color, measure)
     ax.set_ylabel("rate")
     ax.set_title(f"k={k}", fontsize=10)
     if beyond:
@@ -70,6 +70,12 @@ def _with_ci(row: dict, field: str) -> str:
   return text if low is None else f"{text} [{low:.3f}, {high:.3f}]"
 
 
+def _nan(rows):
+  """Rows with missing interval ends (no calibrated interval) as NaN: no band there."""
+  ends = ("ci_low", "ci_high", "beyond_class_ci_low", "beyond_class_ci_high")
+  return [{**r, **{e: float("nan") for e in ends if e in r and r[e] is None}} for r in rows]
+
+
 def _select(rows, k, measure):
   return sorted((r for r in rows if r["k"] == k and r["measure"] == measure),
                 key=lambda r: r["m"])
@@ -77,7 +83,7 @@ def _select(rows, k, measure):
 
 def _draw_beyond(ax, sel, k: int, color: str) -> None:
   """Item agreement against both nulls, and the agreement beyond class."""
-  sel = [r for r in sel if r.get("beyond_class") is not None]
+  sel = _nan([r for r in sel if r.get("beyond_class") is not None])
   if not sel:
     return
   x = [r["m"] for r in sel]

@@ -151,8 +151,9 @@ def _mark_undefined(ax, points, count: int) -> None:
 def _score_lines(ax, x, rows, color, marker):
   """Score with CI band, and its permutation-null mean dotted (where it has one)."""
   ax.plot(x, [r["score"] for r in rows], "-" + marker, color=color, markersize=4)
-  ax.fill_between(x, [r["ci_low"] for r in rows], [r["ci_high"] for r in rows], color=color,
-                  alpha=0.15, linewidth=0)
+  nan = lambda v: float("nan") if v is None else v  # no calibrated interval: no band
+  ax.fill_between(x, [nan(r["ci_low"]) for r in rows], [nan(r["ci_high"]) for r in rows],
+                  color=color, alpha=0.15, linewidth=0)
   if all(r.get("null_mean") is not None for r in rows):
     ax.plot(x, [r["null_mean"] for r in rows], ":", color=color, linewidth=1)
 
@@ -243,8 +244,9 @@ def draw_many_to_many_store(result: dict):
 
 
 def _score_errors(rows):
-  return np.array([[r["score"] - r["ci_low"] for r in rows],
-                   [r["ci_high"] - r["score"] for r in rows]])
+  return np.array([[0.0 if r["ci_low"] is None else r["score"] - r["ci_low"] for r in rows],
+                   [0.0 if r["ci_high"] is None else r["ci_high"] - r["score"]
+                    for r in rows]])
 
 
 def plot_many_to_many_store(result: dict, path_stem: str) -> list[str]:
