@@ -327,13 +327,8 @@ def _setting(row: dict) -> tuple:
 
 
 def _verdict(row: dict, base: dict) -> str:
-  if row["normalised_ci_low"] is None or base["normalised_ci_low"] is None:
-    return ""
-  if row["normalised_ci_high"] < base["normalised_ci_low"]:
-    return ": below"
-  if row["normalised_ci_low"] > base["normalised_ci_high"]:
-    return ": above"
-  return ": intervals overlap"
+  verdict = statistics.compare_normalised(row, base)
+  return f": {verdict}" if verdict else ""
 
 
 def _normalised(row: dict) -> str:

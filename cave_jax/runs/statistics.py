@@ -322,3 +322,16 @@ def _normalised(per_draw_values, null_means, chance, ceiling: Ceiling | None,
   out.update(normalised_ci_low=float(low), normalised_ci_high=float(high),
              normalised_ci_method=NORMALISED_CI_METHOD, normalised_note=None)
   return out
+
+
+def compare_normalised(row: dict, base: dict) -> str | None:
+  """"below", "above" or "intervals overlap": ``row``'s normalised interval against
+  ``base``'s; None where either has no normalised interval."""
+  if row.get("normalised_ci_low") is None or base.get("normalised_ci_low") is None:
+    return None
+  if row["normalised_ci_high"] < base["normalised_ci_low"]:
+    return "below"
+  if row["normalised_ci_low"] > base["normalised_ci_high"]:
+    return "above"
+  return "intervals overlap"
+

@@ -211,3 +211,12 @@ def test_null_contrast_takes_a_calibrated_interval_and_a_null_already_drawn():
   assert out["null_mean"] == again["null_mean"] and out["p_value"] == again["p_value"]
   assert (out["ci_low"], out["ci_high"], out["ci_method"]) == (0.1, 0.2, "calibrated m")
   assert again["ci_method"] == statistics.CI_METHOD
+
+
+def test_compare_normalised_reads_disjoint_and_overlapping_intervals():
+  row = lambda low, high: {"normalised_ci_low": low, "normalised_ci_high": high}
+  assert statistics.compare_normalised(row(0.1, 0.2), row(0.3, 0.4)) == "below"
+  assert statistics.compare_normalised(row(0.5, 0.6), row(0.3, 0.4)) == "above"
+  assert statistics.compare_normalised(row(0.35, 0.6), row(0.3, 0.4)) == "intervals overlap"
+  assert statistics.compare_normalised(row(None, None), row(0.3, 0.4)) is None
+  assert statistics.compare_normalised({}, row(0.3, 0.4)) is None

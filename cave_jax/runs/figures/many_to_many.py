@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib import lines as mlines
 
+from cave_jax.runs import statistics
 from cave_jax.runs.figures import common
 
 _MARKERS = ["o", "s", "^", "D", "v"]
@@ -123,13 +124,8 @@ def _ci(row: dict) -> str:
 
 
 def _verdict(row: dict, base: dict) -> str:
-  if row.get("normalised_ci_low") is None or base.get("normalised_ci_low") is None:
-    return ""
-  if row["normalised_ci_high"] < base["normalised_ci_low"]:
-    return " (below)"
-  if row["normalised_ci_low"] > base["normalised_ci_high"]:
-    return " (above)"
-  return " (intervals overlap)"
+  verdict = statistics.compare_normalised(row, base)
+  return f" ({verdict})" if verdict else ""
 
 
 def _mark_undefined(ax, points, count: int) -> None:
