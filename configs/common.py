@@ -7,7 +7,9 @@ each key against one schema, so a key means the same in every experiment):
               every experiment scores each (the largest is searched, the others are its
               prefixes, except approximate searches, which run per k)
   n_draws     independent random draws (subsets, worlds, samples) behind each number
-  n_boot      bootstrap resamples of each interval; confidence: its coverage (0.5-0.999)
+  n_boot      bootstrap resamples of each interval (experiments that resample; scale,
+              many_to_many and imagenet_decomposition use replicates instead);
+              confidence: every interval's nominal coverage (0.5-0.999)
   n_perm      shuffled pairings of the permutation null (0: no null)
   alpha       level of the permutation test (threshold tau, significance), 0.0001-0.5
   seed        seed of the draws, the bootstrap and the shuffles
@@ -39,13 +41,15 @@ _FALSE = ("0", "false", "no", "off")
 
 
 def add_statistics(config: ml_collections.ConfigDict, *, ks: tuple[int, ...],
-                   n_draws: int | None, n_boot: int, n_perm: int) -> None:
+                   n_draws: int | None, n_boot: int | None, n_perm: int) -> None:
   """Adds the statistics keys (module docstring) with these defaults; confidence 0.95,
-  seed 0, figure True. n_draws None: the experiment has no draws (one pool)."""
+  seed 0, figure True. n_draws None: the experiment has no draws (one pool); n_boot
+  None: it resamples nothing (its intervals come from replicates)."""
   config.ks = tuple(ks)
   if n_draws is not None:
     config.n_draws = n_draws
-  config.n_boot = n_boot
+  if n_boot is not None:
+    config.n_boot = n_boot
   config.n_perm = n_perm
   config.confidence = 0.95
   config.seed = 0

@@ -42,6 +42,6 @@ def get_config(arg=None):
   config.n_classes = arg.classes or (20 if arg.smoke else 200)  # classes in the gallery
   config.images_per_class = (1, 3, 10) if arg.smoke else (1, 2, 3, 5, 7, 10, 15, 20, 30, 40, 49)
   common.add_statistics(config, ks=(1, 10), n_draws=arg.draws or (1 if arg.smoke else 3),
-                        n_boot=100 if arg.smoke else 1000, n_perm=20 if arg.smoke else 100)
+                        n_boot=None, n_perm=20 if arg.smoke else 100)
   config.lock()
   return config

@@ -70,6 +70,6 @@ def get_config(arg=None):
   # draws: independent samples of the items; n_perm: item-shuffling permutations (the
   # same shuffles give the ceiling's null)
   common.add_statistics(config, ks=(10,), n_draws=arg.draws or (1 if arg.smoke else 3),
-                        n_boot=100 if arg.smoke else 1000, n_perm=20 if arg.smoke else 50)
+                        n_boot=None, n_perm=20 if arg.smoke else 50)
   config.lock()
   return config

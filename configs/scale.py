@@ -63,9 +63,9 @@ def get_config(arg=None):
   config.block_rows = 65_536  # pool rows read at a time by the paired search
   # the largest k is searched, the others are restricted from it; 20/100 shuffled
   # pairings per block (score and ceiling)
-  common.add_statistics(config, ks=(1, 10), n_draws=None, n_boot=1,
+  # no bootstrap: the intervals come from the disjoint blocks
+  common.add_statistics(config, ks=(1, 10), n_draws=None, n_boot=None,
                         n_perm=20 if arg.smoke else 100)
-  del config["n_boot"]  # no bootstrap: the intervals come from the disjoint blocks
   config.lock()
   return config
 

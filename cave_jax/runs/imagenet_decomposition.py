@@ -67,7 +67,8 @@ from cave_jax.runs import reporting
 from cave_jax.runs import statistics
 from cave_jax.runs.figures import decomposition as figures
 
-KEYS = config_checks.STATS + ("n_classes", "images_per_class")
+KEYS = (tuple(k for k in config_checks.STATS if k != "n_boot")  # intervals: replicates
+        + ("n_classes", "images_per_class"))
 NULL = "class_hit_*: labels shuffled within the side; others: pairing shuffled"
 WITHIN_CLASS_NULL = "pairing shuffled only among rows of the same class"
 PAIRING_MEASURES = class_nulls.PAIRING
@@ -143,7 +144,7 @@ def run(config, workdir: str) -> dict:
       bar.add(len(ks) * stats_cost(m) + 2 * settings.n_draws * unit(m))
   result = {"experiment": "imagenet_decomposition", **described,
             "n_classes": settings.n_classes, "images_per_class": list(sizes),
-            "ks": list(ks), "n_draws": settings.n_draws, "n_boot": settings.n_boot,
+            "ks": list(ks), "n_draws": settings.n_draws,
             "n_perm": settings.n_perm, "confidence": settings.confidence, "null": NULL,
             "within_class_null": WITHIN_CLASS_NULL, "ceiling_features": CEILING,
             "ci_method": CI_METHOD,

@@ -65,7 +65,8 @@ from cave_jax.runs import statistics
 from cave_jax.runs import store_pairs
 from cave_jax.runs.figures import many_to_many as figures
 
-KEYS = config_checks.STATS + ("source", "rows", "hits")
+KEYS = (tuple(k for k in config_checks.STATS if k != "n_boot")  # intervals: replicates
+        + ("source", "rows", "hits"))
 SYNTHETIC_KEYS = ("world", "images_per_caption", "captions_per_image")
 STORE_KEYS = ("features_a", "features_b")
 AXES = ("images_per_caption", "captions_per_image")
@@ -118,7 +119,7 @@ def _describe(settings) -> dict:
   """The result fields that say how every number was made."""
   return {"ks": list(settings.ks), "hits": list(settings.hits),
           "evaluations": list(scores.EVALUATIONS), "n_draws": settings.n_draws,
-          "n_boot": settings.n_boot, "n_perm": settings.n_perm,
+          "n_perm": settings.n_perm,
           "confidence": settings.confidence, "nulls": dict(scores.NULLS),
           "ceiling_features": dict(scores.CEILING_FEATURES),
           "ci_method": scores.CI_METHOD,

@@ -102,3 +102,13 @@ def test_align_variants():
   assert default.metrics == "mutual_knn" and default.ks == (10,) and not default.prh_compat
   prh = align_config.get_config("prh,all,ci")
   assert prh.prh_compat and prh.metrics == "all" and prh.ci
+
+
+@pytest.mark.parametrize("name", ["many_to_many", "imagenet_decomposition"])
+def test_replicated_experiments_have_no_bootstrap_key(name):
+  """Their intervals come from draws and item/class splits: an n_boot would do nothing."""
+  for variant in ("", "smoke"):
+    config = importlib.import_module(f"configs.{name}").get_config(variant)
+    assert "n_boot" not in config and config.n_draws >= 1
+    with pytest.raises(AttributeError):
+      config.n_boot = 100  # locked: unknown key refused

@@ -15,7 +15,7 @@ from .paper_helpers import shrink
 
 def _config(**overrides):
   return shrink(config_module.get_config("smoke"), **{
-      **dict(n_classes=10, images_per_class=(1, 4, 12), ks=(1, 5), n_draws=2, n_boot=100,
+      **dict(n_classes=10, images_per_class=(1, 4, 12), ks=(1, 5), n_draws=2,
              n_perm=10), **overrides})
 
 
@@ -97,7 +97,7 @@ def _features_config(tmp_path, share_item: bool):
   config = config_module.get_config("features")
   config.update(dict(features_a=str(tmp_path / "a.npy"), features_b=str(tmp_path / "b.npy"),
                      labels=str(tmp_path / "labels.npy"), n_classes=classes,
-                     images_per_class=(per,), ks=(1, 5), n_draws=2, n_boot=200, n_perm=30,
+                     images_per_class=(per,), ks=(1, 5), n_draws=2, n_perm=30,
                      figure=False))
   return config
 

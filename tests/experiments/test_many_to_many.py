@@ -23,7 +23,7 @@ def _config(**overrides):
   return shrink(config, **{**dict(rows=240, images_per_caption=(1, 3, 12),
                                   captions_per_image=(1, 2),
                                   hits=",".join(hit_definitions.HITS), n_draws=2,
-                                  n_boot=100, n_perm=10, ks=(5,)), **overrides})
+                                  n_perm=10, ks=(5,)), **overrides})
 
 
 @pytest.fixture(scope="module")

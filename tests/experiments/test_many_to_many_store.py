@@ -45,7 +45,7 @@ def usable():
 def _config(store, images=IMAGES, captions=CAPTIONS, **overrides):
   config = config_module.get_config("store,smoke")
   config.update(dict(features_a=f"{store}::{images}", features_b=f"{store}::{captions}",
-                     rows=200, ks=(5,), n_draws=2, n_boot=50, n_perm=10, figure=False,
+                     rows=200, ks=(5,), n_draws=2, n_perm=10, figure=False,
                      hits=",".join(hit_definitions.HITS)))
   config.update(overrides)
   return config
@@ -178,7 +178,7 @@ def test_array_names_are_store_paths_with_whole_names_or_endings(store, tmp_path
 def test_store_variant_from_the_command_line(store, tmp_path):
   proc = run_module("experiments.many_to_many", "--config=configs/many_to_many.py:store,smoke",
                     f"--config.features_a={store}::{IMAGES}",
-                    f"--config.features_b={store}::{CAPTIONS}", "--config.n_boot=50",
+                    f"--config.features_b={store}::{CAPTIONS}",
                     "--config.n_perm=5", f"--workdir={tmp_path}")
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert sorted(os.listdir(tmp_path)) == ["config.json"] + [

@@ -107,7 +107,7 @@ def test_imagenet_decomposition_on_store_labels(store_dir, npy_files, tmp_path):
   from configs import imagenet_decomposition as dec_config
   config = dec_config.get_config("smoke,features")
   config.update(dict(features_a=f"{store_dir}::{VISION}", features_b=f"{store_dir}::{LM}",
-                     n_classes=4, images_per_class=(2, 5), ks=(1, 3), n_boot=20, n_perm=5,
+                     n_classes=4, images_per_class=(2, 5), ks=(1, 3), n_perm=5,
                      figure=False))
   result = imagenet_decomposition.run(config, str(tmp_path / "store"))
   assert result["source"] == "features" and result["labelled"] == 588
@@ -135,7 +135,7 @@ def test_imagenet_decomposition_on_store_labels(store_dir, npy_files, tmp_path):
   files = dec_config.get_config("smoke,features")
   files.update(dict(features_a=npy_files[0], features_b=npy_files[1],
                     labels=str(tmp_path / "labels.npy"), n_classes=4,
-                    images_per_class=(2, 5), ks=(1, 3), n_boot=20, n_perm=5, figure=False))
+                    images_per_class=(2, 5), ks=(1, 3), n_perm=5, figure=False))
   again = imagenet_decomposition.run(files, str(tmp_path / "files"))
   assert [r["draw_scores"] for r in again["rows"]] == [r["draw_scores"] for r in result["rows"]]
 
