@@ -328,7 +328,8 @@ def mean_interval(scores, naive_variances, deff: DesignEffect, *, overlap: float
 
 
 def make_interval(estimate: float, se: float, df: float, confidence: float, method: str,
-                  estimand: str, *, unit_range: bool = False) -> Interval:
+                  estimand: str, *, unit_range: bool = False,
+                  boundary_units: float | None = None) -> Interval:
   """The interval of ``estimate`` with standard error ``se`` and a t_df quantile q.
 
   unit_range=False: estimate +- q * se. unit_range=True, for a mean of per-row values in
@@ -337,6 +338,11 @@ def make_interval(estimate: float, se: float, df: float, confidence: float, meth
   q sqrt(se^2 + q^2 / 4n^2) / (1 + q^2 / n). It stays inside [0, 1] and, unlike the
   symmetric interval, covers when few rows are non-zero (k = 1 scores of a few
   percent over a few hundred queries: the symmetric interval covered 91% there).
+
+  boundary_units: with unit_range, the effective number of independent units behind the
+  estimate. Where the estimate is 0 or 1 and se is 0 (no unit scored anything else:
+  zero hits are a sampling outcome, not proof of a zero rate), the Wilson interval at
+  that sample size, [0, q^2 / (n + q^2)] or [n / (n + q^2), 1], replaces the empty one.
   """
   q = student_t.quantile(confidence, df)
   estimate, se = float(estimate), float(se)
@@ -352,6 +358,14 @@ def make_interval(estimate: float, se: float, df: float, confidence: float, meth
       half = q * math.sqrt(se ** 2 + q * q / (4.0 * n * n)) / shrink
       low, high = centre - half, centre + half
       method += "; Wilson score interval at the effective sample size"
+    elif se == 0 and boundary_units and estimate in (0.0, 1.0):
+      if boundary_units <= 0:
+        raise errors.InvalidArgumentError(
+            f"boundary_units must be positive, got {boundary_units!r}")
+      edge = q * q / (boundary_units + q * q)
+      low, high = (0.0, edge) if estimate == 0.0 else (1.0 - edge, 1.0)
+      method += (f"; Wilson score interval at {boundary_units:.0f} effective units (every "
+                 f"unit scored {estimate:g})")
   return Interval(estimate=estimate, low=float(low), high=float(high), method=method,
                   estimand=estimand, se=se, df=float(df), confidence=float(confidence))
 

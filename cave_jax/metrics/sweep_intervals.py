@@ -168,11 +168,15 @@ def paired_interval(query_values, deff_all: intervals.DesignEffect, *, n: int, p
   v_gallery = deff_all.value * s2 / n / blocks
   total = v_query + v_gallery
   df = _satterthwaite([(v_query, blocks * (q - 1)), (v_gallery, deff_all.df)])
+  # every query scored the same (e.g. no mutual neighbour at k = 1 in a huge gallery):
+  # the sample size the two variance terms above would give one query's variance
+  units = blocks * q / (1.0 - q / n + max(deff_all.value, 0.0) * q / n)
   return intervals.make_interval(
       float(values.mean()), math.sqrt(total), df, confidence,
       method=(f"t interval: query sampling (exact) + gallery variance from {deff_all.describe()}; "
               f"{blocks} disjoint block(s) of the {pool}-row pool, {q} queries each"),
-      estimand=estimand(n, k), unit_range=True)
+      estimand=estimand(n, k), unit_range=True,
+      boundary_units=units)
 
 
 def paired_change_interval(values_n, values_n0, deff_change: intervals.DesignEffect, *,

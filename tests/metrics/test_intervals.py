@@ -360,3 +360,23 @@ def test_scale_intervals_cover_the_expected_score_of_fresh_samples():
     truth = (estimates.sum() - estimates) / (reps - 1)
     covered = np.mean([f[key].low <= t <= f[key].high for f, t in zip(found, truth)])
     assert abs(covered - 0.95) <= tolerance, (key, covered)
+
+
+def test_paired_interval_with_no_hit_among_the_queries_is_not_a_point():
+  """1,024 queries with no mutual neighbour (k = 1 in a 15M gallery) say the rate is
+  small, not zero: the Wilson interval at the queries' effective count."""
+  deff = intervals.DesignEffect(value=1.5, df=12, groups=(("N=1000", 1.5, 12),))
+  q, n = 1024, 15_000_000
+  for estimate in (0.0, 1.0):
+    values = np.full((1, q), estimate)
+    found = sweep_intervals.paired_interval(values, deff, n=n, pool=n, k=1)
+    units = q / (1 - q / n + 1.5 * q / n)
+    edge = 1.959964 ** 2 / (units + 1.959964 ** 2)
+    assert found.estimate == estimate
+    want = (0.0, edge) if estimate == 0 else (1.0 - edge, 1.0)
+    np.testing.assert_allclose((found.low, found.high), want, rtol=1e-5)
+    assert found.high - found.low > 0.003 and "effective units" in found.method
+  # one hit among the queries: the ordinary Wilson interval, wider than the no-hit one
+  one = np.zeros((1, q))
+  one[0, 0] = 1.0
+  assert sweep_intervals.paired_interval(one, deff, n=n, pool=n, k=1).high > edge
