@@ -16,6 +16,8 @@ setup(
         "jax>=0.10,<0.11",
         "flax>=0.12,<0.13",
         "numpy>=1.26",
+        # compiled heap selection of the CPU tiles path (cave_jax.knn.host_select)
+        "numba>=0.60",
         "absl-py>=2.0",
         "ml_collections>=1.0",
         "orbax-checkpoint>=0.11",

@@ -212,8 +212,9 @@ class RingCheckpoint:
 
   def _read_state(self, step, template, checksum):
     """(state, None), or (None, why) when the arrays are unreadable or altered."""
-    abstract = jax.tree.map(
-        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), template)
+    abstract = jax.tree.map(  # host (numpy) leaves come back as numpy arrays
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding)
+        if isinstance(a, jax.Array) else np.empty_like(a), template)
     try:
       state = self._manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract))).state

@@ -1,11 +1,13 @@
-"""Float32 shortlists of a single-device search: drives the tiles of ``knn.tiles``.
+"""Float32 shortlists of a single-device search: drives the tiles.
 
 Self-search (``self_shortlists``): block row I (query rows [I b, (I + 1) b)) is
 multiplied with the panels from its own start to the end (each unordered pair once).
 Its panels are full panels of w columns and at most one shorter tail panel
-(``row_panels``). Device tiles: one jitted dispatch per block row (``tiles._self_row``);
-host tiles: one BLAS product and one selection dispatch per tile (``tiles._self_feed``).
-Both feed the same offers in the same order.
+(``row_panels``). Device tiles: one jitted dispatch per block row (``tiles._self_row``,
+tile top-k offers merged into running lists on the device); host tiles: one BLAS
+product into a reused buffer and one compiled scan of it into per-row heaps per tile
+(``host_select.self_tile``). Both give shortlists that the float64 rescoring and the
+certificate turn into the same exact lists.
 
 Block rows are grouped into units of about equal work (``row_units``): the grain of
 progress reports (``on_step``) and of checkpoints. With a checkpoint the running lists
@@ -20,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cave_jax.knn import geometry as geo
+from cave_jax.knn import host_select
 from cave_jax.knn import tiles
 
 MAX_UNITS = 32  # units of a self-search (about 2 minutes each for 1M rows on 2 cores)
@@ -49,37 +52,6 @@ def row_units(n: int, geometry: geo.TileGeometry, max_units: int = MAX_UNITS):
   return [(int(a), int(z)) for a, z in zip(edges[:-1], edges[1:])]
 
 
-class _HostTiles:
-  """Host GEMM tiles handed to JAX without a copy, in two alternating buffers.
-
-  ``jax.device_put`` of a 64-byte-aligned float32 array on CPU aliases its memory, so a
-  buffer may be rewritten only once the step that reads it has finished; each feed
-  returns a token for that. With two buffers the BLAS computes tile t+1 while XLA
-  selects from tile t.
-  """
-
-  def __init__(self, rows: int, cols: int):
-    self._buffers = [_aligned_empty(rows * cols) for _ in range(2)]
-    self._tokens = [None, None]
-    self._next = 0
-    self._current = 0  # the buffer the last product went into
-
-  def product(self, a: np.ndarray, b: np.ndarray) -> jax.Array:
-    """a [r, D] @ b[c, D]^T as a jax.Array aliasing one of the buffers."""
-    slot = self._next
-    self._next = 1 - slot
-    if self._tokens[slot] is not None:
-      self._tokens[slot].block_until_ready()
-    out = self._buffers[slot][:a.shape[0] * b.shape[0]].reshape(a.shape[0], b.shape[0])
-    np.matmul(a, b.T, out=out)
-    self._current = slot
-    return jax.device_put(out)
-
-  def done_with(self, token) -> None:
-    """Registers the token of the step that read the last product."""
-    self._tokens[self._current] = token
-
-
 def _aligned_empty(size: int, align: int = 64) -> np.ndarray:
   """A float32 [size] array whose data starts on an ``align``-byte boundary."""
   raw = np.empty(size * 4 + align, np.uint8)
@@ -106,9 +78,10 @@ def self_shortlists(x_unit: np.ndarray, n: int, k_s: int, k: int, geometry: geo.
       saves a copy).
     n: the number of real rows.
     k_s: shortlist length, <= N - 1.
-    k: the number of neighbours wanted (sets how much each tile offers).
+    k: the number of neighbours wanted (sets how much each device tile offers).
     geometry: the tile shape (``geo.tile_geometry``).
-    host: tiles from the host BLAS (True) or one device dispatch per block row (False).
+    host: tiles from the host BLAS with heap selection (True, ``knn.host_select``) or
+      one device dispatch per block row (False, ``knn.tiles``).
     checkpoint: optional entered ``checkpoint.RingCheckpoint``: resume from its latest
       intact save and save after every unit (``row_units``).
     on_step: optional callback(units done, units in all) after each computed unit.
@@ -118,69 +91,104 @@ def self_shortlists(x_unit: np.ndarray, n: int, k_s: int, k: int, geometry: geo.
     shortlists sorted by tile score (-1 / -inf mark empty slots); thresholds[i] >= the
     tile score of every row left out of row i's shortlist.
   """
-  b, w = geometry.block, geometry.panel
   x = _pad_rows(x_unit, geo.padded_rows(n, geometry))
-  rows = x.shape[0]
-  state = {"values": jnp.full((rows, k_s), -jnp.inf, jnp.float32),
-           "ids": jnp.full((rows, k_s), -1, jnp.int32),
-           "out": jnp.full((rows,), -jnp.inf, jnp.float32)}
+  feed = (_HostRows if host else _DeviceRows)(x, n, k_s, k, geometry)
   units = row_units(n, geometry)
   done = 0
   if checkpoint is not None:
-    done, state = checkpoint.restore(state, len(units))
-  run = (state["values"], state["ids"], state["out"])
-  del state  # the steps donate (reuse) these buffers: hold no other reference
-  feed = _HostRows(x, geometry) if host else _DeviceRows(x, geometry)
-  k_col = tiles._offer(k_s, k, b, n)
+    done, state = checkpoint.restore(feed.state(), len(units))
+    feed.load(state)
+    del state  # the device steps donate (reuse) their buffers: hold no other reference
   for index in range(done, len(units)):
     for blk in range(*units[index]):
-      run = feed(run, blk * b, n, k_s, k, k_col)
+      feed(blk * geometry.block)
     if checkpoint is not None:
-      checkpoint.save(index + 1, {"values": run[0], "ids": run[1], "out": run[2]})
+      checkpoint.save(index + 1, feed.state())
     if on_step is not None:
-      jax.block_until_ready(run[2])  # report work done, not work queued
+      feed.wait()  # report work done, not work queued
       on_step(index + 1, len(units))
-  run_v, run_i, run_out = run
-  thresholds = jnp.maximum(run_v[:n, -1], run_out[:n])
-  return np.asarray(run_i[:n]), np.asarray(run_v[:n]), np.asarray(thresholds)
+  return feed.lists()
 
 
 class _DeviceRows:
-  """Block rows computed on the device: one ``tiles._self_row`` dispatch each."""
+  """Block rows computed on the device: one ``tiles._self_row`` dispatch each, feeding
+  running shortlists held on the device."""
 
-  def __init__(self, x: np.ndarray, geometry: geo.TileGeometry):
+  def __init__(self, x: np.ndarray, n: int, k_s: int, k: int, geometry: geo.TileGeometry):
     self._x = jnp.asarray(x)
-    self._geometry = geometry
+    self._n, self._k_s, self._k, self._geometry = n, k_s, k, geometry
+    rows = x.shape[0]
+    self._run = (jnp.full((rows, k_s), -jnp.inf, jnp.float32),
+                 jnp.full((rows, k_s), -1, jnp.int32), jnp.full((rows,), -jnp.inf, jnp.float32))
 
-  def __call__(self, run, i0, n, k_s, k, k_col):
-    g = self._geometry
+  def state(self) -> dict:
+    return dict(zip(("values", "ids", "out"), self._run))
+
+  def load(self, state: dict) -> None:
+    self._run = (state["values"], state["ids"], state["out"])
+
+  def __call__(self, i0: int) -> None:
+    g, n, k_s, k = self._geometry, self._n, self._k_s, self._k
     panels, tail = row_panels(i0, n, g)
-    return tiles._self_row(
-        *run, self._x, np.int32(i0), np.int32(panels), np.int32(n), b=g.block, w=g.panel,
-        tail=tail, k_s=k_s, k_row=tiles._offer(k_s, k, g.panel, n),
-        k_tail=tiles._offer(k_s, k, tail, n) if tail else 0, k_col=k_col)
+    self._run = tiles._self_row(
+        *self._run, self._x, np.int32(i0), np.int32(panels), np.int32(n), b=g.block,
+        w=g.panel, tail=tail, k_s=k_s, k_row=tiles._offer(k_s, k, g.panel, n),
+        k_tail=tiles._offer(k_s, k, tail, n) if tail else 0,
+        k_col=tiles._offer(k_s, k, g.block, n))
+
+  def wait(self) -> None:
+    jax.block_until_ready(self._run[2])
+
+  def lists(self):
+    run_v, run_i, run_out = self._run
+    n = self._n
+    thresholds = jnp.maximum(run_v[:n, -1], run_out[:n])
+    return np.asarray(run_i[:n]), np.asarray(run_v[:n]), np.asarray(thresholds)
 
 
 class _HostRows:
-  """Block rows from host BLAS tiles: a product and a ``tiles._self_feed`` per tile."""
+  """Block rows from host BLAS tiles, each tile scanned into per-row heaps
+  (``host_select.self_tile``): one product and one selection per tile.
 
-  def __init__(self, x: np.ndarray, geometry: geo.TileGeometry):
-    self._x = x
-    self._geometry = geometry
-    self._tiles = _HostTiles(geometry.block, geometry.panel)
+  Saves hold the device path's format (lists sorted by score, and ``out``, a bound on
+  scores a device tile did not offer: -inf here, where every score is looked at), so
+  either path resumes the other's search.
+  """
 
-  def __call__(self, run, i0, n, k_s, k, k_col):
-    g, x = self._geometry, self._x
+  def __init__(self, x: np.ndarray, n: int, k_s: int, k: int, geometry: geo.TileGeometry):
+    del k  # every score is looked at: nothing depends on how many a tile offers
+    self._x, self._n, self._geometry = x, n, geometry
+    self._vals, self._ids = host_select.new_heaps(x.shape[0], k_s)
+    self._out = np.full(x.shape[0], -np.inf, np.float32)
+    self._tile = _aligned_empty(geometry.block * geometry.panel)
+
+  def state(self) -> dict:
+    ids, values, _ = host_select.sorted_lists(self._vals, self._ids)
+    return {"values": values, "ids": ids, "out": self._out}
+
+  def load(self, state: dict) -> None:
+    # Sorted descending, reversed: ascending, which is a min-heap.
+    self._vals = np.array(np.asarray(state["values"])[:, ::-1], np.float32, order="C")
+    self._ids = np.array(np.asarray(state["ids"])[:, ::-1], np.int32, order="C")
+    self._out = np.array(state["out"], np.float32)
+
+  def __call__(self, i0: int) -> None:
+    g, x, n = self._geometry, self._x, self._n
     panels, tail = row_panels(i0, n, g)
-    widths = [g.panel] * panels + ([tail] if tail else [])
     j0 = i0
-    for width in widths:
-      t = self._tiles.product(x[i0:i0 + g.block], x[j0:j0 + width])
-      *run, token = tiles._self_feed(*run, t, np.int32(i0), np.int32(j0), np.int32(n),
-                                     k_s=k_s, k_row=tiles._offer(k_s, k, width, n), k_col=k_col)
-      self._tiles.done_with(token)
+    for width in [g.panel] * panels + ([tail] if tail else []):
+      t = self._tile[:g.block * width].reshape(g.block, width)
+      np.matmul(x[i0:i0 + g.block], x[j0:j0 + width].T, out=t)
+      host_select.self_tile(t, i0, j0, n, self._vals, self._ids)
       j0 += width
-    return tuple(run)
+
+  def wait(self) -> None:
+    pass
+
+  def lists(self):
+    n = self._n
+    shortlist, tile_scores, thresholds = host_select.sorted_lists(self._vals[:n], self._ids[:n])
+    return shortlist, tile_scores, np.maximum(thresholds, self._out[:n])
 
 
 def query_shortlists(q_unit: np.ndarray, db_unit: np.ndarray, k_s: int, *, host: bool,
@@ -203,29 +211,30 @@ def query_shortlists(q_unit: np.ndarray, db_unit: np.ndarray, k_s: int, *, host:
   db = _pad_rows(db_unit, -(-nd // w) * w)
   panels = -(-nd // w)
   db_dev = None if host else jnp.asarray(db)
-  host_tiles = _HostTiles(b, w) if host else None
+  tile = _aligned_empty(b * w) if host else None
   ids = np.full(nq, -1, np.int32) if query_ids is None else np.asarray(query_ids, np.int32)
   shortlist = np.empty((nq, k_s), np.int32)
   tile_scores = np.empty((nq, k_s), np.float32)
   thresholds = np.empty(nq, np.float32)
   for i0 in range(0, nq, b):
     rows = slice(i0, min(i0 + b, nq))
+    real = rows.stop - i0
     q = _pad_rows(q_unit[rows], b)
     q_ids = np.full(b, -1, np.int32)
-    q_ids[:rows.stop - i0] = ids[rows]
-    q_ids = jnp.asarray(q_ids)
-    run = (jnp.full((b, k_s), -jnp.inf, jnp.float32), jnp.full((b, k_s), -1, jnp.int32),
-           jnp.full((b,), -jnp.inf, jnp.float32))
+    q_ids[:real] = ids[rows]
     if host:
+      vals, heap_ids = host_select.new_heaps(b, k_s)
       for j0 in range(0, nd, w):
-        t = host_tiles.product(q, db[j0:j0 + w])
-        *run, token = tiles._query_feed(*run, t, q_ids, np.int32(j0), np.int32(nd), k_s=k_s)
-        host_tiles.done_with(token)
+        t = tile.reshape(b, w)
+        np.matmul(q, db[j0:j0 + w].T, out=t)
+        host_select.query_tile(t, real, j0, nd, q_ids, vals, heap_ids)
+      lists = host_select.sorted_lists(vals[:real], heap_ids[:real])
     else:
-      run = tiles._query_row(*run, jnp.asarray(q), q_ids, db_dev, np.int32(panels),
-                             np.int32(nd), w=w, k_s=k_s)
-    run_v, run_i, run_out = run
-    shortlist[rows] = np.asarray(run_i[:rows.stop - i0])
-    tile_scores[rows] = np.asarray(run_v[:rows.stop - i0])
-    thresholds[rows] = np.asarray(jnp.maximum(run_v[:, -1], run_out)[:rows.stop - i0])
+      run_v, run_i, run_out = tiles._query_row(
+          jnp.full((b, k_s), -jnp.inf, jnp.float32), jnp.full((b, k_s), -1, jnp.int32),
+          jnp.full((b,), -jnp.inf, jnp.float32), jnp.asarray(q), jnp.asarray(q_ids), db_dev,
+          np.int32(panels), np.int32(nd), w=w, k_s=k_s)
+      lists = (np.asarray(run_i[:real]), np.asarray(run_v[:real]),
+               np.asarray(jnp.maximum(run_v[:, -1], run_out)[:real]))
+    shortlist[rows], tile_scores[rows], thresholds[rows] = lists
   return shortlist, tile_scores, thresholds

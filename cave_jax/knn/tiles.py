@@ -16,15 +16,11 @@ Self-search visits each unordered pair once: block I is multiplied only with the
 panels from its own start to the end, and each tile feeds its rows (row side) and
 its columns (column side; columns of block I itself are left to the row side).
 
-Two ways to get tiles (``knn.geometry``, ``knn.shortlists`` drives them):
-  * device (GPU/TPU, or forced on CPU): ``_self_row`` / ``_query_row`` compute a whole
-    block row -- every panel of it -- in ONE jitted dispatch, an XLA dot per panel
-    inside a ``lax.fori_loop`` (millions of tiles at 15M rows must not be millions of
-    Python calls);
-  * host (CPU): numpy's BLAS computes each tile (about 1.5x XLA's CPU GEMM on the
-    2-core machines this was tuned on) and ``_self_feed`` / ``_query_feed`` select from
-    it, one dispatch per tile.
-Both apply the same offers in the same order, so equal tiles give equal shortlists.
+This is the device path (GPU/TPU, or forced on CPU; ``knn.geometry``, driven by
+``knn.shortlists``): ``_self_row`` / ``_query_row`` compute a whole block row -- every
+panel of it -- in ONE jitted dispatch, an XLA dot per panel inside a ``lax.fori_loop``
+(millions of tiles at 15M rows must not be millions of Python calls). On CPU the host
+path takes numpy's BLAS tiles and scans them into heaps instead (``knn.host_select``).
 """
 
 from __future__ import annotations
@@ -153,17 +149,6 @@ def _self_row(run_v, run_i, run_out, x, i0, panels, n, *, b, w, tail, k_s, k_row
   return state
 
 
-@functools.partial(jax.jit, static_argnames=_STATIC, donate_argnums=(0, 1, 2))
-def _self_feed(run_v, run_i, run_out, t, i0, j0, n, *, k_s, k_row, k_col):
-  """A tile computed elsewhere (the host BLAS on CPU), fed to both sides.
-
-  Also returns a scalar computed from the final state, so it exists only after every
-  read of t: once it is ready the host may reuse t's buffer.
-  """
-  state = _self_offers(run_v, run_i, run_out, t, i0, j0, n, k_s, k_row, k_col)
-  return state + (state[2][0],)
-
-
 def _update(run_v, run_i, run_out, new_v, new_i, valid, covered, start, size, k_s, whole):
   """Merges one tile's offers for rows [start, start+size) into the running state.
 
@@ -204,12 +189,6 @@ def _query_row(run_v, run_i, run_out, q, q_ids, db, panels, n, *, w: int, k_s: i
     return _query_offers(*state, t, q_ids, j0, n, k_s)
 
   return jax.lax.fori_loop(0, panels, panel, (run_v, run_i, run_out))
-
-
-@functools.partial(jax.jit, static_argnames=("k_s",), donate_argnums=(0, 1, 2))
-def _query_feed(run_v, run_i, run_out, t, q_ids, j0, n, *, k_s: int):
-  state = _query_offers(run_v, run_i, run_out, t, q_ids, j0, n, k_s)
-  return state + (state[2][0],)  # ready only after every read of t (see _self_feed)
 
 
 def _offer(k_s: int, k: int, tile_rows: int, n: int) -> int:

@@ -12,6 +12,7 @@ import pytest
 from cave_jax import errors
 from cave_jax.knn import exact_knn, exact_knn_query
 from cave_jax.knn import geometry
+from cave_jax.knn import host_select
 from cave_jax.knn import shortlists
 from cave_jax.knn import tiles
 from tests.knn.test_exact import DATA, brute_force
@@ -57,15 +58,15 @@ def test_default_geometry_device_tiles_equal_the_brute_force():
   np.testing.assert_array_equal(_bits(got.scores), _bits(exact_knn(x, 10).scores))
 
 
-def _count_calls(monkeypatch, name):
+def _count_calls(monkeypatch, name, module=tiles):
   calls = []
-  real = getattr(tiles, name)
+  real = getattr(module, name)
 
   def spy(*args, **kwargs):
     calls.append(kwargs)
     return real(*args, **kwargs)
 
-  monkeypatch.setattr(tiles, name, spy)
+  monkeypatch.setattr(module, name, spy)
   return calls
 
 
@@ -80,7 +81,7 @@ def test_a_block_row_of_device_tiles_is_one_dispatch(small_tiles, monkeypatch):
   compiled = tiles._self_row
   compiled.clear_cache()
   rows = _count_calls(monkeypatch, "_self_row")
-  feeds = _count_calls(monkeypatch, "_self_feed")
+  feeds = _count_calls(monkeypatch, "self_tile", host_select)
   got = exact_knn(x, 5, tile_backend="device")
   np.testing.assert_array_equal(got.indices, want_i)
   assert len(rows) == 16 and not feeds  # one dispatch per block row, 40 tiles in all
@@ -90,7 +91,7 @@ def test_a_block_row_of_device_tiles_is_one_dispatch(small_tiles, monkeypatch):
   rows.clear()
   got = exact_knn(x, 5, tile_backend="host")
   np.testing.assert_array_equal(got.indices, want_i)
-  assert not rows and len(feeds) == 40  # the host path: one selection per tile
+  assert not rows and len(feeds) == 40  # the host path: one heap scan per tile
 
 
 def _primitives(jaxpr, counts=None, inside=False):
