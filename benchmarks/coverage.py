@@ -80,6 +80,10 @@ def parse_args(argv=None):
   parser.add_argument("--jobs", type=int, default=2,
                       help="worker processes, one rep at a time each (default 2)")
   parser.add_argument("--confidence", type=float, default=0.95)
+  parser.add_argument("--jackknife", type=int, default=None,
+                      help="many-to-many and ImageNet: delete-a-group jackknife with this "
+                           "many groups instead of the runs' default replicate scheme "
+                           "(0: halves and quarters)")
   args = parser.parse_args(argv)
   if args.reps is None:
     args.reps = 40 if args.quick else 200
@@ -95,9 +99,10 @@ def parse_args(argv=None):
 def plans(args):
   pool = args.pool or (2048 if args.quick else 4096)
   scale = protocols.ScalePlan(pool=pool, min_n=pool // 16, queries=pool // 16)
+  scheme = {} if args.jackknife is None else {"jackknife": args.jackknife}
   return {"scale": (protocols.scale_rep, scale),
-          "groups": (protocols.group_rep, protocols.GroupPlan()),
-          "classes": (protocols.class_rep, protocols.ClassPlan())}
+          "groups": (protocols.group_rep, protocols.GroupPlan(**scheme)),
+          "classes": (protocols.class_rep, protocols.ClassPlan(**scheme))}
 
 
 def _one_rep(task):

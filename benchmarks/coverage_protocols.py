@@ -26,6 +26,7 @@ from cave_jax.knn import ties as knn_ties
 from cave_jax.metrics import group_metrics
 from cave_jax.metrics import intervals
 from cave_jax.metrics import knn_metrics
+from cave_jax.metrics import replicated
 from cave_jax.metrics import sweep_intervals
 from cave_jax.runs import decomposition_scores
 from cave_jax.runs import many_to_many_scores
@@ -60,6 +61,7 @@ class GroupPlan:
   hits: tuple = HITS
   draws: int = 3
   parts: tuple = (2, 4)
+  jackknife: int = replicated.JACKKNIFE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +72,7 @@ class ClassPlan:
   ks: tuple = (1, 10)
   draws: int = 3
   parts: tuple = (2, 4)
+  jackknife: int = replicated.JACKKNIFE
   n_perm: int = 20  # within-class shuffles of "beyond class" (whole draws and splits)
 
 
@@ -294,7 +297,8 @@ def group_rep(spec, plan: GroupPlan, stream: int, searcher: Searcher,
       draws.append(_GroupDraw(pairs, one, searcher, plan.k + group - 1, plan.k))
     full = [many_to_many_scores.values(d.full, (plan.k,), plan.hits) for d in draws]
     reps = many_to_many_scores.replicate(draws, full, (plan.k,), plan.hits,
-                                         seed=[stream, s], parts=plan.parts)
+                                         seed=[stream, s], parts=plan.parts,
+                                         jackknife=plan.jackknife)
     design = {"items": items, "images_per_item": m, "captions_per_item": c}
     for key in full[0]:
       iv = many_to_many_scores.item_interval(reps[key], key, design, confidence)
@@ -352,7 +356,8 @@ def class_rep(spec, plan: ClassPlan, stream: int, searcher: Searcher,
     nulls = decomposition_scores.within_class_nulls(draws, full, plan.ks, plan.n_perm,
                                                     seed=stream)
     reps = decomposition_scores.replicate(draws, full, plan.ks, nulls, n_perm=plan.n_perm,
-                                          seed=[stream, m], parts=plan.parts)
+                                          seed=[stream, m], parts=plan.parts,
+                                          jackknife=plan.jackknife)
     where = f"{plan.classes}x{m}"
     for key, rep in reps.items():
       if len(key) == 2:

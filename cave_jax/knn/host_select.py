@@ -155,10 +155,16 @@ def query_tile(t, rows, j0, n, q_ids, vals, ids):
     _scan_row(t[i], i, j0, w_real, q_ids[i], vals, ids)
 
 
-def sorted_lists(vals: np.ndarray, ids: np.ndarray):
+def sorted_lists(vals: np.ndarray, ids: np.ndarray, rows: int = 1 << 16):
   """(shortlist int32, tile_scores float32 sorted descending, thresholds float32) of the
   heaps, as ``shortlists.self_shortlists`` returns them; a heap's smallest value is its
-  threshold (-inf while it is not full: nothing was left out)."""
-  order = np.argsort(-vals, axis=1, kind="stable")
-  return (np.take_along_axis(ids, order, axis=1), np.take_along_axis(vals, order, axis=1),
-          vals[:, 0].copy())
+  threshold (-inf while it is not full: nothing was left out). Sorted in chunks of
+  ``rows`` rows, so the temporaries beyond the outputs stay small at 1M rows."""
+  shortlist = np.empty(ids.shape, np.int32)
+  tile_scores = np.empty(vals.shape, np.float32)
+  for start in range(0, vals.shape[0], rows):
+    part = slice(start, start + rows)
+    order = np.argsort(-vals[part], axis=1, kind="stable")
+    shortlist[part] = np.take_along_axis(ids[part], order, axis=1)
+    tile_scores[part] = np.take_along_axis(vals[part], order, axis=1)
+  return shortlist, tile_scores, vals[:, 0].copy()

@@ -38,6 +38,14 @@ from cave_jax.metrics import ties
 
 MEASURES = ("class_hit_a", "class_hit_b", "both_correct", "item_agreement",
             "label_agreement")
+# Zero by construction with one image per class: no other row shares a row's label.
+NEED_A_CLASSMATE = ("class_hit_a", "class_hit_b", "both_correct")
+
+
+def zero_by_construction(measure: str, images_per_class: int) -> bool:
+  """Whether ``measure`` is 0 on every gallery of ``images_per_class`` images per class
+  (a structural zero, not a sampling outcome: its interval is the point 0)."""
+  return images_per_class == 1 and measure in NEED_A_CLASSMATE
 
 
 def class_hit_values(nn, labels) -> np.ndarray:

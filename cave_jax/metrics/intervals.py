@@ -218,6 +218,30 @@ def design_effect(groups: Iterable) -> DesignEffect:
   return DesignEffect(value=weighted / total_df, df=total_df, groups=tuple(summary))
 
 
+def jackknife_group(label: str, leave_out_scores, naive_variance: float):
+  """A delete-a-group jackknife as a replicate group for ``design_effect``.
+
+  Args:
+    label: the group's label.
+    leave_out_scores: float [G], the score with each of G disjoint unit groups left out
+      (lists recomputed on the rest).
+    naive_variance: the whole sample's ``naive_variance``.
+
+  Returns:
+    (label, scores, naive variances) whose ratio var(scores, ddof=1) / mean(naive) is
+    the jackknife variance (G - 1) / G * sum (theta_g - mean)^2 over the naive variance,
+    with G - 1 degrees of freedom: the leave-out scores spread about their mean by
+    (G - 1) / sqrt(G), the form ``design_effect`` pools with the other groups.
+  """
+  theta = np.asarray(leave_out_scores, np.float64).ravel()
+  g = theta.size
+  if g < 2:
+    raise errors.InvalidArgumentError(f"a jackknife needs >= 2 groups, got {g}")
+  centre = theta.mean()
+  scaled = centre + (theta - centre) * (g - 1) / math.sqrt(g)
+  return label, scaled, np.full(g, float(naive_variance))
+
+
 def split_units(units, parts: int, rng: np.random.Generator) -> list[np.ndarray]:
   """A random partition of a sample's units into ``parts`` equal disjoint subsets.
 
@@ -283,7 +307,7 @@ def split_groups(statistic: Callable[[np.ndarray], dict], units, *, parts: Seque
 
 def mean_interval(scores, naive_variances, deff: DesignEffect, *, overlap: float = 0.0,
                   confidence: float = 0.95, method: str, estimand: str,
-                  unit_range: bool = False) -> Interval:
+                  unit_range: bool = False, boundary_units: float | None = None) -> Interval:
   """estimate +- t * SE for the mean of D replicate scores of one size.
 
   Args:
@@ -297,11 +321,16 @@ def mean_interval(scores, naive_variances, deff: DesignEffect, *, overlap: float
       as one).
     confidence, method, estimand: as reported in the Interval.
     unit_range: the per-row values lie in [0, 1] (``make_interval``: Wilson form).
+    boundary_units: with unit_range, the independent units behind the D replicates
+      together (e.g. D x items). When every row of every replicate scored 0 (or 1),
+      that is a sampling outcome: the interval is Wilson's at that many units,
+      [0, q^2 / (n + q^2)] (``make_interval``). None: the constant is structural (the
+      score cannot take another value), and the interval is the point.
 
   Returns:
     Interval with SE^2 = deff * mean(naive) * (1/D + (1 - 1/D) * overlap) and a t
-    quantile with deff.df degrees of freedom (``make_interval``); [score, score] when
-    every replicate's rows all have one value (a constant score has no sampling error).
+    quantile with deff.df degrees of freedom (``make_interval``); for a score constant
+    over every row of every replicate, the boundary interval above or the point.
   """
   scores = np.asarray(scores, np.float64).ravel()
   naive = np.asarray(naive_variances, np.float64).ravel()
@@ -315,6 +344,9 @@ def mean_interval(scores, naive_variances, deff: DesignEffect, *, overlap: float
   d = scores.size
   if np.all(naive == 0) and np.ptp(scores) == 0:
     estimate = float(scores[0])
+    if unit_range and boundary_units and estimate in (0.0, 1.0):
+      return make_interval(estimate, 0.0, math.inf, confidence, method, estimand,
+                           unit_range=True, boundary_units=boundary_units)
     return Interval(estimate=estimate, low=estimate, high=estimate,
                     method="exact: every row has the same value in every replicate",
                     estimand=estimand, se=0.0, df=math.inf, confidence=float(confidence))
@@ -372,7 +404,7 @@ def make_interval(estimate: float, se: float, df: float, confidence: float, meth
 
 def group_interval(draw_scores, draw_naive_variances, deff: DesignEffect, *, hit: str,
                    items: int, images_per_item: int, captions_per_item: int,
-                   confidence: float = 0.95) -> Interval:
+                   confidence: float = 0.95, boundary_units: float | None = None) -> Interval:
   """Many-to-many: interval of a hit score (``group_metrics``) over D independent draws.
 
   Estimand: the expected score of a sample of ``items`` items drawn from the world
@@ -392,12 +424,13 @@ def group_interval(draw_scores, draw_naive_variances, deff: DesignEffect, *, hit
       method=(f"t interval: item-level variance x {deff.describe()} from independent "
               f"draws and item splits with recomputed lists; {d} draw(s)"),
       estimand=(f"E[{hit} score] of {items} random items x {images_per_item} image(s) x "
-                f"{captions_per_item} caption(s)"), unit_range=True)
+                f"{captions_per_item} caption(s)"), unit_range=True,
+      boundary_units=boundary_units)
 
 
 def class_interval(draw_scores, draw_naive_variances, deff: DesignEffect, *, measure: str,
                    classes: int, images_per_class: int,
-                   confidence: float = 0.95) -> Interval:
+                   confidence: float = 0.95, boundary_units: float | None = None) -> Interval:
   """Class decomposition: interval of one measure (``class_metrics``) over D draws.
 
   Estimand: the expected measure of a gallery of ``classes`` classes drawn uniformly
@@ -419,4 +452,4 @@ def class_interval(draw_scores, draw_naive_variances, deff: DesignEffect, *, mea
       method=(f"t interval: class-level variance x {deff.describe()} from independent "
               f"draws and class splits with recomputed lists; {d} draw(s)"),
       estimand=(f"E[{measure}] of {classes} random classes x {images_per_class} random "
-                f"image(s) per class"), unit_range=True)
+                f"image(s) per class"), unit_range=True, boundary_units=boundary_units)

@@ -31,9 +31,11 @@ from typing import Callable, Hashable, Sequence
 import numpy as np
 
 from cave_jax import errors
+from cave_jax.metrics import class_metrics
 from cave_jax.metrics import intervals
 
 PARTS = (2, 4)
+JACKKNIFE = 0  # groups of the delete-a-group jackknife (0: splits into PARTS instead)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,9 +92,9 @@ class Replicates:
       return intervals.group_interval(
           self.scores, self.naive, self.deff, hit=hit, items=items,
           images_per_item=images_per_item, captions_per_item=captions_per_item,
-          confidence=confidence)
+          confidence=confidence, boundary_units=self._effective_units(items))
     return self._overlapping(
-        "item", confidence, unit_range=True,
+        "item", confidence, unit_range=True, units=items,
         estimand=(f"E[{hit} score] of {items} random items x {images_per_item} image(s) "
                   f"x {captions_per_item} caption(s)"))
 
@@ -102,12 +104,15 @@ class Replicates:
     same interval with the overlap in its standard error)."""
     if self.deff is None:
       return self._undefined()
+    units = None if class_metrics.zero_by_construction(measure, images_per_class) else classes
     if self.overlap == 0.0:
       return intervals.class_interval(
           self.scores, self.naive, self.deff, measure=measure, classes=classes,
-          images_per_class=images_per_class, confidence=confidence)
+          images_per_class=images_per_class, confidence=confidence,
+          boundary_units=units and self._effective_units(units))
     return self._overlapping(
         "class", confidence, unit_range=True,
+        units=units,
         estimand=(f"E[{measure}] of {classes} random classes x {images_per_class} "
                   f"random image(s) per class"))
 
@@ -125,7 +130,11 @@ class Replicates:
                   f"{images_per_class} random image(s) per class"))
 
   def _overlapping(self, unit: str, confidence: float, *, unit_range: bool, estimand: str,
-                   what: str = "") -> intervals.Interval:
+                   what: str = "", units: int | None = None) -> intervals.Interval:
+    """``intervals.mean_interval`` of these replicates; units: the units of one draw
+    (items, classes) when a score constant at 0 or 1 is a sampling outcome (its interval
+    is then Wilson's at the draws' units together, less the overlap), None when such a
+    constant is structural."""
     shared = (f"; the draws share {100 * self.overlap:.0f}% of their rows (one finite "
               f"pool): the standard error and the draws' design effect allow for that "
               f"overlap" if self.overlap > 0 else "")
@@ -137,13 +146,20 @@ class Replicates:
         method=(f"t interval: {unit}-level variance{what} x {self.deff.describe()} from "
                 f"{draws}{source} with recomputed lists; {self.scores.size} draw(s)"
                 f"{shared}"),
-        estimand=estimand, unit_range=unit_range)
+        estimand=estimand, unit_range=unit_range,
+        boundary_units=None if units is None else self._effective_units(units))
+
+  def _effective_units(self, units: int) -> float:
+    """Independent units behind the draws together: D draws of ``units`` units that
+    share a fraction ``overlap`` of them count as D / (1 + (D - 1) overlap) draws."""
+    d = self.scores.size
+    return units * d / (1.0 + (d - 1) * self.overlap)
 
 
 def replicate(samples: Sequence[Sample], *, k_of: Callable[[Hashable], int], seed,
               parts: Sequence[int] = PARTS,
               unit_level: Callable[[Hashable], bool] = lambda name: False,
-              overlap: float = 0.0) -> dict:
+              overlap: float = 0.0, jackknife: int = 0) -> dict:
   """Scores every draw and its splits; pools the design effect of every measure.
 
   Args:
@@ -157,6 +173,12 @@ def replicate(samples: Sequence[Sample], *, k_of: Callable[[Hashable], int], see
       leave out such measures (too few units to search); they are then not lent for.
     overlap: expected share of a draw's rows another draw holds too (draws of one
       finite pool, e.g. real features); 0 for fresh draws.
+    jackknife: G > 0 replaces the splits by a delete-a-group jackknife of each draw:
+      its units in G random groups, the draw scored G times with one group left out
+      (lists recomputed on the rest), variance (G - 1) / G * sum (theta_g - mean)^2
+      with G - 1 degrees of freedom (``intervals.jackknife_group``). The leave-outs
+      are (G - 1) / G of the draw, so the design effect is measured near the draw's
+      own size rather than at halves and quarters.
 
   The draws are a replicate group when D >= 2 and overlap < 1. Draws that share a
   share rho of their rows vary less than fresh samples: their sample variance estimates
@@ -196,6 +218,10 @@ def replicate(samples: Sequence[Sample], *, k_of: Callable[[Hashable], int], see
     full.append(found)
     n_units = np.unique(units).size
     rng = np.random.default_rng([*seed, d])
+    if jackknife:
+      _jackknife_draw(sample, units, weights, found, jackknife, rng, k_of, unit_level,
+                      split_groups, d)
+      continue
     for p in parts:
       per = n_units // p
       fallback = not independent and p == min(parts) and per >= 2
@@ -242,6 +268,29 @@ def replicate(samples: Sequence[Sample], *, k_of: Callable[[Hashable], int], see
       continue
     out[name] = Replicates(scores=scores, naive=naive, deff=deff, overlap=float(overlap))
   return out
+
+
+def _jackknife_draw(sample, units, weights, found, groups, rng, k_of, unit_level, out, d):
+  """Adds draw d's delete-a-group jackknife group of every measure to ``out``."""
+  distinct = np.unique(units)
+  if distinct.size < max(groups, 2):
+    return  # too few units: this draw lends nothing (the draws group may still)
+  group_of = np.empty(distinct.size, np.int64)
+  group_of[rng.permutation(distinct.size)] = np.arange(distinct.size) % groups
+  row_group = group_of[np.searchsorted(distinct, units)]
+  kept = [np.flatnonzero(row_group != g) for g in range(groups)]
+  rows = int(min(weights[k].sum() for k in kept))
+  per = distinct.size - int(np.bincount(group_of).max())
+  lend = [name for name in found
+          if intervals.can_borrow(per if unit_level(name) else rows, k_of(name), per)]
+  if not lend:
+    return
+  values = [sample.statistic(k, lend) for k in kept]
+  for name in lend:
+    if all(name in v for v in values):
+      out.setdefault(name, []).append(intervals.jackknife_group(
+          f"draw {d} jackknife ({groups} groups)", [v[name][0] for v in values],
+          found[name][1]))
 
 
 def unit_score(values, units) -> tuple[float, float]:

@@ -125,7 +125,7 @@ def within_class_nulls(draws, full, ks, n_perm: int, seed: int) -> dict:
 
 
 def replicate(draws, full, ks, within: dict, *, n_perm: int, seed, overlap: float = 0.0,
-              parts=replicated.PARTS) -> dict:
+              parts=replicated.PARTS, jackknife: int = replicated.JACKKNIFE) -> dict:
   """{(k, measure) and (k, "beyond", measure): replicated.Replicates} over the draws.
 
   draws: Gallery-like objects (``labels`` int [N], ``full`` sets, ``sets(rows)``);
@@ -136,4 +136,4 @@ def replicate(draws, full, ks, within: dict, *, n_perm: int, seed, overlap: floa
       _statistic(g, ks, f, {key: means[d] for key, (_, means) in within.items()}, n_perm,
                  seed=[*seed, 13, d]), g.labels) for d, (g, f) in enumerate(zip(draws, full))]
   return replicated.replicate(samples, k_of=lambda key: key[0], seed=[*seed, 17],
-                              overlap=overlap, parts=parts)
+                              overlap=overlap, parts=parts, jackknife=jackknife)

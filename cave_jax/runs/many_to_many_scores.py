@@ -226,7 +226,7 @@ def score_setting(draws: list[Draw], ks, hits, settings, *, design: dict,
 
 
 def replicate(draws, full, ks, hits, *, seed, overlap: float = 0.0,
-              parts=replicated.PARTS) -> dict:
+              parts=replicated.PARTS, jackknife: int = replicated.JACKKNIFE) -> dict:
   """{(evaluation, k, hit): replicated.Replicates}: the item-level recipe over the draws.
 
   draws: Draw-like objects (``items``, ``groups``, ``full`` DrawSets, ``sets(items)``);
@@ -236,7 +236,7 @@ def replicate(draws, full, ks, hits, *, seed, overlap: float = 0.0,
   samples = [replicated.Sample(statistic(d, ks, hits, f), np.arange(d.items),
                                weights=np.bincount(d.groups, minlength=d.items))
              for d, f in zip(draws, full)]
-  return replicated.replicate(samples, k_of=lambda key: key[1], seed=seed, parts=parts,
+  return replicated.replicate(samples, k_of=lambda key: key[1], seed=seed, parts=parts, jackknife=jackknife,
                               unit_level=lambda key: key[0] != "rows", overlap=overlap)
 
 

@@ -145,3 +145,56 @@ def test_the_recipe_covers_a_clustered_mean_its_naive_variance_ignores():
     naive_covered += abs(found.estimate - 2 / 7) <= half
   assert abs(covered / reps - 0.95) <= 3.5 * np.sqrt(0.95 * 0.05 / reps)
   assert naive_covered / reps < 0.8  # the row-level variance alone does not cover
+
+
+def test_the_jackknife_groups_measure_the_spread_of_leave_one_group_out_scores():
+  draws = [_draw(s) for s in range(3)]
+  calls = []
+  found = replicated.replicate([_sample(v, u, calls) for v, u in draws],
+                               k_of=lambda key: key[1], seed=[7], jackknife=8)
+  assert calls.count(1200) == 3 and calls.count(1200 - 5 * 30) == 3 * 8  # 40 units: 5 a group
+  v, u = draws[0]
+  rng = np.random.default_rng([7, 0])
+  group_of = np.empty(40, np.int64)
+  group_of[rng.permutation(40)] = np.arange(40) % 8
+  theta = np.array([v[group_of[u] != g].mean() for g in range(8)])
+  jack = 7 / 8 * ((theta - theta.mean()) ** 2).sum()
+  label, ratio, df = found[("x", 10)].deff.groups[1]
+  assert label == "draw 0 jackknife (8 groups)" and df == 7
+  assert ratio == pytest.approx(jack / intervals.naive_variance(v.astype(float), u), rel=1e-9)
+  assert found[("x", 10)].deff.df == 2 + 3 * 7
+
+
+def test_the_jackknife_recipe_covers_a_clustered_mean():
+  """As the split recipe above: clustered rows whose statistic ignores the clusters."""
+  rng = np.random.default_rng(12)
+  reps, covered = 300, 0
+  for _ in range(reps):
+    samples = []
+    for _ in range(3):
+      units = np.repeat(np.arange(60), 10)
+      values = (rng.random(600) < rng.beta(1, 2.5, 60)[units]).astype(np.float64)
+
+      def statistic(rows, names, values=values):
+        return {("mean", 1): replicated.unit_score(values[rows], None)}
+      samples.append(replicated.Sample(statistic, units))
+    rep = replicated.replicate(samples, k_of=lambda key: 1, jackknife=10,
+                               seed=[int(rng.integers(1 << 30))])
+    found = rep[("mean", 1)].class_interval(measure="mean", classes=60, images_per_class=10)
+    covered += found.low <= 2 / 7 <= found.high
+  assert abs(covered / reps - 0.95) <= 3.5 * np.sqrt(0.95 * 0.05 / reps)
+
+
+def test_a_score_zero_in_every_row_is_a_sampling_zero_unless_zero_by_construction():
+  units = np.repeat(np.arange(40), 3)
+  samples = [_sample(np.zeros(120), units) for _ in range(3)]
+  found = replicated.replicate(samples, k_of=lambda key: key[1], seed=[1])
+  q = 1.959963984540054
+  for measure, m, want_high in (("class_hit_a", 3, q * q / (120 + q * q)),
+                                ("class_hit_a", 1, 0.0), ("item_agreement", 1, q * q / (120 + q * q))):
+    got = found[("x", 10)].class_interval(measure=measure, classes=40, images_per_class=m)
+    assert got.estimate == got.low == 0.0 and got.high == pytest.approx(want_high, rel=1e-9)
+  got = found[("x", 10)].group_interval(hit="flat", items=40, images_per_item=3,
+                                        captions_per_item=1)
+  assert got.high == pytest.approx(q * q / (120 + q * q), rel=1e-9)
+  assert "Wilson score interval at 120 effective units" in got.method
