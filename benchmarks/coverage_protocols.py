@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
+import types
 
 import numpy as np
 
@@ -62,6 +63,7 @@ class GroupPlan:
   draws: int = 3
   parts: tuple = (2, 4)
   jackknife: int = replicated.JACKKNIFE
+  n_perm: int = 20  # item shuffles of the null and the ceiling's null (normalised score)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,17 +261,19 @@ class _GroupDraw:
     self.items, self.width, self.k = int(self.groups.max()) + 1, width, k
     item_a = group_metrics.group_means(pairs.a, self.groups)
     item_b = group_metrics.group_means(pairs.b, self.groups)
-    self.sides = [searcher.side(x) for x in (pairs.a, pairs.b, item_a, item_b, one.a, one.b)]
-    self.full = self.sets(np.arange(self.items))
+    self.sides = [searcher.side(x) for x in (pairs.a, pairs.b, item_a, item_b, one.a, one.b,
+                                             item_a[self.groups])]
+    self.full = self.sets(np.arange(self.items), ceiling=True)
 
   def sets(self, items, *, ceiling: bool = False, points: bool = True):
     rows = np.flatnonzero(np.isin(self.groups, items))
     groups = np.searchsorted(items, self.groups[rows]).astype(np.int64)
     width = min(self.width, rows.size - 1)
-    a, b, item_a, item_b, one_a, one_b = self.sides
+    a, b, item_a, item_b, one_a, one_b, top = self.sides
     enough = points and items.size > self.k
     return many_to_many_scores.DrawSets(
-        groups=groups, rows=(a.sets(rows, width), b.sets(rows, width)), ceiling=None,
+        groups=groups, rows=(a.sets(rows, width), b.sets(rows, width)),
+        ceiling=top.sets(rows, width) if ceiling else None,
         items=(item_a.sets(items, self.k), item_b.sets(items, self.k)) if enough else None,
         one_to_one=(one_a.sets(items, self.k), one_b.sets(items, self.k)) if enough else None)
 
@@ -296,15 +300,25 @@ def group_rep(spec, plan: GroupPlan, stream: int, searcher: Searcher,
       one = scenes.grouped_pairs(spec, items, 1, 1, stream=draw_stream)  # same scenes
       draws.append(_GroupDraw(pairs, one, searcher, plan.k + group - 1, plan.k))
     full = [many_to_many_scores.values(d.full, (plan.k,), plan.hits) for d in draws]
-    reps = many_to_many_scores.replicate(draws, full, (plan.k,), plan.hits,
-                                         seed=[stream, s], parts=plan.parts,
-                                         jackknife=plan.jackknife)
     design = {"items": items, "images_per_item": m, "captions_per_item": c}
-    for key in full[0]:
-      iv = many_to_many_scores.item_interval(reps[key], key, design, confidence)
-      row_naive = np.mean([intervals.naive_variance(f[key]) for f in full]) / len(full)
+    settings = types.SimpleNamespace(n_perm=plan.n_perm, n_boot=None, seed=stream,
+                                     confidence=confidence)
+    found = many_to_many_scores.score_setting(  # the run's own rows, normalised included
+        draws, (plan.k,), plan.hits, settings, design=design, seed=[s], parts=plan.parts,
+        jackknife=plan.jackknife)
+    for row in found:
+      key = (row["evaluation"], row["k"], row["hit"])
+      naive = np.mean([intervals.naive_variance(f[key]) for f in full]) / len(full)
+      low, high = _z_interval(row["score"], naive, confidence)
       name = labels.get(key[0], key[2])
-      out[("many-to-many", f"{m}x{c}", plan.k, name)] = _pack(iv, row_naive, confidence)
+      out[("many-to-many", f"{m}x{c}", plan.k, name)] = (
+          row["score"], row["ci_low"], row["ci_high"], low, high)
+      if row["normalised"] is not None and row["normalised_ci_low"] is not None:
+        to_norm = lambda x, row=row: ((x - row["null_mean"])
+                                      / (row["ceiling"] - row["ceiling_null"]))
+        out[("normalised", f"{m}x{c}", plan.k, name)] = (
+            row["normalised"], row["normalised_ci_low"], row["normalised_ci_high"],
+            *sorted((to_norm(low), to_norm(high))))
   return out
 
 

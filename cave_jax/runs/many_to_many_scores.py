@@ -187,17 +187,20 @@ def statistic(draw: Draw, ks, hits, full_values: dict):
 
 
 def score_setting(draws: list[Draw], ks, hits, settings, *, design: dict,
-                  seed=(), overlap: float = 0.0) -> list[dict]:
+                  seed=(), overlap: float = 0.0, jackknife: int = replicated.JACKKNIFE,
+                  parts=replicated.PARTS) -> list[dict]:
   """[{"evaluation", "hit", "k", "n", **stat_row}] of every evaluation and k (module
   docstring) over ``draws``: the hits of ``hits`` for "rows", "flat" for the others.
 
   design: {"items", "images_per_item", "captions_per_item"} for the estimands; the
   one-to-one evaluation has one image and one caption per item. seed: the item splits'
   seed (with settings.seed). overlap: share of items two draws have in common (0 for
-  fresh draws; draws of one store overlap, ``replicated.replicate``).
+  fresh draws; draws of one store overlap, ``replicated.replicate``). jackknife, parts:
+  the replicate scheme (``replicated.replicate``).
   """
   full = [values(d.full, ks, hits) for d in draws]
-  reps = replicate(draws, full, ks, hits, seed=[settings.seed, *seed], overlap=overlap)
+  reps = replicate(draws, full, ks, hits, seed=[settings.seed, *seed], overlap=overlap,
+                   jackknife=jackknife, parts=parts)
   interval = lambda key: item_interval(reps[key], key, design, settings.confidence)
   out = []
   for k in ks:
