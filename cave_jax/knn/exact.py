@@ -37,6 +37,7 @@ from cave_jax import parallel
 from cave_jax import validation
 from cave_jax.knn import checkpoint
 from cave_jax.knn import geometry as geo
+from cave_jax.knn import host_select
 from cave_jax.knn import rescore
 from cave_jax.knn import sharded
 from cave_jax.knn import shortlists as blocked
@@ -218,15 +219,17 @@ def exact_knn(x, k: int, *, block_size: int | None = None, mesh=None,
   order = np.random.default_rng(0).permutation(n)
   search = functools.partial(blocked.self_shortlists, n=n, k_s=k_s, k=k, geometry=geometry,
                              host=host, on_step=on_step)
+  # Host tiles compute their unit rows when a tile needs them (no float32 copy of x).
+  unit_rows = host_select.UnitRows if host else rescore.unit_rows_float32
   if checkpoint_dir is None:
-    x_unit = rescore.unit_rows_float32(x, order=order, rows=geo.padded_rows(n, geometry))
+    x_unit = unit_rows(x, order=order, rows=geo.padded_rows(n, geometry))
     lists = search(x_unit)
   else:
     fingerprint = dict(schedule="tiles", n=n, d=d, k=k, k_s=k_s, block=geometry.block,
                        panel=geometry.panel, units=len(blocked.row_units(n, geometry)),
                        precision=precision, data=_digest(x))
     with checkpoint.RingCheckpoint(checkpoint_dir, fingerprint) as saver:
-      x_unit = rescore.unit_rows_float32(x, order=order, rows=geo.padded_rows(n, geometry))
+      x_unit = unit_rows(x, order=order, rows=geo.padded_rows(n, geometry))
       lists = search(x_unit, checkpoint=saver)
   shortlist, tile_scores, thresholds = _in_row_order(list(lists), order)
   del lists

@@ -23,8 +23,12 @@ scores are the same either way.
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
+
+from cave_jax import validation
 
 _JIT = dict(nogil=True, cache=True)
 
@@ -168,3 +172,61 @@ def sorted_lists(vals: np.ndarray, ids: np.ndarray, rows: int = 1 << 16):
     shortlist[part] = np.take_along_axis(ids[part], order, axis=1)
     tile_scores[part] = np.take_along_axis(vals[part], order, axis=1)
   return shortlist, tile_scores, vals[:, 0].copy()
+
+
+@numba.njit(parallel=True, **_JIT)
+def _gather_unit(x, idx, exponents, norms, out):
+  for r in numba.prange(idx.shape[0]):
+    i = idx[r]
+    scale = math.ldexp(1.0, -exponents[i])
+    for c in range(x.shape[1]):
+      out[r, c] = np.float32((np.float64(x[i, c]) * scale) / norms[i])
+
+
+class UnitRows:
+  """``rescore.unit_rows_float32(x, order=order, rows=rows)`` without the [rows, D]
+  array: any rows of it computed when asked for, bit for bit the same.
+
+  The tiles path reads a block of rows per block row and a panel per tile; holding only
+  x itself (which the float64 rescoring needs anyway), per-row exponents and norms
+  (12 bytes a row) saves the float32 copy of the data (1 GB at 1M x 256). Each entry is
+  float32(x_a 2^-e / |x 2^-e|) with the norm summed by numpy once per row, as
+  ``unit_rows_float32`` does: power-of-two scaling is exact and the division and the
+  rounding to float32 are single IEEE operations, so the bits agree.
+  """
+
+  def __init__(self, x: np.ndarray, order: np.ndarray, rows: int, chunk_rows: int = 16384):
+    self._x = x
+    self._order = np.asarray(order, np.int64)
+    n, d = x.shape
+    self.shape = (rows, d)
+    self.dtype = np.dtype(np.float32)
+    self._exponents = validation.row_exponents(x, chunk_rows)
+    self._norms = np.empty(n)
+    for start in range(0, n, chunk_rows):
+      part = slice(start, start + chunk_rows)
+      x64 = validation.scaled_rows(x[part], self._exponents[part])
+      self._norms[part] = np.sqrt((x64 * x64).sum(-1))
+
+  def __getitem__(self, key) -> np.ndarray:
+    """Rows ``key`` (a slice with step 1, or int positions) as float32 [m, D]; rows at
+    positions >= N are the zero padding."""
+    n = self._order.size
+    if isinstance(key, slice):
+      start, stop, step = key.indices(self.shape[0])
+      if step != 1:
+        raise ValueError("UnitRows takes slices with step 1")
+      positions = np.arange(start, max(start, stop))
+    else:
+      positions = np.asarray(key, np.int64)
+    out = np.zeros((positions.size, self.shape[1]), np.float32)
+    real = positions < n
+    idx = self._order[positions[real]]
+    if self._x.dtype in (np.float32, np.float64):
+      part = np.empty((idx.size, self.shape[1]), np.float32)
+      _gather_unit(self._x, idx, self._exponents, self._norms, part)
+    else:
+      x64 = validation.scaled_rows(self._x[idx], self._exponents[idx])
+      part = x64 / self._norms[idx][:, None]
+    out[real] = part
+    return out

@@ -59,8 +59,11 @@ def _aligned_empty(size: int, align: int = 64) -> np.ndarray:
   return raw[start:start + size * 4].view(np.float32)
 
 
-def _pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
-  """x as float32 with at least ``rows`` rows (zeros below); no copy if it has them."""
+def _pad_rows(x, rows: int):
+  """x as float32 with at least ``rows`` rows (zeros below); no copy if it has them (a
+  ``host_select.UnitRows`` is returned as it is: its rows past N are zeros)."""
+  if isinstance(x, host_select.UnitRows) and x.shape[0] >= rows:
+    return x
   if x.shape[0] >= rows and x.dtype == np.float32 and x.flags.c_contiguous:
     return x
   out = np.zeros((rows, x.shape[1]), np.float32)
@@ -75,7 +78,8 @@ def self_shortlists(x_unit: np.ndarray, n: int, k_s: int, k: int, geometry: geo.
   Args:
     x_unit: [N, D] float32 unit rows, best in random order (see ``tiles._offer``),
       possibly followed by zero rows (``geo.padded_rows(n, geometry)`` of them in all
-      saves a copy).
+      saves a copy); with host tiles also a ``host_select.UnitRows`` (rows computed
+      when a tile needs them).
     n: the number of real rows.
     k_s: shortlist length, <= N - 1.
     k: the number of neighbours wanted (sets how much each device tile offers).
@@ -175,10 +179,11 @@ class _HostRows:
   def __call__(self, i0: int) -> None:
     g, x, n = self._geometry, self._x, self._n
     panels, tail = row_panels(i0, n, g)
+    block = x[i0:i0 + g.block]
     j0 = i0
     for width in [g.panel] * panels + ([tail] if tail else []):
       t = self._tile[:g.block * width].reshape(g.block, width)
-      np.matmul(x[i0:i0 + g.block], x[j0:j0 + width].T, out=t)
+      np.matmul(block, x[j0:j0 + width].T, out=t)
       host_select.self_tile(t, i0, j0, n, self._vals, self._ids)
       j0 += width
 

@@ -70,3 +70,19 @@ def test_query_tiles_skip_each_querys_own_row_and_the_padding():
     np.testing.assert_array_equal(shortlist[i], order[:k_s])
     assert thresholds[i] == s[i, order[k_s - 1]] >= s[i, order[k_s:]].max()
   assert np.all(vals[nq:] == -np.inf)  # padded query rows are not fed
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_unit_rows_on_demand_equal_the_whole_float32_copy_bit_for_bit(dtype):
+  from cave_jax.knn import rescore
+  rng = np.random.default_rng(4)
+  x = rng.normal(size=(700, 19)) * (10.0 ** rng.integers(-20, 20, (700, 1)) if dtype != np.float16 else 1)
+  x = x.astype(dtype)
+  order = rng.permutation(700)
+  whole = rescore.unit_rows_float32(x, order=order, rows=800)
+  rows = host_select.UnitRows(x, order, 800)
+  assert rows.shape == (800, 19)
+  np.testing.assert_array_equal(rows[0:800].view(np.uint32), whole.view(np.uint32))
+  np.testing.assert_array_equal(rows[690:760], whole[690:760])  # padding rows are zeros
+  picked = rng.integers(0, 700, 50)
+  np.testing.assert_array_equal(rows[picked], whole[picked])
