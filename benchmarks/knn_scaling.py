@@ -153,6 +153,52 @@ def _torch_seconds(n, d, k, b=8192):
   return time.perf_counter() - t0
 
 
+def profile_tile(d, k, n, repeats=5):
+  """Times the stages of one device tile of the tiles schedule (the backend's geometry)
+  in isolation, each a jitted function of its own, median of ``repeats`` after a warm-up:
+  the dot, the row and column top-k of ``knn.tiles`` and the whole offer step, with two
+  references -- ``lax.top_k`` on the whole tile rows and a bare pass over the tile."""
+  import jax
+  import jax.numpy as jnp
+  from cave_jax.knn import geometry
+  from cave_jax.knn import tiles
+  g = geometry.tile_geometry(jax.default_backend(), d, k, n)
+  b, w = g.block, g.panel
+  k_s = 2 * k + 8
+  k_row, k_col = tiles._offer(k_s, k, w, n), tiles._offer(k_s, k, b, n)
+  rng = np.random.default_rng(0)
+  q = jnp.asarray(_data(b, d, seed=1))
+  p = jnp.asarray(_data(w, d, seed=2))
+  t = jax.block_until_ready(jax.jit(tiles._tile)(q, p))
+  rows = b + w
+  state = (jnp.full((rows, k_s), -jnp.inf), jnp.zeros((rows, k_s), jnp.int32),
+           jnp.full((rows,), -jnp.inf))
+  stages = {
+      "dot (fp32 HIGHEST)": (jax.jit(tiles._tile), (q, p)),
+      f"row top-{k_row} (hierarchical)": (jax.jit(lambda t: tiles._top_k_rows(t, k_row)), (t,)),
+      f"column top-{k_col} (hierarchical)": (jax.jit(lambda t: tiles._top_k_cols(t, k_col)), (t,)),
+      f"lax.top_k rows, k={k_row}": (jax.jit(lambda t: jax.lax.top_k(t, k_row)), (t,)),
+      "one pass: row max": (jax.jit(lambda t: t.max(axis=1)), (t,)),
+      "offers of one tile (both sides, merged)": (jax.jit(
+          lambda s0, s1, s2, t: tiles._self_offers(s0, s1, s2, t, 0, b, rows, k_s, k_row, k_col)),
+          (*state, t)),
+  }
+  print(f"device tile {b} x {w}, d={d}, k={k} (k_s={k_s}, k_row={k_row}, k_col={k_col}) on "
+        f"{jax.devices()[0].device_kind}:")
+  print("| stage | ms (median) | G scores/s |")
+  print("|---|--:|--:|")
+  for name, (fn, args) in stages.items():
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+      t0 = time.perf_counter()
+      jax.block_until_ready(fn(*args))
+      times.append(time.perf_counter() - t0)
+    ms = 1e3 * float(np.median(times))
+    print(f"| {name} | {ms:.2f} | {b * w / ms / 1e6:.2f} |", flush=True)
+  del rng
+
+
 def accelerator_present() -> tuple[bool, str]:
   """(whether JAX runs on a GPU or TPU, a line naming what it runs on)."""
   import jax
@@ -226,6 +272,9 @@ def main(argv=None):
   parser.add_argument("--allow-cpu", action="store_true",
                       help="with --accelerator: run on the CPU when no GPU/TPU is present "
                       "(checks the script; the numbers are CPU numbers)")
+  parser.add_argument("--profile-tile", action="store_true",
+                      help="time the stages of one device tile (dot, row/column top-k, "
+                      "offers) on this backend")
   parser.add_argument("--child", default="", help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   if args.child:
@@ -235,10 +284,12 @@ def main(argv=None):
   print("command: python -m benchmarks.knn_scaling " + " ".join(sys.argv[1:]))
   if args.fake_devices:
     fake_devices([int(c) for c in args.fake_devices.split(",")], args.n, args.d, args.k)
+  if args.profile_tile:
+    profile_tile(args.d, args.k, args.n)
   if args.accelerator:
     accelerator(args.n, args.d, args.k, args.project_n, args.allow_cpu)
-  if not (args.fake_devices or args.accelerator):
-    parser.error("pass --fake-devices and/or --accelerator")
+  if not (args.fake_devices or args.accelerator or args.profile_tile):
+    parser.error("pass --fake-devices, --profile-tile and/or --accelerator")
 
 
 if __name__ == "__main__":
