@@ -74,7 +74,7 @@ class ClassPlan:
   ks: tuple = (1, 10)
   draws: int = 3
   parts: tuple = (2, 4)
-  jackknife: int = replicated.JACKKNIFE
+  jackknife: int = decomposition_scores.JACKKNIFE
   n_perm: int = 20  # within-class shuffles of "beyond class" (whole draws and splits)
 
 

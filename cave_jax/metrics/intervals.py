@@ -404,7 +404,8 @@ def make_interval(estimate: float, se: float, df: float, confidence: float, meth
 
 def group_interval(draw_scores, draw_naive_variances, deff: DesignEffect, *, hit: str,
                    items: int, images_per_item: int, captions_per_item: int,
-                   confidence: float = 0.95, boundary_units: float | None = None) -> Interval:
+                   confidence: float = 0.95, boundary_units: float | None = None,
+                   source: str = "item splits") -> Interval:
   """Many-to-many: interval of a hit score (``group_metrics``) over D independent draws.
 
   Estimand: the expected score of a sample of ``items`` items drawn from the world
@@ -422,7 +423,7 @@ def group_interval(draw_scores, draw_naive_variances, deff: DesignEffect, *, hit
   return mean_interval(
       draw_scores, draw_naive_variances, deff, confidence=confidence,
       method=(f"t interval: item-level variance x {deff.describe()} from independent "
-              f"draws and item splits with recomputed lists; {d} draw(s)"),
+              f"draws and {source} with recomputed lists; {d} draw(s)"),
       estimand=(f"E[{hit} score] of {items} random items x {images_per_item} image(s) x "
                 f"{captions_per_item} caption(s)"), unit_range=True,
       boundary_units=boundary_units)
@@ -430,7 +431,8 @@ def group_interval(draw_scores, draw_naive_variances, deff: DesignEffect, *, hit
 
 def class_interval(draw_scores, draw_naive_variances, deff: DesignEffect, *, measure: str,
                    classes: int, images_per_class: int,
-                   confidence: float = 0.95, boundary_units: float | None = None) -> Interval:
+                   confidence: float = 0.95, boundary_units: float | None = None,
+                   source: str = "class splits") -> Interval:
   """Class decomposition: interval of one measure (``class_metrics``) over D draws.
 
   Estimand: the expected measure of a gallery of ``classes`` classes drawn uniformly
@@ -450,6 +452,6 @@ def class_interval(draw_scores, draw_naive_variances, deff: DesignEffect, *, mea
   return mean_interval(
       draw_scores, draw_naive_variances, deff, confidence=confidence,
       method=(f"t interval: class-level variance x {deff.describe()} from independent "
-              f"draws and class splits with recomputed lists; {d} draw(s)"),
+              f"draws and {source} with recomputed lists; {d} draw(s)"),
       estimand=(f"E[{measure}] of {classes} random classes x {images_per_class} random "
                 f"image(s) per class"), unit_range=True, boundary_units=boundary_units)

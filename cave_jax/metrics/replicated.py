@@ -92,7 +92,8 @@ class Replicates:
       return intervals.group_interval(
           self.scores, self.naive, self.deff, hit=hit, items=items,
           images_per_item=images_per_item, captions_per_item=captions_per_item,
-          confidence=confidence, boundary_units=self._effective_units(items))
+          confidence=confidence, boundary_units=self._effective_units(items),
+          source=self._source("item"))
     return self._overlapping(
         "item", confidence, unit_range=True, units=items,
         estimand=(f"E[{hit} score] of {items} random items x {images_per_item} image(s) "
@@ -109,7 +110,8 @@ class Replicates:
       return intervals.class_interval(
           self.scores, self.naive, self.deff, measure=measure, classes=classes,
           images_per_class=images_per_class, confidence=confidence,
-          boundary_units=units and self._effective_units(units))
+          boundary_units=units and self._effective_units(units),
+          source=self._source("class"))
     return self._overlapping(
         "class", confidence, unit_range=True,
         units=units,
@@ -138,7 +140,7 @@ class Replicates:
     shared = (f"; the draws share {100 * self.overlap:.0f}% of their rows (one finite "
               f"pool): the standard error and the draws' design effect allow for that "
               f"overlap" if self.overlap > 0 else "")
-    source = "class splits" if unit == "class" else "item splits"
+    source = self._source(unit)
     draws = "independent draws and " if self.overlap == 0 else (
         "overlapping draws and " if self.overlap < 1 else "")
     return intervals.mean_interval(
@@ -148,6 +150,14 @@ class Replicates:
                 f"{shared}"),
         estimand=estimand, unit_range=unit_range,
         boundary_units=None if units is None else self._effective_units(units))
+
+  def _source(self, unit: str) -> str:
+    """What the within-draw replicates were: "<unit> splits" or "<unit> jackknife (G
+    groups)", from the design effect's group labels."""
+    for label, _, _ in self.deff.groups:
+      if "jackknife" in label:
+        return f"{unit} {label[label.index('jackknife'):]}"
+    return f"{unit} splits"
 
   def _effective_units(self, units: int) -> float:
     """Independent units behind the draws together: D draws of ``units`` units that
