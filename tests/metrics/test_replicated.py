@@ -123,12 +123,12 @@ def test_bad_inputs_raise():
     replicated.replicate([_sample(v, u, weights=np.ones(3))], k_of=lambda key: 1, seed=[0])
 
 
-def test_the_recipe_covers_a_clustered_mean_its_naive_variance_ignores():
-  """Rows cluster by unit (Bernoulli rows with a Beta(1, 2.5) unit rate, 10 per unit) but
-  the statistic's naive variance treats rows as independent: the design effect measured
-  on draws and unit splits must restore coverage of the population mean 2/7."""
-  rng = np.random.default_rng(11)
-  reps, covered, naive_covered = 300, 0, 0
+def _clustered_coverage(seed, reps=300, **scheme):
+  """Coverage of 2/7 by the class interval of 3 draws of clustered Bernoulli rows (a
+  Beta(1, 2.5) rate per unit, 10 rows a unit) whose statistic treats rows as independent,
+  and the coverage of that naive variance alone."""
+  rng = np.random.default_rng(seed)
+  covered, naive_covered = 0, 0
   for _ in range(reps):
     samples = []
     for _ in range(3):
@@ -138,13 +138,21 @@ def test_the_recipe_covers_a_clustered_mean_its_naive_variance_ignores():
       def statistic(rows, names, values=values):
         return {("mean", 1): replicated.unit_score(values[rows], None)}
       samples.append(replicated.Sample(statistic, units))
-    rep = replicated.replicate(samples, k_of=lambda key: 1, seed=[int(rng.integers(1 << 30))])
+    rep = replicated.replicate(samples, k_of=lambda key: 1,
+                               seed=[int(rng.integers(1 << 30))], **scheme)
     found = rep[("mean", 1)].class_interval(measure="mean", classes=60, images_per_class=10)
     covered += found.low <= 2 / 7 <= found.high
     half = 1.96 * np.sqrt(rep[("mean", 1)].naive.mean() / 3)
     naive_covered += abs(found.estimate - 2 / 7) <= half
-  assert abs(covered / reps - 0.95) <= 3.5 * np.sqrt(0.95 * 0.05 / reps)
-  assert naive_covered / reps < 0.8  # the row-level variance alone does not cover
+  return covered / reps, naive_covered / reps
+
+
+def test_the_recipe_covers_a_clustered_mean_its_naive_variance_ignores():
+  """The design effect measured on draws and unit splits must restore coverage of the
+  population mean that the rows' naive variance misses."""
+  coverage, naive = _clustered_coverage(11)
+  assert abs(coverage - 0.95) <= 3.5 * np.sqrt(0.95 * 0.05 / 300)
+  assert naive < 0.8  # the row-level variance alone does not cover
 
 
 def test_the_jackknife_groups_measure_the_spread_of_leave_one_group_out_scores():
@@ -166,23 +174,8 @@ def test_the_jackknife_groups_measure_the_spread_of_leave_one_group_out_scores()
 
 
 def test_the_jackknife_recipe_covers_a_clustered_mean():
-  """As the split recipe above: clustered rows whose statistic ignores the clusters."""
-  rng = np.random.default_rng(12)
-  reps, covered = 300, 0
-  for _ in range(reps):
-    samples = []
-    for _ in range(3):
-      units = np.repeat(np.arange(60), 10)
-      values = (rng.random(600) < rng.beta(1, 2.5, 60)[units]).astype(np.float64)
-
-      def statistic(rows, names, values=values):
-        return {("mean", 1): replicated.unit_score(values[rows], None)}
-      samples.append(replicated.Sample(statistic, units))
-    rep = replicated.replicate(samples, k_of=lambda key: 1, jackknife=10,
-                               seed=[int(rng.integers(1 << 30))])
-    found = rep[("mean", 1)].class_interval(measure="mean", classes=60, images_per_class=10)
-    covered += found.low <= 2 / 7 <= found.high
-  assert abs(covered / reps - 0.95) <= 3.5 * np.sqrt(0.95 * 0.05 / reps)
+  coverage, _ = _clustered_coverage(12, jackknife=10)
+  assert abs(coverage - 0.95) <= 3.5 * np.sqrt(0.95 * 0.05 / 300)
 
 
 def test_a_score_zero_in_every_row_is_a_sampling_zero_unless_zero_by_construction():
