@@ -7,7 +7,7 @@ tie-breaking, ``metrics.tie_classes``); ``null_rows`` scores one shuffle
 (``metrics.class_nulls``); ``within_class_nulls`` is the within-class permutation null
 of the pairing measures; ``replicate`` runs the class-level recipe of
 ``metrics.replicated`` for every measure and for "beyond class" (value minus the row's
-mean under within-class shuffles, the shuffles drawn again inside every class split).
+mean under within-class shuffles, the shuffles drawn again inside every leave-out).
 ``runs.imagenet_decomposition`` and ``benchmarks/coverage_protocols`` both use these,
 so the coverage benchmark measures the intervals the run prints.
 """

@@ -36,9 +36,10 @@ whether the modalities agree beyond what each does alone. The pairing measures a
                 row, the shuffle moves nothing and beyond_class is exactly 0.
 
 Intervals (``metrics.replicated``): the class is the unit. Each draw is scored whole and
-on random class halves and quarters (lists searched again inside each; for
-beyond_class the within-class shuffles drawn again too); the spread of the draws and
-splits gives the design effect of the class-level naive variance. Every measure gets
+with each of 8 random class groups left out (a delete-a-group jackknife,
+``decomposition_scores.JACKKNIFE``; lists searched again inside each; for beyond_class
+the within-class shuffles drawn again too); the spread of the draws and the jackknife
+give the design effect of the class-level naive variance. Every measure gets
 ``intervals.class_interval``, beyond_class the same recipe on the per-row differences
 (symmetric t form); the normalised score's interval is the score's mapped through the
 normalisation. Estimand: the expected value for a fresh gallery of as many random
@@ -75,11 +76,12 @@ PAIRING_MEASURES = class_nulls.PAIRING
 CEILING = "side A's neighbour sets on both sides (identical features)"
 NO_CEILING = "a one-side measure: no pairing, so no ceiling of perfect alignment"
 CI_METHOD = ("class-level t interval (Wilson form): naive variance with classes as units "
-             "x design effect measured on independent draws and random class halves and "
-             "quarters with recomputed neighbour sets (metrics.replicated)")
+             "x design effect measured on independent draws and a delete-a-group jackknife "
+             "of each draw's classes (8 groups) with recomputed neighbour sets "
+             "(metrics.replicated)")
 BEYOND_CLASS_CI_METHOD = ("class-level t interval of each row's value minus its mean under "
                           "the within-class shuffles: the same recipe, the shuffles drawn "
-                          "again inside every class split")
+                          "again inside every jackknife leave-out")
 BEYOND_CLASS_COLUMNS = ["within_class_null", "within_class_null_std", "within_class_p_value",
                         "beyond_class", "beyond_class_ci_low", "beyond_class_ci_high",
                         "beyond_class_se", "beyond_class_df"]
