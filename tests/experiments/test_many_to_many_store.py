@@ -152,7 +152,14 @@ def test_the_same_array_on_both_sides_agrees_perfectly(store, tmp_path, side):
       assert row["ceiling_null"] == pytest.approx(row["null_mean"])
       if row["normalised"] is not None:
         assert row["normalised"] == pytest.approx(1.0)
-        assert row["normalised_ci_low"] == pytest.approx(1.0)
+        # Every row scored 1 in every draw: a sampling outcome, so Wilson's boundary
+        # interval at the draws' items together, [1 - q^2 / (n + q^2), 1], mapped.
+        assert "effective units (every unit scored 1)" in row["ci_method"]
+        n = float(row["ci_method"].split("Wilson score interval at ")[1].split()[0])
+        q2 = 1.959963984540054 ** 2
+        assert row["ci_low"] == pytest.approx(1 - q2 / (n + q2)) and row["ci_high"] == 1.0
+        assert 0.9 < row["normalised_ci_low"] < 1.0
+        assert row["normalised_ci_high"] == pytest.approx(1.0)
 
 
 def test_array_names_are_store_paths_with_whole_names_or_endings(store, tmp_path):
