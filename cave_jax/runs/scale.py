@@ -205,10 +205,12 @@ def _ties(tied, saved_paired, k) -> dict:
 
 
 # Per ``reporting`` cost unit the tie-aware query searches of the paired pass (many
-# galleries, each fed in parts) take about 7x as long as an all-rows search: measured on
-# 2 CPU cores, D = 64, the default sweep's paired pass (22 + 8 + 8 + 4 + 1 galleries of
-# 1,024 ... 262,144 rows, Q = 1,024) against one all-rows search of 65,536 rows.
-PAIRED_COST_FACTOR = 7.0
+# galleries, each fed in parts) take about 1.2x as long as the all-rows blocks: measured
+# on 2 CPU cores with the heap selection of the CPU tiles (``knn.host_select``), the smoke
+# sweep with Q = 1,024 (the paired pass 0.13 s for 46% of the units, the blocks 0.89 s
+# for 54%, so 5.7x less per unit than the earlier factor 7 assumed; that factor was
+# measured with the XLA top-k selection, which was slower on queries).
+PAIRED_COST_FACTOR = 1.2
 
 
 class _Costs:
