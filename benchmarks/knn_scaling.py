@@ -166,7 +166,6 @@ def profile_tile(d, k, n, repeats=5):
   b, w = g.block, g.panel
   k_s = 2 * k + 8
   k_row, k_col = tiles._offer(k_s, k, w, n), tiles._offer(k_s, k, b, n)
-  rng = np.random.default_rng(0)
   q = jnp.asarray(_data(b, d, seed=1))
   p = jnp.asarray(_data(w, d, seed=2))
   t = jax.block_until_ready(jax.jit(tiles._tile)(q, p))
@@ -196,7 +195,6 @@ def profile_tile(d, k, n, repeats=5):
       times.append(time.perf_counter() - t0)
     ms = 1e3 * float(np.median(times))
     print(f"| {name} | {ms:.2f} | {b * w / ms / 1e6:.2f} |", flush=True)
-  del rng
 
 
 def accelerator_present() -> tuple[bool, str]:

@@ -78,3 +78,11 @@ def test_chunked_data_equal_one_draw(make, per_centre, spread):
   got = make(1000, 6, chunk=300)
   assert got.dtype == np.float32
   np.testing.assert_array_equal(got, _one_draw(1000, 6, per_centre, spread))
+
+
+def test_profile_tile_times_each_stage_of_one_device_tile():
+  out = _run("benchmarks.knn_scaling", "--profile-tile", "--n", "3000", "--d", "8", "--k", "3")
+  assert out.returncode == 0, out.stdout + out.stderr[-3000:]
+  for stage in ("dot (fp32 HIGHEST)", "row top-", "column top-", "lax.top_k rows",
+                "one pass: row max", "offers of one tile"):
+    assert stage in out.stdout, out.stdout
