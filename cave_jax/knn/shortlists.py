@@ -216,7 +216,7 @@ def query_shortlists(q_unit: np.ndarray, db_unit: np.ndarray, k_s: int, *, host:
   db = _pad_rows(db_unit, -(-nd // w) * w)
   panels = -(-nd // w)
   db_dev = None if host else jnp.asarray(db)
-  tile = _aligned_empty(b * w) if host else None
+  tile = _aligned_empty(b * w).reshape(b, w) if host else None
   ids = np.full(nq, -1, np.int32) if query_ids is None else np.asarray(query_ids, np.int32)
   shortlist = np.empty((nq, k_s), np.int32)
   tile_scores = np.empty((nq, k_s), np.float32)
@@ -230,9 +230,8 @@ def query_shortlists(q_unit: np.ndarray, db_unit: np.ndarray, k_s: int, *, host:
     if host:
       vals, heap_ids = host_select.new_heaps(b, k_s)
       for j0 in range(0, nd, w):
-        t = tile.reshape(b, w)
-        np.matmul(q, db[j0:j0 + w].T, out=t)
-        host_select.query_tile(t, real, j0, nd, q_ids, vals, heap_ids)
+        np.matmul(q, db[j0:j0 + w].T, out=tile)
+        host_select.query_tile(tile, real, j0, nd, q_ids, vals, heap_ids)
       lists = host_select.sorted_lists(vals[:real], heap_ids[:real])
     else:
       run_v, run_i, run_out = tiles._query_row(
