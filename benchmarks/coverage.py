@@ -19,12 +19,12 @@ goes through a scaled-down protocol of each experiment (``coverage_protocols``):
              and the matched one-to-one baseline: the item-level intervals the run
              prints (``runs.many_to_many_scores.replicate`` / ``item_interval``, the
              recipe of ``cave_jax.metrics.replicated``: design effects from the draws
-             and item halves/quarters where ``intervals.can_borrow``);
+             and a delete-a-group jackknife of 8 item groups per draw);
   classes    ImageNet-style: 3 independent draws of 200 classes x m = 1, 3, 9 images
              (nested in m), k in {1, 10}, every measure of ``class_metrics`` and the
              agreement beyond class (value minus its mean under 20 within-class
-             shuffles, drawn again in every split): the class-level intervals of
-             ``runs.decomposition_scores.replicate`` (same recipe, class splits).
+             shuffles, restricted to every leave-out): the class-level intervals of
+             ``runs.decomposition_scores.replicate`` (same recipe, 8 class groups).
 
 k-NN lists come from an independent float64 numpy brute force (the Gram matrix of a
 sample once, every subset reads its part; for the grouped and class protocols the

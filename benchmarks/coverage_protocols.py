@@ -62,7 +62,7 @@ class GroupPlan:
   hits: tuple = HITS
   draws: int = 3
   parts: tuple = (2, 4)
-  jackknife: int = replicated.JACKKNIFE
+  jackknife: int = many_to_many_scores.JACKKNIFE
   n_perm: int = 20  # item shuffles of the null and the ceiling's null (normalised score)
 
 

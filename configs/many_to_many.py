@@ -7,8 +7,8 @@ Default: the synthetic world (`cave_jax.data.scenes.grouped_pairs`, knobs under
 `world`), about `rows` = 8,192 paired rows per setting (items = rows // group size), ks =
 (10,), 3 draws; every hit definition of `cave_jax.metrics.group_metrics` (`hits`: flat,
 any, fraction and their `_other` forms that drop each row's own group first) with
-chance, an item-level calibrated CI (design effect from the draws and item
-splits), an item-shuffling permutation null, the ceiling (identical
+chance, an item-level calibrated CI (design effect from the draws and an item
+jackknife), an item-shuffling permutation null, the ceiling (identical
 features on both sides, one vector per item) and the normalised score (score - null) /
 (ceiling - ceiling null), None where the ceiling's headroom is ~0. Every setting is also
 scored at the item level (one point per item per side: the mean of its unit rows) and

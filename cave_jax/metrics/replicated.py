@@ -194,10 +194,10 @@ def replicate(samples: Sequence[Sample], *, k_of: Callable[[Hashable], int], see
   share rho of their rows vary less than fresh samples: their sample variance estimates
   (1 - rho) Var (Cov = rho Var, the model of ``intervals.mean_interval``), so their
   naive variances enter as (1 - rho) x naive. With one draw, or draws of the same rows
-  (overlap 1), the design effect comes from the splits alone, and the halves lend to
-  every measure even below the borrowing rule (labelled so; at least 2 units each),
-  since nothing else could: smaller replicates measure a larger design effect, so such
-  an interval is conservative.
+  (overlap 1), the design effect comes from the splits (or the jackknife) alone, and the
+  halves (the leave-outs) lend to every measure even below the borrowing rule (labelled
+  so; at least 2 units each), since nothing else could: smaller replicates measure a
+  larger design effect, so such an interval is conservative.
 
   Returns:
     {name: Replicates}, names as the statistic returns them.
@@ -230,7 +230,7 @@ def replicate(samples: Sequence[Sample], *, k_of: Callable[[Hashable], int], see
     rng = np.random.default_rng([*seed, d])
     if jackknife:
       _jackknife_draw(sample, units, weights, found, jackknife, rng, k_of, unit_level,
-                      split_groups, d)
+                      split_groups, d, fallback=not independent)
       continue
     for p in parts:
       per = n_units // p
@@ -280,8 +280,10 @@ def replicate(samples: Sequence[Sample], *, k_of: Callable[[Hashable], int], see
   return out
 
 
-def _jackknife_draw(sample, units, weights, found, groups, rng, k_of, unit_level, out, d):
-  """Adds draw d's delete-a-group jackknife group of every measure to ``out``."""
+def _jackknife_draw(sample, units, weights, found, groups, rng, k_of, unit_level, out, d,
+                    fallback: bool):
+  """Adds draw d's delete-a-group jackknife group of every measure to ``out``; with
+  ``fallback`` (no draws group) to every measure, below the borrowing rule too."""
   distinct = np.unique(units)
   if distinct.size < max(groups, 2):
     return  # too few units: this draw lends nothing (the draws group may still)
@@ -293,13 +295,16 @@ def _jackknife_draw(sample, units, weights, found, groups, rng, k_of, unit_level
   per = distinct.size - int(np.bincount(group_of).max())
   lend = [name for name in found
           if intervals.can_borrow(per if unit_level(name) else rows, k_of(name), per)]
+  note = ""
+  if fallback and len(lend) < len(found):
+    lend, note = list(found), " (below the borrowing rule)"  # else no replicates
   if not lend:
     return
   values = [sample.statistic(k, lend) for k in kept]
   for name in lend:
     if all(name in v for v in values):
       out.setdefault(name, []).append(intervals.jackknife_group(
-          f"draw {d} jackknife ({groups} groups)", [v[name][0] for v in values],
+          f"draw {d} jackknife ({groups} groups){note}", [v[name][0] for v in values],
           found[name][1]))
 
 

@@ -7,7 +7,7 @@ tie-breaking, ``metrics.tie_classes``); ``null_rows`` scores one shuffle
 (``metrics.class_nulls``); ``within_class_nulls`` is the within-class permutation null
 of the pairing measures; ``replicate`` runs the class-level recipe of
 ``metrics.replicated`` for every measure and for "beyond class" (value minus the row's
-mean under within-class shuffles, the shuffles drawn again inside every leave-out).
+mean under within-class shuffles; every leave-out restricts the same shuffles).
 ``runs.imagenet_decomposition`` and ``benchmarks/coverage_protocols`` both use these,
 so the coverage benchmark measures the intervals the run prints.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cave_jax import errors
 from cave_jax import knn
 from cave_jax.metrics import class_metrics
 from cave_jax.metrics import class_nulls
@@ -70,17 +71,45 @@ def null_rows(measure: str, sets, labels, rng, within_class: bool = False) -> np
   return class_nulls.shuffled_values(measure, *sets, labels, perm)
 
 
-def _within_means(measure, sets, labels, n_perm: int, rng) -> np.ndarray:
-  """float64 [N]: each row's mean value under n_perm within-class shuffles."""
-  return np.mean([null_rows(measure, sets, labels, rng, within_class=True)
-                  for _ in range(n_perm)], axis=0)
+def restrict_permutation(perm, rows) -> np.ndarray:
+  """A pairing permutation of all rows restricted to ``rows``: int64 [len(rows)] in the
+  subset's numbering (row rows[i] pairs with rows[out[i]]).
+
+  Raises:
+    InvalidArgumentError: perm pairs a row of ``rows`` with a row outside them (for a
+      within-class shuffle: the subset splits a class).
+  """
+  perm, rows = np.asarray(perm, np.int64), np.asarray(rows, np.int64)
+  position = np.full(perm.size, -1, np.int64)
+  position[rows] = np.arange(rows.size)
+  out = position[perm[rows]]
+  if np.any(out < 0):
+    raise errors.InvalidArgumentError(
+        f"{int(np.sum(out < 0))} of {rows.size} rows are paired outside the subset: a "
+        f"within-class shuffle restricts only to subsets of whole classes")
+  return out
 
 
 def _statistic(gallery, ks, full: dict, within: dict, n_perm: int, seed):
   """The ``replicated.Sample`` statistic of one draw: row indices -> {(k, measure):
   (score, class-level naive variance)} with (k, "beyond", measure) the value minus the
-  row's mean under within-class shuffles (``within`` on the full draw, drawn again in a
-  subset)."""
+  row's mean under within-class shuffles (``within`` on the full draw; in a subset of
+  whole classes, n_perm shuffles of the draw restricted to the subset).
+
+  Every subset restricts the same n_perm shuffles (common random numbers): fresh shuffles
+  per leave-out would add their Monte Carlo noise to each leave-out independently, and
+  the jackknife scales the leave-outs' spread by G - 1, so that noise would widen the
+  interval by far more than it moves the score.
+  """
+  shuffles = []
+
+  def restricted(rows):
+    if not shuffles:  # once per draw, on the first subset
+      rng = np.random.default_rng(seed)
+      shuffles.extend(class_metrics.within_class_permutation(gallery.labels, rng)
+                      for _ in range(n_perm))
+    return [restrict_permutation(perm, rows) for perm in shuffles]
+
   def score(rows, names=None):
     labels = gallery.labels[rows]
     if names is None:  # the whole draw
@@ -92,13 +121,13 @@ def _statistic(gallery, ks, full: dict, within: dict, n_perm: int, seed):
       fits = [k for k in ks if k <= sets[0].k  # a split too small for k leaves it out
               and any(name[0] == k for name in names)]
       values = measure_values(sets, labels, fits)
-      if n_perm > 0:
-        rng = np.random.default_rng([*seed, rows.size, int(rows[0]), int(rows.sum())])
-        for k in fits:
-          small = tuple(x.restrict(k) for x in sets)
-          for measure in PAIRING_MEASURES:
-            values[(k, "beyond", measure)] = _beyond(values[(k, measure)], _within_means(
-                measure, small, labels, n_perm, rng), labels)
+      perms = restricted(rows) if n_perm > 0 and fits else []
+      for k in fits if perms else ():
+        small = tuple(x.restrict(k) for x in sets)
+        for measure in PAIRING_MEASURES:
+          means = np.mean([class_nulls.shuffled_values(measure, *small, labels, perm)
+                           for perm in perms], axis=0)
+          values[(k, "beyond", measure)] = _beyond(values[(k, measure)], means, labels)
     return {key: replicated.unit_score(v, labels) for key, v in values.items()}
   return score
 

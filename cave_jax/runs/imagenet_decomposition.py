@@ -38,7 +38,8 @@ whether the modalities agree beyond what each does alone. The pairing measures a
 Intervals (``metrics.replicated``): the class is the unit. Each draw is scored whole and
 with each of 8 random class groups left out (a delete-a-group jackknife,
 ``decomposition_scores.JACKKNIFE``; lists searched again inside each; for beyond_class
-the within-class shuffles drawn again too); the spread of the draws and the jackknife
+the draw's within-class shuffles restricted to each, the same shuffles in every
+leave-out); the spread of the draws and the jackknife
 give the design effect of the class-level naive variance. Every measure gets
 ``intervals.class_interval``, beyond_class the same recipe on the per-row differences
 (symmetric t form); the normalised score's interval is the score's mapped through the
@@ -80,8 +81,8 @@ CI_METHOD = ("class-level t interval (Wilson form): naive variance with classes 
              "of each draw's classes (8 groups) with recomputed neighbour sets "
              "(metrics.replicated)")
 BEYOND_CLASS_CI_METHOD = ("class-level t interval of each row's value minus its mean under "
-                          "the within-class shuffles: the same recipe, the shuffles drawn "
-                          "again inside every jackknife leave-out")
+                          "the within-class shuffles: the same recipe, every jackknife "
+                          "leave-out restricting the same shuffles of the draw")
 BEYOND_CLASS_COLUMNS = ["within_class_null", "within_class_null_std", "within_class_p_value",
                         "beyond_class", "beyond_class_ci_low", "beyond_class_ci_high",
                         "beyond_class_se", "beyond_class_df"]

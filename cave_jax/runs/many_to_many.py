@@ -36,13 +36,13 @@ Two sources (``config.source``):
 
 Per setting and draw the exact tie-aware neighbour sets are computed once: both sides
 and the ceiling's features over the rows with max(ks) + (largest group - 1) neighbours,
-and the item points and matched one-to-one rows of both sides; again inside random
-item halves and quarters for the intervals. Statistics per (setting, evaluation, k,
+and the item points and matched one-to-one rows of both sides; again inside each
+leave-out of the item jackknife for the intervals. Statistics per (setting, evaluation, k,
 hit): ``statistics.stat_row`` over the draws with the chance level (``hits.hit_chance``,
 None for "any"), a permutation null that shuffles whole items between the two sides,
 keeping each side's duplicate structure, the ceiling, and the item-level calibrated
 interval of ``runs.many_to_many_scores`` (items as the unit, design effect from the
-draws and item splits). Outputs
+draws and the item jackknife). Outputs
 in ``workdir``: many_to_many.json, many_to_many.csv, many_to_many.png/.pdf.
 """
 
@@ -107,11 +107,13 @@ def _stats_cost(rows: int, items: int, settings) -> float:
 
 def _draw_cost(rows: int, items: int, dims, settings) -> float:
   """Searches of one draw (``scores.search_draw``: rows of A, B and the ceiling; items
-  and matched one-to-one rows of A and B; again on item halves and quarters, about
-  3/4 of a whole draw's search) and its statistics."""
-  search = 1.75 * (2 * reporting.search_cost(rows, dims[0])
-                   + reporting.search_cost(rows, dims[1])
-                   + 2 * sum(reporting.search_cost(items, d) for d in dims))
+  and matched one-to-one rows of A and B; again, without the ceiling, in each of the
+  jackknife's leave-outs of (G - 1) / G of the items) and its statistics."""
+  sides = (sum(reporting.search_cost(rows, d) for d in dims)
+           + 2 * sum(reporting.search_cost(items, d) for d in dims))
+  groups = scores.JACKKNIFE
+  leave_outs = groups * ((groups - 1) / groups) ** 2 if groups else 0.75
+  search = reporting.search_cost(rows, dims[0]) + (1.0 + leave_outs) * sides
   return search + _stats_cost(rows, items, settings)
 
 

@@ -202,8 +202,8 @@ def null_contrast(per_draw_values: list[np.ndarray],
   Returns:
     {"null_mean", "null_std", "p_value", "difference", "ci_low", "ci_high",
      "ci_method", "estimand", "se", "df"}: the null's mean and spread over n_perm
-    shuffles, the one-sided p-value of the score against it, difference = score - null
-    mean, and its interval: the calibrated one, or a nested bootstrap over draws and
+    shuffles, the one-sided p-value of the score against it, difference = the mean of
+    the per-row differences (score - null mean up to rounding), and its interval: the calibrated one, or a nested bootstrap over draws and
     rows of the per-row value minus the row's mean under the shuffles (estimand, se, df
     None).
   """
@@ -211,16 +211,21 @@ def null_contrast(per_draw_values: list[np.ndarray],
   cal, null_means = null if null is not None else row_null(score, null_rows,
                                                            settings.n_perm, seed)
   diff = [np.asarray(v, np.float64) - m for v, m in zip(per_draw_values, null_means)]
+  # The mean of the per-row differences, which the interval is about: score - null mean
+  # equals it up to rounding, and a difference that is 0 by construction (every row
+  # unmoved by the shuffles) must not fall an ulp outside its own interval.
+  difference = float(np.mean([d.mean() for d in diff]))
   if interval is None:
     low, high = stats.nested_bootstrap_ci(diff, n_boot=settings.n_boot,
                                           confidence=settings.confidence, seed=seed + 1)
     fields = {"ci_low": low, "ci_high": high, "ci_method": CI_METHOD, "estimand": None,
               "se": None, "df": None}
   else:
-    difference = float(np.mean([d.mean() for d in diff]))
     fields = _interval_fields(difference, diff, interval, settings)
+    if isinstance(interval, intervals.Interval):
+      difference = float(interval.estimate)
   return {"null_mean": cal.null_mean, "null_std": cal.null_std, "p_value": cal.p_value,
-          "difference": cal.calibrated, **fields}
+          "difference": difference, **fields}
 
 
 def joint_replicates(per_draw_columns: list[np.ndarray], n_boot: int,

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from cave_jax import errors
 from cave_jax import knn
 from cave_jax.metrics import class_metrics
 from cave_jax.metrics import class_nulls
@@ -130,7 +131,7 @@ def _brute_class(a, b, labels, measure, k, perm):
       value = lambda x, y: len(x & {int(inverse[j]) for j in y}) / k
     elif measure == "label_agreement":
       value = lambda x, y: sum(min(sum(labels[j] == c for j in x), sum(labels[j] == c for j in y))
-                               for c in range(3)) / k
+                               for c in np.unique(labels)) / k
     else:  # both_correct: A's hit at row i times B row perm[i]'s own hit
       value = lambda x, y: (sum(labels[j] == labels[i] for j in x) / k
                             * sum(labels[j] == labels[perm[i]] for j in y) / k)
@@ -202,3 +203,41 @@ def test_tie_free_data_score_as_the_index_rule_lists():
   np.testing.assert_allclose(
       class_nulls.shuffled_values("label_agreement", *small, labels, perm),
       class_metrics.multiset_overlap(labels[lists[0][:, :k]], labels[lists[1][:, :k][perm]]) / k)
+
+
+def test_a_within_class_shuffle_restricts_to_subsets_of_whole_classes():
+  labels = np.repeat(np.arange(3), 4)
+  perm = class_metrics.within_class_permutation(labels, np.random.default_rng(5))
+  rows = np.array([8, 0, 9, 1, 2, 10, 3, 11])  # classes 0 and 2, in any order
+  small = decomposition_scores.restrict_permutation(perm, rows)
+  np.testing.assert_array_equal(rows[small], perm[rows])  # the same pairs, renumbered
+  np.testing.assert_array_equal(np.sort(small), np.arange(8))
+  with pytest.raises(errors.InvalidArgumentError, match="whole classes"):
+    decomposition_scores.restrict_permutation(perm, np.array([0, 1, 4, 5, 6, 7]))
+
+
+def test_every_leave_out_restricts_the_same_within_class_shuffles():
+  """Beyond class in a subset of classes: the value minus its mean under the draw's n_perm
+  within-class shuffles restricted to the subset (brute force on the subset), the same
+  shuffles in every subset, so leave-outs differ by their classes, not by shuffle noise."""
+  rng = np.random.default_rng(8)
+  labels = np.repeat(np.arange(6), 4)
+  a = rng.standard_normal((24, 4)) + 2 * np.eye(6, 4)[labels]
+  b = rng.standard_normal((24, 5)) + 2 * np.eye(6, 5)[labels]
+  k, n_perm, seed = 2, 3, [4, 13, 0]
+  gallery = decomposition_scores.Gallery(a, b, labels, k)
+  full = decomposition_scores.measure_values(gallery.full, labels, (k,))
+  score = decomposition_scores._statistic(gallery, (k,), full, {}, n_perm, seed)
+  shuffle_rng = np.random.default_rng(seed)
+  perms = [class_metrics.within_class_permutation(labels, shuffle_rng) for _ in range(n_perm)]
+  names = [(k, "beyond", m) for m in decomposition_scores.PAIRING_MEASURES]
+  for kept in ([0, 1, 2, 3, 4], [1, 2, 3, 4, 5], [0, 2, 3, 4, 5]):
+    rows = np.flatnonzero(np.isin(labels, kept))
+    found = score(rows, names)
+    for measure in decomposition_scores.PAIRING_MEASURES:
+      value = _brute_class(a[rows], b[rows], labels[rows], measure, k, np.arange(rows.size))
+      means = np.mean([_brute_class(a[rows], b[rows], labels[rows], measure, k,
+                                    decomposition_scores.restrict_permutation(p, rows))
+                       for p in perms], axis=0)
+      assert found[(k, "beyond", measure)][0] == pytest.approx(np.mean(value - means),
+                                                               abs=1e-12)
