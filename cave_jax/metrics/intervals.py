@@ -416,8 +416,10 @@ def group_interval(draw_scores, draw_naive_variances, deff: DesignEffect, *, hit
   Args:
     draw_scores: float [D], the score of each independent draw (fresh items each).
     draw_naive_variances: float [D], item-level ``naive_variance`` of each draw.
-    deff: from ``design_effect`` over the draws and random item splits of each draw
-      (``split_groups``), with neighbour lists recomputed per split.
+    deff: from ``design_effect`` over the draws and replicates of each draw (random
+      item splits, ``split_groups``, or a delete-a-group jackknife of its items,
+      ``jackknife_group``), with neighbour lists recomputed in every replicate.
+    source: what the within-draw replicates were, for the method string.
   """
   d = len(np.atleast_1d(draw_scores))
   return mean_interval(
