@@ -422,10 +422,11 @@ def group_interval(draw_scores, draw_naive_variances, deff: DesignEffect, *, hit
     source: what the within-draw replicates were, for the method string.
   """
   d = len(np.atleast_1d(draw_scores))
+  draws = "independent draws and " if d >= 2 else ""  # one draw: no draws group
   return mean_interval(
       draw_scores, draw_naive_variances, deff, confidence=confidence,
-      method=(f"t interval: item-level variance x {deff.describe()} from independent "
-              f"draws and {source} with recomputed lists; {d} draw(s)"),
+      method=(f"t interval: item-level variance x {deff.describe()} from {draws}"
+              f"{source} with recomputed lists; {d} draw(s)"),
       estimand=(f"E[{hit} score] of {items} random items x {images_per_item} image(s) x "
                 f"{captions_per_item} caption(s)"), unit_range=True,
       boundary_units=boundary_units)

@@ -167,6 +167,10 @@ def test_group_and_class_intervals_name_their_unit_and_estimand():
   group = intervals.group_interval([0.3, 0.4], [1e-3, 1e-3], deff, hit="fraction", items=85,
                                    images_per_item=12, captions_per_item=1)
   assert "item-level" in group.method and "85 random items x 12 image(s)" in group.estimand
+  assert "from independent draws and item splits" in group.method
+  one = intervals.group_interval([0.3], [1e-3], deff, hit="flat", items=85, images_per_item=1,
+                                 captions_per_item=1, source="item jackknife (8 groups)")
+  assert "from item jackknife (8 groups)" in one.method and "draws and" not in one.method
   cls = intervals.class_interval([0.5], [1e-3], deff, measure="item_agreement", classes=200,
                                  images_per_class=10)
   assert "class-level" in cls.method and "200 random classes x 10" in cls.estimand
