@@ -39,8 +39,8 @@ Intervals (``metrics.replicated``): the class is the unit. Each draw is scored w
 with each of 8 random class groups left out (a delete-a-group jackknife,
 ``decomposition_scores.JACKKNIFE``; lists searched again inside each; for beyond_class
 the draw's within-class shuffles restricted to each, the same shuffles in every
-leave-out); the spread of the draws and the jackknife
-give the design effect of the class-level naive variance. Every measure gets
+leave-out); the spread of the draws and the jackknife give the design effect of the
+class-level naive variance. Every measure gets
 ``intervals.class_interval``, beyond_class the same recipe on the per-row differences
 (symmetric t form); the normalised score's interval is the score's mapped through the
 normalisation. Estimand: the expected value for a fresh gallery of as many random

@@ -37,8 +37,8 @@ Two sources (``config.source``):
 Per setting and draw the exact tie-aware neighbour sets are computed once: both sides
 and the ceiling's features over the rows with max(ks) + (largest group - 1) neighbours,
 and the item points and matched one-to-one rows of both sides; again inside each
-leave-out of the item jackknife for the intervals. Statistics per (setting, evaluation, k,
-hit): ``statistics.stat_row`` over the draws with the chance level (``hits.hit_chance``,
+leave-out of the item jackknife for the intervals. Statistics per (setting, evaluation,
+k, hit): ``statistics.stat_row`` over the draws with the chance level (``hits.hit_chance``,
 None for "any"), a permutation null that shuffles whole items between the two sides,
 keeping each side's duplicate structure, the ceiling, and the item-level calibrated
 interval of ``runs.many_to_many_scores`` (items as the unit, design effect from the

@@ -43,9 +43,9 @@ Intervals (``metrics.replicated``): the item is the unit. Each draw is scored wh
 with each of ``JACKKNIFE`` random item groups left out (a delete-a-group jackknife), every
 list searched again inside the rest; the spread of the draws and the jackknife variance
 give the design effect of the item-level naive variance, and ``intervals.group_interval``
-the interval of every number (rows, items and one-to-one alike). Estimand: the expected score of a fresh draw of as many items
-from the same source. The normalised score's interval is that interval mapped through
-the normalisation (``statistics``).
+the interval of every number (rows, items and one-to-one alike). Estimand: the expected
+score of a fresh draw of as many items from the same source. The normalised score's
+interval is that interval mapped through the normalisation (``statistics``).
 
 Every row carries "evaluation", "hit", "k", "n" (scored points: rows, or items) and the
 statistics row with ceiling and normalised score.

@@ -203,9 +203,9 @@ def null_contrast(per_draw_values: list[np.ndarray],
     {"null_mean", "null_std", "p_value", "difference", "ci_low", "ci_high",
      "ci_method", "estimand", "se", "df"}: the null's mean and spread over n_perm
     shuffles, the one-sided p-value of the score against it, difference = the mean of
-    the per-row differences (score - null mean up to rounding), and its interval: the calibrated one, or a nested bootstrap over draws and
-    rows of the per-row value minus the row's mean under the shuffles (estimand, se, df
-    None).
+    the per-row differences (score - null mean up to rounding), and its interval: the
+    calibrated one, or a nested bootstrap over draws and rows of the per-row value minus
+    the row's mean under the shuffles (estimand, se, df None).
   """
   score = float(np.mean([np.mean(v) for v in per_draw_values]))
   cal, null_means = null if null is not None else row_null(score, null_rows,
