@@ -113,13 +113,15 @@ def _rescore_in_chunks(x_query, x_db, shortlist, tile_scores, k, query_ids, rows
   """``rescore.top_k_rescored`` over chunks of query rows (bounded temporaries; the
   database norms are computed once)."""
   db_norms = rescore.norms64(x_db)
+  same = x_query is x_db  # a self-search: the query rows' norms are the database's
   indices = np.empty((len(x_query), k), np.int64)
   scores64 = np.empty((len(x_query), k))
   for start in range(0, len(x_query), rows):
     part = slice(start, start + rows)
     indices[part], scores64[part] = rescore.top_k_rescored(
         x_query[part], x_db, shortlist[part], tile_scores[part], k,
-        None if query_ids is None else query_ids[part], db_norms=db_norms)
+        None if query_ids is None else query_ids[part], db_norms=db_norms,
+        query_norms=(db_norms[0][part], db_norms[1][part]) if same else None)
   return indices, scores64
 
 

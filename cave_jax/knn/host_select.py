@@ -29,6 +29,7 @@ import numba
 import numpy as np
 
 from cave_jax import validation
+from cave_jax.knn import rescore
 
 _JIT = dict(nogil=True, cache=True)
 
@@ -201,12 +202,7 @@ class UnitRows:
     n, d = x.shape
     self.shape = (rows, d)
     self.dtype = np.dtype(np.float32)
-    self._exponents = validation.row_exponents(x, chunk_rows)
-    self._norms = np.empty(n)
-    for start in range(0, n, chunk_rows):
-      part = slice(start, start + chunk_rows)
-      x64 = validation.scaled_rows(x[part], self._exponents[part])
-      self._norms[part] = np.sqrt((x64 * x64).sum(-1))
+    self._exponents, self._norms = rescore.norms64(x, chunk_rows)  # numpy's bits
 
   def __getitem__(self, key) -> np.ndarray:
     """Rows ``key`` (a slice with step 1, or int positions) as float32 [m, D]; rows at

@@ -13,6 +13,9 @@ index alone.
 
 from __future__ import annotations
 
+import math
+
+import numba
 import numpy as np
 
 from cave_jax import validation
@@ -22,18 +25,155 @@ _CHUNK_BYTES = 64 << 20
 _U32 = 2.0 ** -24  # unit roundoff of float32
 
 
+_JIT = dict(nogil=True, cache=True)
+_PAIRWISE_BLOCK = 128  # numpy's PW_BLOCKSIZE
+_PAIRS_PER_TASK = 2048  # pairs (or rows) per parallel task: one buffer each
+
+
+def _pairwise_program(n: int):
+  """numpy's pairwise summation order for n contiguous terms, as data for ``_psum``:
+  (leaf starts, leaf lengths, postfix program). numpy sums a block of at most 128 terms
+  with 8 accumulators and splits a longer run in two halves (the first a multiple of 8
+  terms) whose sums it adds; the program pushes leaf i's sum for i >= 0 and adds the top
+  two for -1."""
+  starts, lengths, program = [], [], []
+
+  def visit(start, m):
+    if m <= _PAIRWISE_BLOCK:
+      starts.append(start)
+      lengths.append(m)
+      program.append(len(starts) - 1)
+      return
+    half = m // 2
+    half -= half % 8
+    visit(start, half)
+    visit(start + half, m - half)
+    program.append(-1)
+
+  visit(0, n)
+  return (np.array(starts, np.int64), np.array(lengths, np.int64),
+          np.array(program, np.int64))
+
+
+@numba.njit(**_JIT)
+def _leaf(buf, start, n):
+  """numpy's sum of buf[start:start + n] for n <= 128: plain below 8 terms, else 8
+  accumulators combined as ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7)), then the
+  remainder one by one."""
+  if n < 8:
+    res = 0.0
+    for t in range(start, start + n):
+      res += buf[t]
+    return res
+  r0, r1, r2, r3 = buf[start], buf[start + 1], buf[start + 2], buf[start + 3]
+  r4, r5, r6, r7 = buf[start + 4], buf[start + 5], buf[start + 6], buf[start + 7]
+  t = start + 8
+  end = start + n - n % 8
+  while t < end:
+    r0 += buf[t]
+    r1 += buf[t + 1]
+    r2 += buf[t + 2]
+    r3 += buf[t + 3]
+    r4 += buf[t + 4]
+    r5 += buf[t + 5]
+    r6 += buf[t + 6]
+    r7 += buf[t + 7]
+    t += 8
+  res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+  while t < start + n:
+    res += buf[t]
+    t += 1
+  return res
+
+
+@numba.njit(**_JIT)
+def _psum(buf, starts, lengths, program, stack):
+  """The sum of buf in numpy's pairwise order (``_pairwise_program``), added to +0.0 as
+  numpy's reduction does (a sum of -0.0 terms is +0.0)."""
+  top = 0
+  for op in program:
+    if op >= 0:
+      stack[top] = _leaf(buf, starts[op], lengths[op])
+      top += 1
+    else:
+      stack[top - 2] = stack[top - 2] + stack[top - 1]
+      top -= 1
+  return 0.0 + stack[0]
+
+
+@numba.njit(parallel=True, **_JIT)
+def _row_exponents(x, out):
+  """out[i] = e with max |x_i| = m 2^e, 0.5 <= m < 1 (0 for an all-zero row): what
+  ``validation.row_exponents`` gives (abs and max are exact in any precision)."""
+  for i in numba.prange(x.shape[0]):
+    top = 0.0
+    for t in range(x.shape[1]):
+      v = abs(np.float64(x[i, t]))
+      if v > top:
+        top = v
+    out[i] = math.frexp(top)[1]
+
+
+@numba.njit(parallel=True, **_JIT)
+def _row_norms(x, exponents, starts, lengths, program, out):
+  """out[i] = sqrt(sum((x_i 2^-e_i)^2)), the squares formed and summed as numpy does."""
+  n, d = x.shape
+  for task in numba.prange((n + _PAIRS_PER_TASK - 1) // _PAIRS_PER_TASK):
+    buf = np.empty(d)
+    stack = np.empty(program.size)
+    for i in range(task * _PAIRS_PER_TASK, min(n, (task + 1) * _PAIRS_PER_TASK)):
+      e = exponents[i]
+      if -1000 <= e <= 1000:  # 2^-e is a normal float64: multiplying by it is exact
+        f = math.ldexp(1.0, -e)
+        for t in range(d):
+          v = np.float64(x[i, t]) * f
+          buf[t] = v * v
+      else:
+        for t in range(d):
+          v = math.ldexp(np.float64(x[i, t]), -e)
+          buf[t] = v * v
+      out[i] = math.sqrt(_psum(buf, starts, lengths, program, stack))
+
+
+@numba.njit(parallel=True, **_JIT)
+def _pair_dots(xq, rows, xb, cols, starts, lengths, program, out):
+  """out[p] = sum(float64(xq[rows[p]]) * float64(xb[cols[p]])), summed as numpy does."""
+  pairs, d = rows.size, xq.shape[1]
+  for task in numba.prange((pairs + _PAIRS_PER_TASK - 1) // _PAIRS_PER_TASK):
+    buf = np.empty(d)
+    stack = np.empty(program.size)
+    for p in range(task * _PAIRS_PER_TASK, min(pairs, (task + 1) * _PAIRS_PER_TASK)):
+      i, j = rows[p], cols[p]
+      for t in range(d):
+        buf[t] = np.float64(xq[i, t]) * np.float64(xb[j, t])
+      out[p] = _psum(buf, starts, lengths, program, stack)
+
+
+def _compiled(*arrays) -> bool:
+  """Whether the compiled kernels take these arrays (C-contiguous float32 / float64)."""
+  return all(a.dtype in (np.float32, np.float64) and a.flags.c_contiguous for a in arrays)
+
+
 def norms64(x: np.ndarray, chunk_rows: int = 16384) -> tuple[np.ndarray, np.ndarray]:
   """(exponents int64 [N], norms float64 [N]) of the rows of x, each computed the same way.
 
   exponents: ``validation.row_exponents``; norms: Euclidean norms of the scaled rows
-  x_i 2^-e_i (in [0.5, sqrt(D)) for every nonzero row, at any scale of x).
+  x_i 2^-e_i (in [0.5, sqrt(D)) for every nonzero row, at any scale of x), the sum of
+  squares in numpy's pairwise order along each row (compiled for float32 / float64 rows,
+  numpy otherwise: the same bits either way, and for any memory layout of x).
   """
-  exponents = validation.row_exponents(x, chunk_rows)
+  exponents = np.empty(x.shape[0], np.int64)
   norms = np.empty(x.shape[0], np.float64)
   for start in range(0, x.shape[0], chunk_rows):
-    part = validation.scaled_rows(x[start:start + chunk_rows],
-                                  exponents[start:start + chunk_rows])
-    norms[start:start + chunk_rows] = np.sqrt((part * part).sum(-1))
+    part = slice(start, start + chunk_rows)
+    rows = np.ascontiguousarray(x[part])  # sums along contiguous rows, whatever x's layout
+    if _compiled(rows) and rows.shape[1]:
+      _row_exponents(rows, exponents[part])
+      _row_norms(rows, exponents[part], *_pairwise_program(rows.shape[1]), norms[part])
+    else:
+      exponents[part] = validation.row_exponents(rows)
+      scaled = validation.scaled_rows(rows, exponents[part])
+      norms[part] = np.sqrt((scaled * scaled).sum(-1))
   return exponents, norms
 
 
@@ -54,8 +194,9 @@ def unit_rows_float32(x: np.ndarray, order=None, rows: int | None = None,
   out = np.zeros((rows or n, x.shape[1]), np.float32)
   for start in range(0, n, chunk_rows):
     part = slice(start, min(n, start + chunk_rows))
-    x64 = validation.scaled_rows(x[part] if order is None else x[order[part]])
-    out[part] = x64 / np.sqrt((x64 * x64).sum(-1))[:, None]
+    given = x[part] if order is None else x[order[part]]
+    exponents, norms = norms64(given)
+    out[part] = validation.scaled_rows(given, exponents) / norms[:, None]
   return out
 
 
@@ -136,7 +277,7 @@ def certified(kth_scores64: np.ndarray, tile_scores: np.ndarray, thresholds: np.
 
 
 def top_k_rescored(x_query, x_db, shortlist, tile_scores, k: int, query_ids=None,
-                   bound: float | None = None, db_norms=None):
+                   bound: float | None = None, db_norms=None, query_norms=None):
   """Rescores shortlists in float64 and keeps the k best of each by (score, index).
 
   Only candidates whose tile score is within 2 * bound (default ``error_bound(d)``) of
@@ -152,6 +293,7 @@ def top_k_rescored(x_query, x_db, shortlist, tile_scores, k: int, query_ids=None
     k: neighbours to keep.
     query_ids: optional int [R]; candidate == query_ids[r] is excluded (self-search).
     db_norms: optional ``norms64(x_db)``, when the caller rescores in chunks of rows.
+    query_norms: optional ``norms64(x_query)`` (a self-search has them in db_norms).
 
   Returns:
     (indices int64 [R, k], scores float64 [R, k]), ordered by score desc, then index.
@@ -160,7 +302,8 @@ def top_k_rescored(x_query, x_db, shortlist, tile_scores, k: int, query_ids=None
   keep = rescore_targets(shortlist, tile_scores, k, x_db.shape[1], query_ids, bound)
   scores = np.full(shortlist.shape, -np.inf)
   db_norms = norms64(x_db) if db_norms is None else db_norms
-  score_block(scores, keep, shortlist, x_query, norms64(x_query), x_db, db_norms, 0)
+  query_norms = norms64(x_query) if query_norms is None else query_norms
+  score_block(scores, keep, shortlist, x_query, query_norms, x_db, db_norms, 0)
   return best_k(shortlist, scores, k)
 
 
@@ -207,6 +350,10 @@ def score_block(scores, keep, shortlist, x_query, q_norms, block, block_norms, o
       a = validation.scaled_rows(x_query[r[wild]], qe[wild])
       a *= validation.scaled_rows(block[c[wild]], be[wild])
       dots[wild] = a.sum(-1)
+    elif _compiled(x_query, block):  # the same sums, without the [pairs, D] temporaries
+      dots = np.empty(r.size)
+      _pair_dots(x_query, r, block, c, *_pairwise_program(block.shape[1]), dots)
+      dots = np.ldexp(dots, -(qe + be))
     else:
       dots = np.ldexp(np.multiply(x_query[r], block[c], dtype=np.float64).sum(-1), -(qe + be))
     scores[r, slots[start:start + step]] = dots / (q_len[r] * b_len[c])
